@@ -1,0 +1,31 @@
+# One entry point for every routine task. CI runs `make test` (see .ci/run).
+.PHONY: replay test deps lint fmt bench bless doc
+
+# The main job: replay the built-in synthetic cluster and print the report.
+replay:
+	cargo run --release -p tide-datasets --bin tide-replay
+
+# Everything CI checks: installs what the tests need, then lints, builds docs and runs every test.
+test:
+	bash scripts/test.sh
+
+# Only the installation step of `make test`.
+deps:
+	bash scripts/test.sh --deps-only
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+bench:
+	cargo bench -p tide-benches
+
+# Regenerate checked-in generated files (CRD YAML, golden outputs) on purpose.
+bless:
+	TIDE_BLESS=1 cargo test --workspace

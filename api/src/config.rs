@@ -1,0 +1,638 @@
+//! The one configuration shared by the extender, the agent and the replay (DESIGN.md §3).
+//!
+//! Water levels are percentages of a node's allocatable amount. Because the extender and the
+//! agent read the same numbers, the extender never admits a BE pod that the agent would
+//! evict at once: validation insists that every admission level sits at or below the matching
+//! eviction level.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::qos::ClassifyRules;
+use crate::units::{Bytes, MilliCores, ResourceAmounts};
+
+/// A configuration that parsed but makes no sense; names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The YAML did not parse or did not match the schema (unknown or mistyped field).
+    #[error("config does not parse: {0}")]
+    Parse(String),
+    /// A field holds a value out of its range or inconsistent with another field.
+    #[error("config field {field}: {reason}")]
+    Invalid {
+        /// Dotted path of the field, as written in YAML (`memory.evictPercent`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Resource names and labels Tide reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceNames {
+    /// Pod label carrying the Tide QoS class.
+    pub qos_label: String,
+    /// Extended resource for BE CPU, in millicores.
+    pub batch_cpu: String,
+    /// Extended resource for BE memory, in bytes.
+    pub batch_memory: String,
+    /// Also honour Koordinator's QoS label, batch resources and priority bands.
+    pub koordinator_compat: bool,
+}
+
+impl Default for ResourceNames {
+    fn default() -> Self {
+        Self {
+            qos_label: "tide.dev/qos".into(),
+            batch_cpu: "tide.dev/batch-cpu".into(),
+            batch_memory: "tide.dev/batch-memory".into(),
+            koordinator_compat: false,
+        }
+    }
+}
+
+impl ResourceNames {
+    /// The classification rules these names imply.
+    pub fn classify_rules(&self) -> ClassifyRules {
+        ClassifyRules {
+            qos_label: self.qos_label.clone(),
+            batch_resources: vec![self.batch_cpu.clone(), self.batch_memory.clone()],
+            koordinator_compat: self.koordinator_compat,
+        }
+    }
+}
+
+/// CPU water levels, in percent of allocatable CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CpuLevels {
+    /// The extender admits BE only while predicted HP peak + BE requests stay at or below this;
+    /// it pre-evicts BE before binding an HP pod that would push the prediction above it.
+    pub schedule_percent: f64,
+    /// The agent suppresses BE (cpuset or CFS quota) so node CPU usage stays at or below this.
+    pub suppress_percent: f64,
+    /// The agent evicts BE when HP + system usage alone stays above this.
+    pub evict_percent: f64,
+    /// Eviction stops once usage is back at or below this (hysteresis).
+    pub release_percent: f64,
+    /// CPUs never taken from the system and BE pool together, in millicores.
+    pub be_floor_milli: u64,
+}
+
+impl Default for CpuLevels {
+    fn default() -> Self {
+        Self {
+            schedule_percent: 85.0,
+            suppress_percent: 90.0,
+            evict_percent: 95.0,
+            release_percent: 88.0,
+            be_floor_milli: 500,
+        }
+    }
+}
+
+/// Memory water levels, in percent of allocatable memory (working set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryLevels {
+    /// The extender admits BE only while predicted HP peak + BE requests stay at or below this.
+    pub schedule_percent: f64,
+    /// The agent starts reclaiming cold page cache above this.
+    pub reclaim_percent: f64,
+    /// The agent evicts BE pods above this.
+    pub evict_percent: f64,
+    /// Eviction stops once usage is back at or below this (hysteresis).
+    pub release_percent: f64,
+    /// Above this, when the API server cannot be reached, BE containers are killed locally.
+    pub critical_percent: f64,
+}
+
+impl Default for MemoryLevels {
+    fn default() -> Self {
+        Self {
+            schedule_percent: 80.0,
+            reclaim_percent: 80.0,
+            evict_percent: 90.0,
+            release_percent: 85.0,
+            critical_percent: 95.0,
+        }
+    }
+}
+
+/// Which predictor the live system uses for the HP peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PredictorKind {
+    /// Max of per-pod histogram, node N-sigma and diurnal, with calibrated margin (the default).
+    Tide,
+    /// Sum of per-pod decaying-histogram percentiles only.
+    PodHistogram,
+    /// N-sigma on the node aggregate only.
+    NSigma,
+}
+
+/// Estimator settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct EstimatorSettings {
+    /// How far ahead the HP peak is predicted.
+    #[serde(with = "duration_text")]
+    pub horizon: Duration,
+    /// Share of decisions whose realised peak may exceed the prediction (0 < x < 1).
+    pub target_violation_rate: f64,
+    /// Half-life of the decaying histograms.
+    #[serde(with = "duration_text")]
+    pub half_life: Duration,
+    /// Length of the recent-sample ring buffer.
+    #[serde(with = "duration_text")]
+    pub recent_window: Duration,
+    /// History younger than this gives no reclaimable capacity.
+    #[serde(with = "duration_text")]
+    pub min_history: Duration,
+    /// An estimate older than this is stale: BE admission stops, HP is never blocked.
+    #[serde(with = "duration_text")]
+    pub stale_after: Duration,
+    /// Extra margin on the predicted peak, in percent of allocatable, per resource.
+    pub cpu_margin_percent: f64,
+    /// Extra margin on the predicted peak, in percent of allocatable, for memory.
+    pub memory_margin_percent: f64,
+    /// Which predictor the live system uses.
+    pub predictor: PredictorKind,
+    /// Adjust the margin online so the realised violation rate tracks the target.
+    pub calibrate: bool,
+}
+
+impl Default for EstimatorSettings {
+    fn default() -> Self {
+        Self {
+            horizon: Duration::from_secs(3600),
+            target_violation_rate: 0.01,
+            half_life: Duration::from_secs(24 * 3600),
+            recent_window: Duration::from_secs(3600),
+            min_history: Duration::from_secs(3600),
+            stale_after: Duration::from_secs(300),
+            cpu_margin_percent: 0.0,
+            memory_margin_percent: 5.0,
+            predictor: PredictorKind::Tide,
+            calibrate: true,
+        }
+    }
+}
+
+/// Capacity kept back for the system (kubelet, runtime, agent) beyond what usage shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SystemReserve {
+    /// CPU kept back.
+    pub cpu: MilliCores,
+    /// Memory kept back.
+    pub memory: Bytes,
+}
+
+impl Default for SystemReserve {
+    fn default() -> Self {
+        Self {
+            cpu: MilliCores(500),
+            memory: Bytes::GIB,
+        }
+    }
+}
+
+impl SystemReserve {
+    /// The reserve as an amount pair.
+    pub fn amounts(&self) -> ResourceAmounts {
+        ResourceAmounts {
+            cpu: self.cpu,
+            memory: self.memory,
+        }
+    }
+}
+
+/// Loop and publishing intervals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Intervals {
+    /// Agent sampling period.
+    #[serde(with = "duration_text")]
+    pub sample: Duration,
+    /// Shortest time between two publications of the node estimate.
+    #[serde(with = "duration_text")]
+    pub publish_min: Duration,
+    /// Longest time without a publication (re-asserts after kubelet resets).
+    #[serde(with = "duration_text")]
+    pub publish_max: Duration,
+    /// A change smaller than this share of allocatable is not published before `publishMax`.
+    pub publish_delta_percent: u8,
+    /// Shortest time between two BE evictions on one node.
+    #[serde(with = "duration_text")]
+    pub eviction_min: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Self {
+            sample: Duration::from_secs(1),
+            publish_min: Duration::from_secs(10),
+            publish_max: Duration::from_secs(60),
+            publish_delta_percent: 5,
+            eviction_min: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The whole shared configuration.
+///
+/// ```
+/// let cfg = tide_api::TideConfig::from_yaml("memory:\n  evictPercent: 92\n").unwrap();
+/// assert_eq!(cfg.memory.evict_percent, 92.0);
+/// assert_eq!(cfg.cpu.schedule_percent, 85.0); // documented default
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TideConfig {
+    /// Resource names and labels.
+    pub resources: ResourceNames,
+    /// CPU water levels.
+    pub cpu: CpuLevels,
+    /// Memory water levels.
+    pub memory: MemoryLevels,
+    /// Estimator settings.
+    pub estimator: EstimatorSettings,
+    /// System reserve.
+    pub reserve: SystemReserve,
+    /// Loop intervals.
+    pub intervals: Intervals,
+}
+
+fn percent(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && (0.0..=100.0).contains(&v) && v > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field,
+            reason: format!("{v} is not a percentage in (0, 100]"),
+        })
+    }
+}
+
+fn at_most(
+    field: &'static str,
+    v: f64,
+    other: &'static str,
+    limit: f64,
+) -> Result<(), ConfigError> {
+    if v <= limit {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field,
+            reason: format!("{v} must not exceed {other} ({limit})"),
+        })
+    }
+}
+
+fn below(field: &'static str, v: f64, other: &'static str, limit: f64) -> Result<(), ConfigError> {
+    if v < limit {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field,
+            reason: format!("{v} must be below {other} ({limit})"),
+        })
+    }
+}
+
+fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::Invalid {
+            field,
+            reason: "must be longer than zero".into(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl TideConfig {
+    /// Parses YAML (unknown fields are errors), fills documented defaults, and validates.
+    pub fn from_yaml(text: &str) -> Result<TideConfig, ConfigError> {
+        let cfg: TideConfig = if text.trim().is_empty() {
+            TideConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as YAML (every field, defaults included).
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks ranges and the ordering of water levels; the error names the field at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.cpu;
+        percent("cpu.schedulePercent", c.schedule_percent)?;
+        percent("cpu.suppressPercent", c.suppress_percent)?;
+        percent("cpu.evictPercent", c.evict_percent)?;
+        percent("cpu.releasePercent", c.release_percent)?;
+        at_most(
+            "cpu.schedulePercent",
+            c.schedule_percent,
+            "cpu.evictPercent",
+            c.evict_percent,
+        )?;
+        at_most(
+            "cpu.suppressPercent",
+            c.suppress_percent,
+            "cpu.evictPercent",
+            c.evict_percent,
+        )?;
+        below(
+            "cpu.releasePercent",
+            c.release_percent,
+            "cpu.evictPercent",
+            c.evict_percent,
+        )?;
+
+        let m = &self.memory;
+        percent("memory.schedulePercent", m.schedule_percent)?;
+        percent("memory.reclaimPercent", m.reclaim_percent)?;
+        percent("memory.evictPercent", m.evict_percent)?;
+        percent("memory.releasePercent", m.release_percent)?;
+        percent("memory.criticalPercent", m.critical_percent)?;
+        at_most(
+            "memory.schedulePercent",
+            m.schedule_percent,
+            "memory.evictPercent",
+            m.evict_percent,
+        )?;
+        at_most(
+            "memory.reclaimPercent",
+            m.reclaim_percent,
+            "memory.evictPercent",
+            m.evict_percent,
+        )?;
+        below(
+            "memory.releasePercent",
+            m.release_percent,
+            "memory.evictPercent",
+            m.evict_percent,
+        )?;
+        below(
+            "memory.evictPercent",
+            m.evict_percent,
+            "memory.criticalPercent",
+            m.critical_percent,
+        )?;
+
+        let e = &self.estimator;
+        if !(e.target_violation_rate > 0.0 && e.target_violation_rate < 1.0) {
+            return Err(ConfigError::Invalid {
+                field: "estimator.targetViolationRate",
+                reason: format!("{} is not a rate in (0, 1)", e.target_violation_rate),
+            });
+        }
+        for (field, v) in [
+            ("estimator.cpuMarginPercent", e.cpu_margin_percent),
+            ("estimator.memoryMarginPercent", e.memory_margin_percent),
+        ] {
+            if !(v.is_finite() && (0.0..100.0).contains(&v)) {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: format!("{v} is not a percentage in [0, 100)"),
+                });
+            }
+        }
+        positive("estimator.horizon", e.horizon)?;
+        positive("estimator.halfLife", e.half_life)?;
+        positive("estimator.recentWindow", e.recent_window)?;
+        positive("estimator.staleAfter", e.stale_after)?;
+
+        let i = &self.intervals;
+        positive("intervals.sample", i.sample)?;
+        positive("intervals.publishMin", i.publish_min)?;
+        if i.publish_max < i.publish_min {
+            return Err(ConfigError::Invalid {
+                field: "intervals.publishMax",
+                reason: format!(
+                    "{} is shorter than intervals.publishMin ({})",
+                    duration_text::format(i.publish_max),
+                    duration_text::format(i.publish_min)
+                ),
+            });
+        }
+        if i.publish_delta_percent > 100 {
+            return Err(ConfigError::Invalid {
+                field: "intervals.publishDeltaPercent",
+                reason: format!("{} is not a percentage", i.publish_delta_percent),
+            });
+        }
+        if e.stale_after <= i.publish_max {
+            return Err(ConfigError::Invalid {
+                field: "estimator.staleAfter",
+                reason: format!(
+                    "{} must be longer than intervals.publishMax ({}) or every estimate goes stale between publications",
+                    duration_text::format(e.stale_after),
+                    duration_text::format(i.publish_max)
+                ),
+            });
+        }
+        for (field, name) in [
+            ("resources.qosLabel", &self.resources.qos_label),
+            ("resources.batchCpu", &self.resources.batch_cpu),
+            ("resources.batchMemory", &self.resources.batch_memory),
+        ] {
+            if !is_qualified_name(name) {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: format!("{name:?} is not a qualified name such as tide.dev/batch-cpu"),
+                });
+            }
+        }
+        if self.resources.batch_cpu == self.resources.batch_memory {
+            return Err(ConfigError::Invalid {
+                field: "resources.batchMemory",
+                reason: "must differ from resources.batchCpu".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `prefix/name` with a DNS-like prefix and a name of letters, digits, `-`, `_`, `.`.
+fn is_qualified_name(s: &str) -> bool {
+    let Some((prefix, name)) = s.split_once('/') else {
+        return false;
+    };
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 253
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && part.as_bytes()[0].is_ascii_alphanumeric()
+            && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
+    };
+    prefix.contains('.') && ok(prefix) && ok(name) && name.len() <= 63
+}
+
+/// Durations written as text: `500ms`, `30s`, `5m`, `1h30m`, `2d`.
+pub mod duration_text {
+    use std::time::Duration;
+
+    /// Parses `1h30m`, `90s`, `250ms`, `2d`. A bare number is an error (the unit is required).
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(format!("invalid duration {s:?}: empty"));
+        }
+        let mut total: u128 = 0;
+        let mut rest = t;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(format!("invalid duration {s:?}: expected a number"));
+            }
+            let (num, tail) = rest.split_at(digits);
+            let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let (unit, tail) = tail.split_at(unit_len);
+            let ms: u128 = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "" => {
+                    return Err(format!(
+                        "invalid duration {s:?}: missing unit (ms, s, m, h, d)"
+                    ));
+                }
+                _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
+            };
+            let n: u128 = num
+                .parse()
+                .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            total = n
+                .checked_mul(ms)
+                .and_then(|v| total.checked_add(v))
+                .filter(|v| *v <= u128::from(u64::MAX))
+                .ok_or_else(|| format!("invalid duration {s:?}: too long"))?;
+            rest = tail;
+        }
+        Ok(Duration::from_millis(
+            u64::try_from(total).unwrap_or(u64::MAX),
+        ))
+    }
+
+    /// Formats with the largest exact units (`1h30m`, `250ms`, `0s`).
+    pub fn format(d: Duration) -> String {
+        let mut ms = d.as_millis();
+        if ms == 0 {
+            return "0s".into();
+        }
+        let mut out = String::new();
+        for (unit, size) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                out.push_str(&format!("{}{unit}", ms / size));
+                ms %= size;
+            }
+        }
+        out
+    }
+
+    /// serde `serialize_with`.
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    /// serde `deserialize_with`.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_yaml_gives_documented_defaults() {
+        let cfg = TideConfig::from_yaml("").unwrap();
+        assert_eq!(cfg, TideConfig::default());
+        assert_eq!(cfg.estimator.horizon, Duration::from_secs(3600));
+        assert_eq!(cfg.resources.batch_cpu, "tide.dev/batch-cpu");
+    }
+
+    #[test]
+    fn yaml_round_trips() {
+        let cfg = TideConfig::default();
+        let text = cfg.to_yaml();
+        assert!(text.contains("horizon: 1h"), "{text}");
+        assert_eq!(TideConfig::from_yaml(&text).unwrap(), cfg);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = TideConfig::from_yaml("memory:\n  evictPercnt: 90\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)));
+        assert!(err.to_string().contains("evictPercnt"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field_at_fault() {
+        let cases = [
+            ("memory:\n  evictPercent: 97\n", "memory.evictPercent"),
+            ("memory:\n  schedulePercent: 93\n", "memory.schedulePercent"),
+            ("cpu:\n  suppressPercent: 120\n", "cpu.suppressPercent"),
+            ("cpu:\n  releasePercent: 96\n", "cpu.releasePercent"),
+            (
+                "estimator:\n  targetViolationRate: 1.5\n",
+                "estimator.targetViolationRate",
+            ),
+            ("estimator:\n  horizon: 0s\n", "estimator.horizon"),
+            ("estimator:\n  staleAfter: 30s\n", "estimator.staleAfter"),
+            ("intervals:\n  publishMax: 5s\n", "intervals.publishMax"),
+            ("resources:\n  batchCpu: batch-cpu\n", "resources.batchCpu"),
+        ];
+        for (yaml, field) in cases {
+            match TideConfig::from_yaml(yaml) {
+                Err(ConfigError::Invalid { field: f, reason }) => {
+                    assert_eq!(f, field, "{yaml}: {reason}")
+                }
+                other => panic!("{yaml}: expected error on {field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_duration_is_a_parse_error_with_the_text() {
+        let err = TideConfig::from_yaml("estimator:\n  horizon: 1 hour\n").unwrap_err();
+        assert!(err.to_string().contains("1 hour"), "{err}");
+        let err = TideConfig::from_yaml("estimator:\n  horizon: 60\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_and_format() {
+        use duration_text::{format, parse};
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::from_millis(1500)), "1s500ms");
+        for bad in ["", "5", "5x", "h", "99999999999999999999999d"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

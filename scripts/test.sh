@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite: install what the tests need, then lint, build docs, run every test.
+# `make test` and CI (.ci/run) call this; `--deps-only` stops after the installation step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deps_only=false
+[[ "${1:-}" == "--deps-only" ]] && deps_only=true
+
+log() { printf '\n==> %s\n' "$*"; }
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+log "installing test dependencies"
+# The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
+rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+apt_install ca-certificates
+$deps_only && exit 0
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+log "cargo test (unit, integration, doc tests)"
+cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i}'
