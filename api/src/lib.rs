@@ -18,6 +18,16 @@
 //! # Ok::<(), tide_api::QuantityError>(())
 //! ```
 
+#![cfg_attr(
+    test,
+    allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap,
+        clippy::cast_precision_loss
+    )
+)]
+
 mod config;
 mod crd;
 mod qos;

@@ -1,0 +1,314 @@
+//! Online calibration of the margin so that the realised violation rate tracks the target.
+//!
+//! Split-conformal prediction over a sliding window, with the level adapted online (Adaptive
+//! Conformal Inference, Gibbs & Candès 2021):
+//!
+//! - every decision records the base prediction `B`; once its horizon has passed, the realised
+//!   peak `A` gives a residual `(A − B) / capacity`;
+//! - the prediction is `B + q · capacity`, where `q` is the `(1 − αₜ)` empirical quantile of the
+//!   last `window` residuals: the margin shrinks when the base is too cautious and grows when it
+//!   is too bold;
+//! - after each resolved decision `αₜ ← αₜ + γ (α − errₜ)`, where `errₜ` is 1 if that decision
+//!   was violated. Under drift this keeps the long-run violation rate at the target `α`.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::predictors::{NodeObservation, PeakPredictor};
+
+/// Calibration settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationOptions {
+    /// When false the base prediction is used unchanged (residuals are still tracked).
+    pub enabled: bool,
+    /// Prediction horizon in seconds.
+    pub horizon_secs: u64,
+    /// Target violation rate α.
+    pub target: f64,
+    /// ACI step γ.
+    pub gamma: f64,
+    /// Number of residuals kept.
+    pub window: usize,
+    /// A new decision is recorded at most this often (bounds the pending list).
+    pub decision_interval_secs: u64,
+}
+
+impl CalibrationOptions {
+    /// Defaults for a horizon and target: γ = 0.005, 2,000 residuals, a decision a minute.
+    pub fn new(horizon_secs: u64, target: f64) -> Self {
+        Self {
+            enabled: true,
+            horizon_secs,
+            target,
+            gamma: 0.005,
+            window: 2000,
+            decision_interval_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    time: u64,
+    base: f64,
+    predicted: f64,
+    peak: f64,
+    capacity: f64,
+}
+
+/// A base predictor wrapped in online conformal calibration. Serialisable for checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibrated<P> {
+    base: P,
+    opts: CalibrationOptions,
+    alpha_t: f64,
+    ring: VecDeque<f32>,
+    sorted: Vec<f32>,
+    pending: VecDeque<Pending>,
+    last_decision: Option<u64>,
+    current: Option<(u64, f64, f64)>,
+    /// Exponentially weighted recent violation rate (for confidence reporting).
+    recent_violation_rate: f64,
+    resolved: u64,
+}
+
+impl<P: PeakPredictor> Calibrated<P> {
+    /// Wraps `base`.
+    pub fn new(base: P, opts: CalibrationOptions) -> Self {
+        Self {
+            base,
+            opts,
+            alpha_t: opts.target,
+            ring: VecDeque::with_capacity(opts.window),
+            sorted: Vec::with_capacity(opts.window),
+            pending: VecDeque::new(),
+            last_decision: None,
+            current: None,
+            recent_violation_rate: 0.0,
+            resolved: 0,
+        }
+    }
+
+    /// The wrapped predictor.
+    pub fn base(&self) -> &P {
+        &self.base
+    }
+
+    /// The level currently used (αₜ).
+    pub fn alpha_t(&self) -> f64 {
+        self.alpha_t
+    }
+
+    /// Recent violation rate (EWMA over about a hundred resolved decisions).
+    pub fn recent_violation_rate(&self) -> f64 {
+        self.recent_violation_rate
+    }
+
+    /// Number of resolved decisions so far.
+    pub fn resolved(&self) -> u64 {
+        self.resolved
+    }
+
+    /// The margin (final − base) of the latest prediction, in the resource's unit.
+    pub fn margin(&self) -> Option<f64> {
+        self.current.map(|(_, base, fin)| fin - base)
+    }
+
+    /// Residual quantile at level `1 − αₜ`, as a share of capacity.
+    fn quantile(&self) -> Option<f64> {
+        let n = self.sorted.len();
+        if n == 0 || !self.opts.enabled {
+            return None;
+        }
+        let level = 1.0 - self.alpha_t;
+        if level >= 1.0 {
+            return self.sorted.last().map(|v| f64::from(*v));
+        }
+        // Conformal index: ceil((n + 1) · level), 1-based.
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let k = ((n as f64 + 1.0) * level.max(0.0)).ceil() as usize;
+        Some(f64::from(self.sorted[k.clamp(1, n) - 1]))
+    }
+
+    fn push_residual(&mut self, r: f32) {
+        if self.ring.len() == self.opts.window
+            && let Some(old) = self.ring.pop_front()
+            && let Ok(i) = self.sorted.binary_search_by(|x| x.total_cmp(&old))
+        {
+            self.sorted.remove(i);
+        }
+        self.ring.push_back(r);
+        let i = self
+            .sorted
+            .binary_search_by(|x| x.total_cmp(&r))
+            .unwrap_or_else(|e| e);
+        self.sorted.insert(i, r);
+    }
+
+    fn resolve(&mut self, now: u64, usage: f64) {
+        for p in &mut self.pending {
+            p.peak = p.peak.max(usage);
+        }
+        while let Some(p) = self.pending.front().copied() {
+            if now < p.time + self.opts.horizon_secs {
+                break;
+            }
+            self.pending.pop_front();
+            let err = if p.peak > p.predicted { 1.0 } else { 0.0 };
+            if p.capacity > 0.0 {
+                #[allow(clippy::cast_possible_truncation)]
+                self.push_residual(((p.peak - p.base) / p.capacity) as f32);
+            }
+            self.alpha_t =
+                (self.alpha_t + self.opts.gamma * (self.opts.target - err)).clamp(-0.5, 1.0);
+            self.recent_violation_rate += (err - self.recent_violation_rate) / 100.0;
+            self.resolved += 1;
+        }
+    }
+}
+
+impl<P: PeakPredictor> PeakPredictor for Calibrated<P> {
+    fn name(&self) -> String {
+        format!("{}+cal", self.base.name())
+    }
+
+    fn observe(&mut self, obs: &NodeObservation<'_>) {
+        let usage = obs.hp_usage();
+        self.resolve(obs.time, usage);
+        self.base.observe(obs);
+        let Some(base) = self.base.predict(obs) else {
+            self.current = None;
+            return;
+        };
+        let q = self.quantile().unwrap_or(0.0);
+        // Never predict below what is in use right now: that would be a certain violation.
+        let predicted = (base + q * obs.capacity).max(usage);
+        self.current = Some((obs.time, base, predicted));
+        let due = self
+            .last_decision
+            .is_none_or(|t| obs.time >= t + self.opts.decision_interval_secs);
+        if due {
+            self.last_decision = Some(obs.time);
+            self.pending.push_back(Pending {
+                time: obs.time,
+                base,
+                predicted,
+                peak: usage,
+                capacity: obs.capacity,
+            });
+        }
+    }
+
+    fn predict(&self, obs: &NodeObservation<'_>) -> Option<f64> {
+        match self.current {
+            Some((t, _, p)) if t == obs.time => Some(p),
+            _ => {
+                let base = self.base.predict(obs)?;
+                Some((base + self.quantile().unwrap_or(0.0) * obs.capacity).max(obs.hp_usage()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::predictors::{NodeNSigma, PodSample};
+
+    /// A deterministic pseudo-random stream (SplitMix64) for a stationary series.
+    fn splitmix(state: &mut u64) -> f64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn run(target: f64, steps: u64) -> (f64, f64) {
+        // A stationary series: 300 ± uniform noise with rare bursts, one sample a minute.
+        let mut cal = Calibrated::new(NodeNSigma::new(3600, 0.0), {
+            let mut o = CalibrationOptions::new(600, target);
+            o.decision_interval_secs = 60;
+            o
+        });
+        let mut rng = 7u64;
+        let mut series = Vec::new();
+        for _ in 0..steps {
+            let burst = if splitmix(&mut rng) < 0.02 {
+                300.0
+            } else {
+                0.0
+            };
+            series.push(300.0 + 100.0 * splitmix(&mut rng) + burst);
+        }
+        let mut preds = Vec::new();
+        for (i, v) in series.iter().enumerate() {
+            let pods = [PodSample {
+                id: 1,
+                workload: None,
+                usage: *v,
+                request: 1000.0,
+            }];
+            let o = NodeObservation {
+                time: i as u64 * 60,
+                capacity: 1000.0,
+                pods: &pods,
+                system: 0.0,
+            };
+            cal.observe(&o);
+            preds.push(cal.predict(&o).unwrap());
+        }
+        // Realised violation rate over the second half, horizon 10 samples.
+        let (mut viol, mut n) = (0u32, 0u32);
+        for i in (steps as usize / 2)..(steps as usize - 11) {
+            let peak = series[i..=i + 10].iter().cloned().fold(f64::MIN, f64::max);
+            n += 1;
+            if peak > preds[i] {
+                viol += 1;
+            }
+        }
+        (f64::from(viol) / f64::from(n), cal.margin().unwrap())
+    }
+
+    #[test]
+    fn converges_to_the_target_on_a_stationary_series() {
+        for target in [0.01, 0.05, 0.2] {
+            let (rate, _) = run(target, 40_000);
+            assert!(
+                (rate - target).abs() <= target * 0.5 + 0.003,
+                "target {target}: realised {rate}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_looser_target_gives_a_smaller_margin() {
+        let (_, tight) = run(0.01, 20_000);
+        let (_, loose) = run(0.2, 20_000);
+        assert!(loose < tight, "{loose} < {tight}");
+    }
+
+    #[test]
+    fn conformal_quantile_index() {
+        let mut c = Calibrated::new(NodeNSigma::new(60, 0.0), CalibrationOptions::new(60, 0.1));
+        for r in 1..=9 {
+            c.push_residual(r as f32);
+        }
+        // n = 9, level 0.9: ceil(10 · 0.9) = 9th smallest.
+        assert_eq!(c.quantile(), Some(9.0));
+        c.alpha_t = 0.5;
+        assert_eq!(c.quantile(), Some(5.0));
+        // The window slides: the oldest residuals leave the sorted set too.
+        c.opts.window = 9;
+        c.push_residual(0.5);
+        assert_eq!(c.sorted.len(), 9);
+        assert_eq!(c.sorted[0], 0.5);
+        assert!(!c.sorted.contains(&1.0));
+    }
+}
