@@ -1,0 +1,350 @@
+//! Estimator evaluation: every predictor and baseline of [`Catalog`] side by side on one
+//! trace, scored with the metrics of DESIGN.md §5.
+//!
+//! Nodes are formed by [`pack_nodes`] (seeded shuffle, first fit by request). For each node,
+//! resource and predictor, the predictor observes the node every step and predicts the HP
+//! peak over the horizon; once the horizon has passed, the realised peak is known and the
+//! decision is scored. The first `warmup` of the trace is history only and is not scored, for
+//! every predictor alike.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tide_api::{EstimatorSettings, Resource, ResourceAmounts};
+use tide_estimator::{
+    Catalog, EvalAccumulator, EvalSummary, METRICS_VERSION, NodeObservation, PodSample,
+    forward_peaks,
+};
+
+use crate::trace::{UsageTrace, pack_nodes};
+
+/// Evaluation settings.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Estimator settings (horizon, target violation rate, windows).
+    pub settings: EstimatorSettings,
+    /// Node size used to pack workload traces.
+    pub node_capacity: ResourceAmounts,
+    /// Packing seed.
+    pub seed: u64,
+    /// History-only period at the start, seconds.
+    pub warmup_secs: u64,
+}
+
+/// One predictor's score on one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictRow {
+    /// Predictor name.
+    pub predictor: String,
+    /// `cpu` or `memory`.
+    pub resource: Resource,
+    /// True for Tide's own predictors.
+    pub tide: bool,
+    /// Decisions scored.
+    pub decisions: u64,
+    /// Share of decisions with A > P.
+    pub violation_rate: f64,
+    /// Mean (A − P) / C over violations.
+    pub severity: f64,
+    /// Σ(C − P)⁺ / Σ(C − A)⁺.
+    pub reclaim_ratio: f64,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictReport {
+    /// Trace name.
+    pub trace: String,
+    /// Metric definitions version.
+    pub metrics_version: u32,
+    /// Horizon, seconds.
+    pub horizon_secs: u64,
+    /// Target violation rate.
+    pub target_violation_rate: f64,
+    /// Nodes formed.
+    pub nodes: usize,
+    /// Columns (workloads or machines).
+    pub workloads: usize,
+    /// Time steps and their width.
+    pub steps: usize,
+    /// Step width, seconds.
+    pub step_secs: u64,
+    /// Raw rows read and malformed rows skipped.
+    pub rows_read: u64,
+    /// Malformed rows skipped.
+    pub bad_rows: u64,
+    /// Scores, one per predictor and resource.
+    pub results: Vec<PredictRow>,
+    /// Wall time of the evaluation, seconds (loading excluded).
+    pub elapsed_secs: f64,
+}
+
+type NodeResult = Vec<(String, Resource, bool, EvalAccumulator)>;
+
+fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -> NodeResult {
+    let steps = trace.steps();
+    let step = trace.step_secs.max(1);
+    let h = usize::try_from(opts.settings.horizon.as_secs().div_ceil(step)).unwrap_or(usize::MAX);
+    let warm = usize::try_from(opts.warmup_secs / step).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    if steps <= warm + h {
+        return out;
+    }
+    for resource in Resource::ALL {
+        let matrix = match resource {
+            Resource::Cpu => &trace.cpu,
+            Resource::Memory => &trace.memory,
+        };
+        let capacity = match trace.shape {
+            crate::trace::TraceShape::Machines => trace.columns[members[0]].request.get(resource),
+            crate::trace::TraceShape::Workloads => opts.node_capacity.get(resource),
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let capacity = capacity as f64;
+        let hp: Vec<f64> = (0..steps)
+            .map(|t| members.iter().map(|&c| f64::from(matrix[[t, c]])).sum())
+            .collect();
+        let peaks = forward_peaks(&hp, h);
+        let last = steps - h; // decisions whose horizon lies inside the trace
+        let mut pods: Vec<PodSample> = members
+            .iter()
+            .map(|&c| PodSample {
+                id: c as u64,
+                workload: None,
+                usage: 0.0,
+                request: trace.columns[c].request.get(resource) as f64,
+            })
+            .collect();
+        let mut scored: Vec<(String, bool, EvalAccumulator)> = Vec::new();
+        // The oracle predicts the realised peak: the physical limit.
+        let mut oracle = EvalAccumulator::default();
+        for &a in &peaks[warm..last] {
+            oracle.add(capacity, a, a);
+        }
+        scored.push(("oracle".into(), false, oracle));
+        for entry in Catalog::ALL {
+            let mut p = entry.build(resource, &opts.settings);
+            let mut acc = EvalAccumulator::default();
+            for t in 0..last {
+                for (pod, &c) in pods.iter_mut().zip(members) {
+                    pod.usage = f64::from(matrix[[t, c]]);
+                }
+                let obs = NodeObservation {
+                    time: t as u64 * step,
+                    capacity,
+                    pods: &pods,
+                    system: 0.0,
+                };
+                p.observe(&obs);
+                if t >= warm {
+                    // No prediction yet means no reclaim: the whole node is held for HP.
+                    let pred = p.predict(&obs).unwrap_or(capacity);
+                    acc.add(capacity, pred, peaks[t]);
+                }
+            }
+            scored.push((entry.name().into(), entry.is_tide(), acc));
+        }
+        out.extend(
+            scored
+                .into_iter()
+                .map(|(n, tide, acc)| (n, resource, tide, acc)),
+        );
+    }
+    out
+}
+
+/// Runs every predictor on every node of the trace (two threads) and scores them.
+pub fn evaluate(trace: &UsageTrace, opts: &PredictOptions) -> PredictReport {
+    let started = Instant::now();
+    let nodes = pack_nodes(trace, opts.node_capacity, opts.seed);
+    let (left, right) = nodes.split_at(nodes.len() / 2);
+    let run = |part: &[Vec<usize>]| {
+        part.iter()
+            .map(|m| evaluate_node(trace, m, opts))
+            .collect::<Vec<_>>()
+    };
+    let (mut a, b) = std::thread::scope(|s| {
+        let h = s.spawn(|| run(right));
+        (run(left), h.join().unwrap_or_default())
+    });
+    a.extend(b);
+    let mut merged: Vec<(String, Resource, bool, EvalAccumulator)> = Vec::new();
+    for node in a {
+        for (name, res, tide, acc) in node {
+            match merged.iter_mut().find(|m| m.0 == name && m.1 == res) {
+                Some(m) => m.3.merge(&acc),
+                None => merged.push((name, res, tide, acc)),
+            }
+        }
+    }
+    let results = merged
+        .into_iter()
+        .map(|(predictor, resource, tide, acc)| {
+            let EvalSummary {
+                decisions,
+                violation_rate,
+                severity,
+                reclaim_ratio,
+            } = acc.summary();
+            PredictRow {
+                predictor,
+                resource,
+                tide,
+                decisions,
+                violation_rate,
+                severity,
+                reclaim_ratio,
+            }
+        })
+        .collect();
+    PredictReport {
+        trace: trace.name.clone(),
+        metrics_version: METRICS_VERSION,
+        horizon_secs: opts.settings.horizon.as_secs(),
+        target_violation_rate: opts.settings.target_violation_rate,
+        nodes: nodes.len(),
+        workloads: trace.columns.len(),
+        steps: trace.steps(),
+        step_secs: trace.step_secs,
+        rows_read: trace.rows_read,
+        bad_rows: trace.bad_rows.count,
+        results,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+impl PredictReport {
+    /// A plain-text table, one line per predictor and resource.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "trace {} — {} workloads on {} nodes, {} steps of {} s; horizon {} s, target violation rate {:.3}\n\n",
+            self.trace,
+            self.workloads,
+            self.nodes,
+            self.steps,
+            self.step_secs,
+            self.horizon_secs,
+            self.target_violation_rate
+        );
+        s.push_str(&format!(
+            "{:<20} {:<7} {:>10} {:>10} {:>9} {:>8}\n",
+            "predictor", "res", "violation", "severity", "reclaim", "decisions"
+        ));
+        for r in &self.results {
+            s.push_str(&format!(
+                "{:<20} {:<7} {:>9.3}% {:>9.3}% {:>9.3} {:>8}\n",
+                r.predictor,
+                r.resource.name(),
+                r.violation_rate * 100.0,
+                r.severity * 100.0,
+                r.reclaim_ratio,
+                r.decisions
+            ));
+        }
+        s.push_str(&format!(
+            "\nrows read {}, bad rows skipped {}; evaluated in {:.1} s\n",
+            self.rows_read, self.bad_rows, self.elapsed_secs
+        ));
+        s
+    }
+
+    /// The best Tide predictor for a resource: the highest reclaim ratio among those at or
+    /// below the target violation rate (or the lowest violation rate if none is).
+    pub fn best_tide(&self, resource: Resource) -> Option<&PredictRow> {
+        let tide: Vec<&PredictRow> = self
+            .results
+            .iter()
+            .filter(|r| r.tide && r.resource == resource)
+            .collect();
+        let ok = tide
+            .iter()
+            .filter(|r| r.violation_rate <= self.target_violation_rate)
+            .max_by(|a, b| a.reclaim_ratio.total_cmp(&b.reclaim_ratio));
+        ok.or_else(|| {
+            tide.iter()
+                .min_by(|a, b| a.violation_rate.total_cmp(&b.violation_rate))
+        })
+        .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::BadRows;
+    use crate::trace::{Column, TraceShape};
+    use ndarray::Array2;
+    use std::time::Duration;
+
+    #[test]
+    fn scores_every_predictor_and_the_oracle_is_perfect() {
+        // Two workloads, three days at 5 minutes, a daily bump.
+        let steps = 3 * 288;
+        let mut cpu = Array2::<f32>::zeros((steps, 2));
+        let mut mem = Array2::<f32>::zeros((steps, 2));
+        for t in 0..steps {
+            let bump = if (t % 288) > 200 && (t % 288) < 230 {
+                1500.0
+            } else {
+                0.0
+            };
+            cpu[[t, 0]] = 1000.0 + bump;
+            cpu[[t, 1]] = 500.0 + (t % 7) as f32 * 10.0;
+            mem[[t, 0]] = 4e9;
+            mem[[t, 1]] = 2e9;
+        }
+        let trace = UsageTrace {
+            name: "unit".into(),
+            shape: TraceShape::Workloads,
+            step_secs: 300,
+            start_time: 0,
+            columns: vec![
+                Column {
+                    name: "a".into(),
+                    request: ResourceAmounts::new(4000, 8 << 30),
+                },
+                Column {
+                    name: "b".into(),
+                    request: ResourceAmounts::new(4000, 8 << 30),
+                },
+            ],
+            cpu,
+            memory: mem,
+            bad_rows: BadRows::default(),
+            rows_read: 0,
+        };
+        let settings = EstimatorSettings {
+            horizon: Duration::from_secs(3600),
+            ..EstimatorSettings::default()
+        };
+        let opts = PredictOptions {
+            settings,
+            node_capacity: ResourceAmounts::new(8000, 16 << 30),
+            seed: 1,
+            warmup_secs: 86_400,
+        };
+        let report = evaluate(&trace, &opts);
+        assert_eq!(report.nodes, 1);
+        assert_eq!(report.results.len(), 2 * (Catalog::ALL.len() + 1));
+        let get = |name: &str, r: Resource| {
+            report
+                .results
+                .iter()
+                .find(|x| x.predictor == name && x.resource == r)
+                .unwrap()
+        };
+        let oracle = get("oracle", Resource::Cpu);
+        assert_eq!((oracle.violation_rate, oracle.reclaim_ratio), (0.0, 1.0));
+        assert_eq!(oracle.decisions, (steps - 12 - 288) as u64);
+        // No overcommit holds the requests (the whole node): nothing reclaimed, never violated.
+        let none = get("no-overcommit", Resource::Cpu);
+        assert_eq!((none.violation_rate, none.reclaim_ratio), (0.0, 0.0));
+        // Tide foresees the daily bump from the first day and reclaims a good share.
+        let tide = get("tide", Resource::Cpu);
+        assert!(tide.reclaim_ratio > 0.5, "{tide:?}");
+        assert!(tide.violation_rate < 0.05, "{tide:?}");
+        assert!(report.table().contains("tide-n-sigma"));
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["results"][0]["violation_rate"].is_number());
+    }
+}
