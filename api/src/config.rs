@@ -77,7 +77,9 @@ pub struct CpuLevels {
     pub evict_percent: f64,
     /// Eviction stops once usage is back at or below this (hysteresis).
     pub release_percent: f64,
-    /// CPUs never taken from the system and BE pool together, in millicores.
+    /// Smallest CPU limit the BE pool is suppressed to while BE pods run, in millicores.
+    /// 0 lets suppression stop BE entirely; a small floor avoids priority inversion when a
+    /// starved BE task holds a lock an HP task waits for, at the price of that much contention.
     pub be_floor_milli: u64,
 }
 
@@ -88,7 +90,7 @@ impl Default for CpuLevels {
             suppress_percent: 90.0,
             evict_percent: 95.0,
             release_percent: 88.0,
-            be_floor_milli: 500,
+            be_floor_milli: 0,
         }
     }
 }

@@ -7,6 +7,9 @@
 //!   2018 and 2017, Alibaba GPU 2023, Google-derived series).
 //! - [`trace`]: rows assembled into a [`UsageTrace`] (time × workload usage matrices).
 //! - [`predict`]: every estimator predictor and baseline scored side by side.
+//! - [`synthetic`]: the built-in seeded cluster; [`sim`]: the replay simulator, which runs the
+//!   extender's placement, the agent's planner and the estimator — the live code, not copies;
+//!   [`replay`] runs policies side by side and [`report`] renders the result.
 //!
 //! ```
 //! use tide_datasets::SplitMix64;
@@ -27,13 +30,21 @@
 
 pub mod formats;
 pub mod predict;
+pub mod replay;
+pub mod report;
 mod rng;
 pub mod rows;
+pub mod sim;
+pub mod synthetic;
 pub mod trace;
 
 pub use predict::{PredictOptions, PredictReport, evaluate};
+pub use replay::{ReplayInput, run as run_replay};
+pub use report::ReplayReport;
 pub use rng::SplitMix64;
 pub use rows::{BadRows, LoadError, RowError};
+pub use sim::{BeJob, Policy, PolicyOutcome};
+pub use synthetic::{SyntheticSpec, generate};
 pub use trace::{
     TraceShape, UsageTrace, load_alibaba_machines, load_bitbrains, load_google, pack_nodes,
 };

@@ -1,1 +1,39 @@
-//! placeholder
+//! `tide-agent`: the node QoS agent (DESIGN.md §7).
+//!
+//! Built so far: the agent's decisions as one pure function, [`plan`], from a
+//! [`NodeSnapshot`] to a list of [`Action`]s (CPU suppression, cold-memory reclaim, BE
+//! eviction and local kill), shared with the replay simulator. Collection from cgroups and
+//! procfs, publishing, core pinning, `oom_score_adj` and the executor are the subject of the
+//! "Node QoS agent" issue and are not built yet.
+//!
+//! ```
+//! use tide_api::{Bytes, ResourceAmounts, TideConfig};
+//! use tide_agent::{Action, NodeSnapshot, plan};
+//! let snapshot = NodeSnapshot {
+//!     now: 0,
+//!     allocatable: ResourceAmounts::new(16_000, 64 << 30),
+//!     hp_usage: ResourceAmounts::new(10_000, 20 << 30),
+//!     system_usage: ResourceAmounts::new(400, 2 << 30),
+//!     be_pods: vec![],
+//!     cold_memory: Bytes(0),
+//!     last_eviction: None,
+//!     evicting: false,
+//!     api_reachable: true,
+//! };
+//! let p = plan(&snapshot, &TideConfig::default());
+//! // BE may use up to 90% of 16 cores minus HP and system usage.
+//! assert!(matches!(p.actions[0], Action::SetBeCpuLimit { limit, .. } if limit.0 == 4_000));
+//! ```
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )
+)]
+
+mod plan;
+
+pub use plan::{Action, BePod, NodeSnapshot, Plan, Reason, plan};

@@ -1,1 +1,39 @@
-//! placeholder
+//! `tide-scheduler`: the kube-scheduler extender (DESIGN.md §6).
+//!
+//! Built so far: the placement decisions as pure functions ([`filter`], [`score`],
+//! [`pre_eviction`], [`choose`]), shared with the replay simulator. The HTTP server, the
+//! watch caches and the binder with pre-eviction are the subject of the "Scheduler extender"
+//! issue and are not built yet.
+//!
+//! ```
+//! use tide_api::{ResourceAmounts, TideConfig};
+//! use tide_scheduler::{EstimateView, NodeView, PodView, filter};
+//! let node = NodeView {
+//!     allocatable: ResourceAmounts::new(32_000, 128 << 30),
+//!     estimate: Some(EstimateView {
+//!         observed_at: 0,
+//!         reclaimable: ResourceAmounts::new(8_000, 32 << 30),
+//!         hp_reserved: ResourceAmounts::new(16_000, 64 << 30),
+//!     }),
+//!     be_requested: ResourceAmounts::ZERO,
+//!     hp_requested: ResourceAmounts::new(24_000, 96 << 30),
+//! };
+//! let be = PodView { request: ResourceAmounts::new(2_000, 4 << 30), high_priority: false };
+//! assert!(filter(&be, &node, &TideConfig::default(), 10).is_ok());
+//! ```
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )
+)]
+
+mod placement;
+
+pub use placement::{
+    BePodView, EstimateView, MAX_SCORE, NodeView, PodView, Refusal, choose, filter, order_victims,
+    pre_eviction, predicted_level, score,
+};

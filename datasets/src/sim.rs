@@ -1,0 +1,683 @@
+//! The replay simulator: time-stepped over N nodes, HP pods from a trace, BE jobs placed by
+//! the policy under test, per-node CPU contention and memory pressure.
+//!
+//! Each policy differs only in how it computes a node's sellable batch capacity and whether a
+//! node agent protects HP pods. Placement is always the extender's own [`tide_scheduler::choose`];
+//! the agent is always [`tide_agent::plan`] (Koordinator's policy runs it with Koordinator's
+//! thresholds); Tide's capacity is always [`tide_estimator::ResourceEstimator`]. See
+//! docs/replay.md for the model and its limits.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use tide_agent::{Action, BePod, NodeSnapshot};
+use tide_api::{
+    Bytes, ClassifyRules, CpuLevels, MemoryLevels, MilliCores, PodFacts, Resource, ResourceAmounts,
+    TideConfig, classify,
+};
+use tide_estimator::{
+    Catalog, EvalAccumulator, NodeObservation, PeakPredictor, PodSample, ResourceEstimator,
+    forward_peaks,
+};
+use tide_scheduler::{EstimateView, NodeView, PodView};
+
+use crate::trace::UsageTrace;
+
+/// A best-effort job: one pod that runs until its CPU work is done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeJob {
+    /// Identity.
+    pub id: u64,
+    /// Arrival time, seconds from the start.
+    pub arrival: u64,
+    /// Batch request (`tide.dev/batch-cpu`, `tide.dev/batch-memory`).
+    pub request: ResourceAmounts,
+    /// CPU it would use if unthrottled, millicores.
+    pub cpu_demand: u64,
+    /// Memory it uses while running, bytes.
+    pub memory_usage: u64,
+    /// CPU work to finish, millicore-seconds.
+    pub work: f64,
+    /// PriorityClass value (for the victim order).
+    pub priority: i32,
+}
+
+/// The policies compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// BE only on capacity no HP pod requested.
+    NoOvercommit,
+    /// Allocatable inflated by a fixed ratio; no node agent.
+    StaticRatio,
+    /// Koordinator's default batch formula and its agent thresholds.
+    Koordinator,
+    /// Tide: estimator, extender placement, node agent.
+    Tide,
+}
+
+impl Policy {
+    /// All, in report order.
+    pub const ALL: [Policy; 4] = [
+        Policy::NoOvercommit,
+        Policy::StaticRatio,
+        Policy::Koordinator,
+        Policy::Tide,
+    ];
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::NoOvercommit => "no-overcommit",
+            Policy::StaticRatio => "static-ratio",
+            Policy::Koordinator => "koordinator",
+            Policy::Tide => "tide",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    fn has_agent(self) -> bool {
+        matches!(self, Policy::Koordinator | Policy::Tide)
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct SimSetup<'a> {
+    /// HP usage.
+    pub trace: &'a UsageTrace,
+    /// HP columns per node.
+    pub nodes: &'a [Vec<usize>],
+    /// Allocatable per node.
+    pub capacity: Vec<ResourceAmounts>,
+    /// BE jobs by arrival.
+    pub be_jobs: &'a [BeJob],
+    /// Tide's configuration (water levels, estimator settings).
+    pub config: TideConfig,
+    /// Overcommit ratio of the static policy.
+    pub static_ratio: f64,
+    /// Usage outside pods on every node.
+    pub system: ResourceAmounts,
+    /// Steps to run (at most the trace length).
+    pub steps: usize,
+}
+
+/// What one policy achieved.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyOutcome {
+    /// Policy name.
+    pub policy: Policy,
+    /// Mean CPU utilisation of allocatable (HP + BE received).
+    pub cpu_utilisation: f64,
+    /// Mean memory utilisation of allocatable.
+    pub memory_utilisation: f64,
+    /// BE CPU delivered, core-hours.
+    pub be_core_hours: f64,
+    /// CPU left idle by HP (allocatable − HP demand)⁺, core-hours: what a perfect oracle could sell.
+    pub oracle_core_hours: f64,
+    /// `be_core_hours / oracle_core_hours`.
+    pub reclaim_ratio: f64,
+    /// Share of decisions whose realised HP peak over the horizon exceeded the HP reservation.
+    pub violation_rate: f64,
+    /// Share of node-time in which HP CPU demand was not met because of BE.
+    pub hp_interference: f64,
+    /// HP CPU demand not met, core-hours.
+    pub hp_shortfall_core_hours: f64,
+    /// Node-steps in which HP memory alone exceeded allocatable (an OOM kill would hit HP;
+    /// no policy can prevent it, but a policy must not cause it).
+    pub hp_memory_overflow_steps: u64,
+    /// BE pods evicted by the agent.
+    pub be_evictions: u64,
+    /// BE pods killed by the kernel OOM killer or locally by the agent.
+    pub be_kills: u64,
+    /// BE jobs finished.
+    pub be_jobs_completed: u64,
+    /// BE jobs still waiting at the end.
+    pub be_jobs_waiting: u64,
+    /// Cluster CPU utilisation over time (down-sampled), for plots.
+    pub timeline_cpu: Vec<f32>,
+    /// BE share of allocatable CPU over time (down-sampled).
+    pub timeline_be_cpu: Vec<f32>,
+    /// Wall time of this policy's run, seconds.
+    pub elapsed_secs: f64,
+}
+
+struct Running {
+    job: usize,
+    remaining: f64,
+}
+
+enum Capacity {
+    Fixed,
+    Koordinator(Box<dyn PeakPredictor>, Box<dyn PeakPredictor>),
+    Tide(Box<ResourceEstimator>, Box<ResourceEstimator>),
+}
+
+struct NodeState {
+    cap: ResourceAmounts,
+    hp_requests: ResourceAmounts,
+    running: Vec<Running>,
+    be_cpu_limit: u64,
+    last_eviction: Option<u64>,
+    evicting: bool,
+    capacity: Capacity,
+    view: NodeView,
+}
+
+/// Koordinator's defaults (slo-controller `resource-threshold`): BE CPU suppressed above 65%
+/// node usage, BE evicted above 70% memory usage down to 68%; batch allocatable from the
+/// usage formula (no extra water level at admission).
+pub fn koordinator_config(base: &TideConfig) -> TideConfig {
+    TideConfig {
+        cpu: CpuLevels {
+            schedule_percent: 100.0,
+            suppress_percent: 65.0,
+            evict_percent: 100.0,
+            release_percent: 99.0,
+            be_floor_milli: 0,
+        },
+        memory: MemoryLevels {
+            schedule_percent: 100.0,
+            reclaim_percent: 70.0,
+            evict_percent: 70.0,
+            release_percent: 68.0,
+            critical_percent: 95.0,
+        },
+        ..base.clone()
+    }
+}
+
+fn admission_config(policy: Policy, base: &TideConfig) -> TideConfig {
+    match policy {
+        Policy::Tide => base.clone(),
+        Policy::Koordinator => koordinator_config(base),
+        Policy::NoOvercommit | Policy::StaticRatio => TideConfig {
+            cpu: CpuLevels {
+                schedule_percent: 100.0,
+                ..base.cpu.clone()
+            },
+            memory: MemoryLevels {
+                schedule_percent: 100.0,
+                ..base.memory.clone()
+            },
+            ..base.clone()
+        },
+    }
+}
+
+/// Water-filling of `cap` between demands by weight (CFS shares).
+fn share(cap: f64, demands: &[(f64, f64)]) -> Vec<f64> {
+    let mut got = vec![0.0; demands.len()];
+    let mut left = cap;
+    let mut open: Vec<usize> = (0..demands.len()).filter(|&i| demands[i].0 > 0.0).collect();
+    while left > 1e-9 && !open.is_empty() {
+        let w: f64 = open.iter().map(|&i| demands[i].1.max(1e-9)).sum();
+        let mut next = Vec::new();
+        let mut used = 0.0;
+        for &i in &open {
+            let offer = left * demands[i].1.max(1e-9) / w;
+            let want = demands[i].0 - got[i];
+            if want <= offer {
+                got[i] += want;
+                used += want;
+            } else {
+                got[i] += offer;
+                used += offer;
+                next.push(i);
+            }
+        }
+        left -= used;
+        if next.len() == open.len() {
+            break;
+        }
+        open = next;
+    }
+    got
+}
+
+const TIMELINE_POINTS: usize = 600;
+/// Placement attempts per step, and refusals after which the step's scheduling stops.
+const MAX_ATTEMPTS_PER_STEP: usize = 400;
+const MAX_MISSES_PER_STEP: usize = 40;
+
+/// Runs one policy over the whole setup. `progress` is incremented once per step.
+#[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> PolicyOutcome {
+    let started = std::time::Instant::now();
+    let trace = setup.trace;
+    let step = trace.step_secs.max(1);
+    let steps = setup.steps.min(trace.steps());
+    let cfg = admission_config(policy, &setup.config);
+    let agent_cfg = cfg.clone();
+    let settings = &setup.config.estimator;
+    let rules = ClassifyRules::default();
+    let class_of = |priority: i32| {
+        let mut f = PodFacts::default();
+        f.labels.insert("tide.dev/qos".into(), "BE".into());
+        f.priority = Some(priority);
+        classify(&f, &rules)
+    };
+    let classes = [class_of(0), class_of(100)];
+
+    let mut nodes: Vec<NodeState> = setup
+        .nodes
+        .iter()
+        .zip(&setup.capacity)
+        .map(|(members, &cap)| {
+            let hp_requests: ResourceAmounts =
+                members.iter().map(|&c| trace.columns[c].request).sum();
+            let capacity = match policy {
+                Policy::Tide => Capacity::Tide(
+                    Box::new(ResourceEstimator::new(Resource::Cpu, settings)),
+                    Box::new(ResourceEstimator::new(Resource::Memory, settings)),
+                ),
+                Policy::Koordinator => Capacity::Koordinator(
+                    Catalog::Koordinator.build(Resource::Cpu, settings),
+                    Catalog::Koordinator.build(Resource::Memory, settings),
+                ),
+                _ => Capacity::Fixed,
+            };
+            let allocatable = if policy == Policy::StaticRatio {
+                ResourceAmounts::new(
+                    tide_api::f64_to_u64_saturating(cap.cpu.as_f64() * setup.static_ratio),
+                    tide_api::f64_to_u64_saturating(cap.memory.as_f64() * setup.static_ratio),
+                )
+            } else {
+                cap
+            };
+            NodeState {
+                cap,
+                hp_requests,
+                running: Vec::new(),
+                be_cpu_limit: 0,
+                last_eviction: None,
+                evicting: false,
+                capacity,
+                view: NodeView {
+                    allocatable,
+                    estimate: None,
+                    be_requested: ResourceAmounts::ZERO,
+                    hp_requested: hp_requests,
+                },
+            }
+        })
+        .collect();
+
+    let mut queue: VecDeque<usize> = VecDeque::new();
+    let mut next_job = 0;
+    let (mut cpu_used, mut cpu_cap, mut mem_used, mut mem_cap) = (0.0, 0.0, 0.0, 0.0);
+    let (mut be_core_secs, mut oracle_core_secs, mut shortfall_secs) = (0.0, 0.0, 0.0);
+    let (mut interfered, mut node_steps, mut overflow) = (0u64, 0u64, 0u64);
+    let (mut evictions, mut kills, mut completed) = (0u64, 0u64, 0u64);
+    let mut timeline: Vec<(f64, f64)> = Vec::with_capacity(steps);
+    // Per node, per step: HP demand and HP reservation, for the violation rate.
+    let mut hp_series: Vec<[Vec<f64>; 2]> =
+        vec![[Vec::with_capacity(steps), Vec::with_capacity(steps)]; nodes.len()];
+    let mut reserved_series: Vec<[Vec<f64>; 2]> =
+        vec![[Vec::with_capacity(steps), Vec::with_capacity(steps)]; nodes.len()];
+    let mut pods: Vec<PodSample> = Vec::new();
+
+    for t in 0..steps {
+        let now = t as u64 * step;
+        while next_job < setup.be_jobs.len() && setup.be_jobs[next_job].arrival <= now {
+            queue.push_back(next_job);
+            next_job += 1;
+        }
+        let (mut step_used, mut step_cap, mut step_be) = (0.0, 0.0, 0.0);
+        for (n, node) in nodes.iter_mut().enumerate() {
+            let members = &setup.nodes[n];
+            let hp_cpu: f64 = members
+                .iter()
+                .map(|&c| f64::from(trace.cpu[[t, c]]))
+                .sum::<f64>()
+                + setup.system.cpu.as_f64();
+            let hp_mem: f64 = members
+                .iter()
+                .map(|&c| f64::from(trace.memory[[t, c]]))
+                .sum::<f64>()
+                + setup.system.memory.as_f64();
+            let cap_cpu = node.cap.cpu.as_f64();
+            let cap_mem = node.cap.memory.as_f64();
+
+            // CPU: HP first when an agent limits BE (with the limit it set last tick); CFS
+            // shares by request otherwise.
+            let be_demand: f64 = node
+                .running
+                .iter()
+                .map(|r| setup.be_jobs[r.job].cpu_demand as f64)
+                .sum();
+            let (hp_got, be_got) = if policy.has_agent() {
+                let be = be_demand.min(node.be_cpu_limit as f64).min(cap_cpu);
+                (hp_cpu.min(cap_cpu - be), be)
+            } else {
+                let be_weight: f64 = node
+                    .running
+                    .iter()
+                    .map(|r| setup.be_jobs[r.job].request.cpu.as_f64())
+                    .sum();
+                let got = share(
+                    cap_cpu,
+                    &[
+                        (hp_cpu, node.hp_requests.cpu.as_f64().max(1.0)),
+                        (be_demand, be_weight),
+                    ],
+                );
+                (got[0], got[1])
+            };
+            let hp_fair = hp_cpu.min(cap_cpu);
+            if hp_got + 1e-6 < hp_fair {
+                interfered += 1;
+                shortfall_secs += (hp_fair - hp_got) / 1000.0 * step as f64;
+            }
+            node_steps += 1;
+            be_core_secs += be_got / 1000.0 * step as f64;
+            oracle_core_secs += (cap_cpu - hp_cpu).max(0.0) / 1000.0 * step as f64;
+            step_used += hp_got + be_got;
+            step_cap += cap_cpu;
+            step_be += be_got;
+            cpu_used += hp_got + be_got;
+            cpu_cap += cap_cpu;
+
+            // BE progress.
+            let scale = if be_demand > 0.0 {
+                be_got / be_demand
+            } else {
+                0.0
+            };
+            // CPU each surviving job received, in `running` order.
+            let mut cpu_of: Vec<u64> = Vec::with_capacity(node.running.len());
+            node.running.retain_mut(|r| {
+                let job = &setup.be_jobs[r.job];
+                let got = job.cpu_demand as f64 * scale;
+                r.remaining -= got * step as f64;
+                if r.remaining <= 0.0 {
+                    completed += 1;
+                    false
+                } else {
+                    cpu_of.push(tide_api::f64_to_u64_saturating(got));
+                    true
+                }
+            });
+
+            // Memory: over allocatable, the kernel OOM-kills BE (largest first; HP is never
+            // chosen while BE exists: oom_score_adj of BE is far above HP's).
+            let mut be_mem: f64 = node
+                .running
+                .iter()
+                .map(|r| setup.be_jobs[r.job].memory_usage as f64)
+                .sum();
+            while hp_mem + be_mem > cap_mem && !node.running.is_empty() {
+                let (i, _) = node
+                    .running
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, r)| setup.be_jobs[r.job].memory_usage)
+                    .unwrap_or((0, &node.running[0]));
+                let r = node.running.swap_remove(i);
+                cpu_of.swap_remove(i);
+                be_mem -= setup.be_jobs[r.job].memory_usage as f64;
+                kills += 1;
+                queue.push_back(r.job);
+            }
+            if hp_mem > cap_mem {
+                overflow += 1;
+            }
+            mem_used += (hp_mem + be_mem).min(cap_mem);
+            mem_cap += cap_mem;
+
+            // Node agent.
+            if policy.has_agent() {
+                let snapshot = NodeSnapshot {
+                    now,
+                    allocatable: node.cap,
+                    hp_usage: ResourceAmounts::new(
+                        tide_api::f64_to_u64_saturating(hp_cpu - setup.system.cpu.as_f64()),
+                        tide_api::f64_to_u64_saturating(hp_mem - setup.system.memory.as_f64()),
+                    ),
+                    system_usage: setup.system,
+                    be_pods: node
+                        .running
+                        .iter()
+                        .zip(&cpu_of)
+                        .map(|(r, &cpu)| {
+                            let job = &setup.be_jobs[r.job];
+                            BePod {
+                                uid: job.id.to_string(),
+                                class: classes[usize::from(job.priority > 0)],
+                                request: job.request,
+                                usage: ResourceAmounts {
+                                    cpu: MilliCores(cpu),
+                                    memory: Bytes(job.memory_usage),
+                                },
+                            }
+                        })
+                        .collect(),
+                    cold_memory: Bytes(0),
+                    last_eviction: node.last_eviction,
+                    evicting: node.evicting,
+                    api_reachable: true,
+                };
+                let plan = tide_agent::plan(&snapshot, &agent_cfg);
+                node.evicting = plan.evicting;
+                for action in plan.actions {
+                    match action {
+                        Action::SetBeCpuLimit { limit, .. } => node.be_cpu_limit = limit.0,
+                        Action::EvictBe { uid, .. } | Action::KillBe { uid, .. } => {
+                            let id: Option<u64> = uid.parse().ok();
+                            if let Some(i) = node
+                                .running
+                                .iter()
+                                .position(|r| Some(setup.be_jobs[r.job].id) == id)
+                            {
+                                let r = node.running.swap_remove(i);
+                                queue.push_back(r.job);
+                                evictions += 1;
+                                node.last_eviction = Some(now);
+                            }
+                        }
+                        Action::ReclaimColdMemory { .. } => {}
+                    }
+                }
+            }
+
+            // Capacity the scheduler sees, from the policy.
+            pods.clear();
+            let reserved = match &mut node.capacity {
+                Capacity::Fixed => node.hp_requests,
+                Capacity::Koordinator(pc, pm) => {
+                    let mut out = ResourceAmounts::ZERO;
+                    for (r, p, sys) in [
+                        (Resource::Cpu, pc, setup.system.cpu.as_f64()),
+                        (Resource::Memory, pm, setup.system.memory.as_f64()),
+                    ] {
+                        pods.clear();
+                        let m = match r {
+                            Resource::Cpu => &trace.cpu,
+                            Resource::Memory => &trace.memory,
+                        };
+                        pods.extend(members.iter().map(|&c| PodSample {
+                            id: c as u64,
+                            workload: None,
+                            usage: f64::from(m[[t, c]]),
+                            request: trace.columns[c].request.get(r) as f64,
+                        }));
+                        let obs = NodeObservation {
+                            time: now,
+                            capacity: node.cap.get(r) as f64,
+                            pods: &pods,
+                            system: sys,
+                        };
+                        p.observe(&obs);
+                        out.set(
+                            r,
+                            tide_api::f64_to_u64_saturating(
+                                p.predict(&obs).unwrap_or(node.cap.get(r) as f64),
+                            ),
+                        );
+                    }
+                    out
+                }
+                Capacity::Tide(ec, em) => {
+                    let mut reserved = ResourceAmounts::ZERO;
+                    let mut reclaim = ResourceAmounts::ZERO;
+                    for (r, e, sys) in [
+                        (Resource::Cpu, ec, setup.system.cpu.as_f64()),
+                        (Resource::Memory, em, setup.system.memory.as_f64()),
+                    ] {
+                        pods.clear();
+                        let m = match r {
+                            Resource::Cpu => &trace.cpu,
+                            Resource::Memory => &trace.memory,
+                        };
+                        pods.extend(members.iter().map(|&c| PodSample {
+                            id: c as u64,
+                            workload: None,
+                            usage: f64::from(m[[t, c]]),
+                            request: trace.columns[c].request.get(r) as f64,
+                        }));
+                        let obs = NodeObservation {
+                            time: now,
+                            capacity: node.cap.get(r) as f64,
+                            pods: &pods,
+                            system: sys,
+                        };
+                        e.observe(&obs);
+                        let reserve = setup.config.reserve.amounts().get(r) as f64;
+                        let est = e.estimate(&obs, now, settings, reserve, 0.0);
+                        let hold = if est.degraded.is_some() {
+                            node.cap.get(r) as f64
+                        } else {
+                            est.predicted_peak + est.margin + reserve
+                        };
+                        reserved.set(r, tide_api::f64_to_u64_saturating(hold));
+                        reclaim.set(r, tide_api::f64_to_u64_saturating(est.reclaimable));
+                    }
+                    node.view.estimate = Some(EstimateView {
+                        observed_at: now,
+                        reclaimable: reclaim,
+                        hp_reserved: reserved,
+                    });
+                    reserved
+                }
+            };
+            if !matches!(node.capacity, Capacity::Tide(..)) {
+                let reclaim = node.view.allocatable.saturating_sub(reserved);
+                node.view.estimate = Some(EstimateView {
+                    observed_at: now,
+                    reclaimable: reclaim,
+                    hp_reserved: reserved,
+                });
+            }
+            node.view.be_requested = node
+                .running
+                .iter()
+                .map(|r| setup.be_jobs[r.job].request)
+                .sum();
+            hp_series[n][0].push(hp_cpu);
+            hp_series[n][1].push(hp_mem);
+            reserved_series[n][0].push(reserved.cpu.as_f64());
+            reserved_series[n][1].push(reserved.memory.as_f64());
+        }
+
+        // Scheduling: FIFO from the head of the queue, through the extender's own filter and
+        // score. A bounded number of attempts per step keeps a long backlog cheap.
+        let mut misses: Vec<usize> = Vec::new();
+        let mut attempts = 0;
+        while attempts < MAX_ATTEMPTS_PER_STEP && misses.len() < MAX_MISSES_PER_STEP {
+            let Some(j) = queue.pop_front() else { break };
+            attempts += 1;
+            let job = &setup.be_jobs[j];
+            let pod = PodView {
+                request: job.request,
+                high_priority: false,
+            };
+            match tide_scheduler::choose(&pod, nodes.iter().map(|n| &n.view).enumerate(), &cfg, now)
+            {
+                Some(n) => {
+                    let node = &mut nodes[n];
+                    node.view.be_requested = node.view.be_requested.saturating_add(job.request);
+                    node.running.push(Running {
+                        job: j,
+                        remaining: job.work,
+                    });
+                }
+                None => misses.push(j),
+            }
+        }
+        for j in misses.into_iter().rev() {
+            queue.push_front(j);
+        }
+        timeline.push((step_used / step_cap.max(1.0), step_be / step_cap.max(1.0)));
+        progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // Prediction quality: realised HP peak over the horizon against the reservation held.
+    let h = usize::try_from(setup.config.estimator.horizon.as_secs().div_ceil(step))
+        .unwrap_or(usize::MAX);
+    let mut acc = EvalAccumulator::default();
+    for (n, node) in nodes.iter().enumerate() {
+        for r in 0..2 {
+            let peaks = forward_peaks(&hp_series[n][r], h);
+            let cap = if r == 0 {
+                node.cap.cpu.as_f64()
+            } else {
+                node.cap.memory.as_f64()
+            };
+            for t in 0..peaks.len().saturating_sub(h) {
+                acc.add(cap, reserved_series[n][r][t], peaks[t]);
+            }
+        }
+    }
+    let chunk = timeline.len().div_ceil(TIMELINE_POINTS).max(1);
+    let down = |f: fn(&(f64, f64)) -> f64| -> Vec<f32> {
+        #[allow(clippy::cast_possible_truncation)]
+        timeline
+            .chunks(chunk)
+            .map(|c| (c.iter().map(f).sum::<f64>() / c.len() as f64) as f32)
+            .collect()
+    };
+    PolicyOutcome {
+        policy,
+        cpu_utilisation: cpu_used / cpu_cap.max(1.0),
+        memory_utilisation: mem_used / mem_cap.max(1.0),
+        be_core_hours: be_core_secs / 3600.0,
+        oracle_core_hours: oracle_core_secs / 3600.0,
+        reclaim_ratio: if oracle_core_secs > 0.0 {
+            be_core_secs / oracle_core_secs
+        } else {
+            0.0
+        },
+        violation_rate: acc.summary().violation_rate,
+        hp_interference: interfered as f64 / node_steps.max(1) as f64,
+        hp_shortfall_core_hours: shortfall_secs / 3600.0,
+        hp_memory_overflow_steps: overflow,
+        be_evictions: evictions,
+        be_kills: kills,
+        be_jobs_completed: completed,
+        be_jobs_waiting: queue.len() as u64,
+        timeline_cpu: down(|x| x.0),
+        timeline_be_cpu: down(|x| x.1),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cfs_share_water_fills() {
+        let got = share(10.0, &[(8.0, 1.0), (8.0, 1.0)]);
+        assert_eq!(got, vec![5.0, 5.0]);
+        let got = share(10.0, &[(2.0, 1.0), (20.0, 1.0)]);
+        assert_eq!(got, vec![2.0, 8.0]);
+        let got = share(10.0, &[(20.0, 3.0), (20.0, 1.0)]);
+        assert!((got[0] - 7.5).abs() < 1e-9 && (got[1] - 2.5).abs() < 1e-9);
+        assert_eq!(share(10.0, &[(0.0, 1.0), (3.0, 1.0)]), vec![0.0, 3.0]);
+    }
+}

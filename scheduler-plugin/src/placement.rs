@@ -1,0 +1,476 @@
+//! Placement decisions, as pure functions: filter, water-level scoring and pre-eviction.
+//! The HTTP extender and the replay call these same functions (DESIGN.md §6).
+
+use tide_api::{Classification, Resource, ResourceAmounts, TideConfig, VictimKey, victim_order};
+
+/// The node's estimate as the extender sees it (from its NodeEstimate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EstimateView {
+    /// When the agent computed it (seconds).
+    pub observed_at: u64,
+    /// What BE pods may use in total on this node.
+    pub reclaimable: ResourceAmounts,
+    /// Predicted HP peak plus margin and reserve: what HP may take.
+    pub hp_reserved: ResourceAmounts,
+}
+
+/// A node as placement needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    /// Node allocatable.
+    pub allocatable: ResourceAmounts,
+    /// The node's estimate, if one exists.
+    pub estimate: Option<EstimateView>,
+    /// BE requests bound to the node, including pods assumed but not yet visible in usage.
+    pub be_requested: ResourceAmounts,
+    /// HP requests bound to the node.
+    pub hp_requested: ResourceAmounts,
+}
+
+/// The pod being placed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PodView {
+    /// BE pods request batch resources; HP pods request cpu/memory.
+    pub request: ResourceAmounts,
+    /// True for HP classes.
+    pub high_priority: bool,
+}
+
+/// Why a node was refused. Its `Display` text goes into `FailedNodes`; [`Refusal::kind`]
+/// is the metrics label. Built without allocating: `choose` refuses many nodes per pod.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refusal {
+    /// HP requests alone would exceed allocatable.
+    HpDoesNotFit {
+        /// Resource.
+        resource: Resource,
+        /// HP requests including the pod.
+        need: u64,
+        /// Allocatable.
+        allocatable: u64,
+    },
+    /// No NodeEstimate for the node.
+    NoEstimate,
+    /// The NodeEstimate is older than `staleAfter`.
+    StaleEstimate {
+        /// Age in seconds.
+        age_secs: u64,
+    },
+    /// Bound BE requests plus the pod exceed the reclaimable amount.
+    OverReclaimable {
+        /// Resource.
+        resource: Resource,
+        /// BE requests already bound.
+        bound: u64,
+        /// The pod's request.
+        request: u64,
+        /// Reclaimable.
+        reclaimable: u64,
+    },
+    /// The predicted water level would pass the schedule level.
+    OverWaterLevel {
+        /// Resource.
+        resource: Resource,
+        /// Predicted level, percent.
+        level_percent: f64,
+        /// Schedule level, percent.
+        limit_percent: f64,
+    },
+}
+
+impl Refusal {
+    /// Short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::HpDoesNotFit { .. } => "hp-does-not-fit",
+            Refusal::NoEstimate => "no-estimate",
+            Refusal::StaleEstimate { .. } => "stale-estimate",
+            Refusal::OverReclaimable { .. } => "over-reclaimable",
+            Refusal::OverWaterLevel { .. } => "over-water-level",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Refusal::HpDoesNotFit {
+                resource,
+                need,
+                allocatable,
+            } => write!(
+                f,
+                "{resource}: high-priority requests {need}{u} exceed allocatable {allocatable}{u} even after pre-eviction",
+                u = unit(resource)
+            ),
+            Refusal::NoEstimate => {
+                f.write_str("no NodeEstimate for this node: best-effort admission stopped")
+            }
+            Refusal::StaleEstimate { age_secs } => {
+                write!(
+                    f,
+                    "NodeEstimate is stale ({age_secs}s old): best-effort admission stopped"
+                )
+            }
+            Refusal::OverReclaimable {
+                resource,
+                bound,
+                request,
+                reclaimable,
+            } => write!(
+                f,
+                "batch-{resource}: bound {bound}{u} + request {request}{u} exceed reclaimable {reclaimable}{u}",
+                u = unit(resource)
+            ),
+            Refusal::OverWaterLevel {
+                resource,
+                level_percent,
+                limit_percent,
+            } => write!(
+                f,
+                "{resource}: predicted water level {level_percent:.1}% would pass the schedule level {limit_percent:.1}%"
+            ),
+        }
+    }
+}
+
+fn pct(cfg: &TideConfig, r: Resource) -> f64 {
+    match r {
+        Resource::Cpu => cfg.cpu.schedule_percent,
+        Resource::Memory => cfg.memory.schedule_percent,
+    }
+}
+
+fn unit(r: Resource) -> &'static str {
+    match r {
+        Resource::Cpu => "m",
+        Resource::Memory => " bytes",
+    }
+}
+
+/// Filter: may `pod` go to `node` at time `now`?
+///
+/// - BE: only with a fresh estimate, and only where the BE requests already bound plus this
+///   pod fit in the reclaimable amount and keep the predicted level at or below the schedule
+///   water level, for both resources.
+/// - HP: never refused for a stale or missing estimate; refused only where even evicting
+///   every BE pod could not make room (HP requests alone would not fit).
+pub fn filter(pod: &PodView, node: &NodeView, cfg: &TideConfig, now: u64) -> Result<(), Refusal> {
+    if pod.high_priority {
+        for r in Resource::ALL {
+            let need = node.hp_requested.get(r).saturating_add(pod.request.get(r));
+            if need > node.allocatable.get(r) {
+                return Err(Refusal::HpDoesNotFit {
+                    resource: r,
+                    need,
+                    allocatable: node.allocatable.get(r),
+                });
+            }
+        }
+        return Ok(());
+    }
+    let Some(est) = node.estimate else {
+        return Err(Refusal::NoEstimate);
+    };
+    let age_secs = now.saturating_sub(est.observed_at);
+    if age_secs > cfg.estimator.stale_after.as_secs() {
+        return Err(Refusal::StaleEstimate { age_secs });
+    }
+    for r in Resource::ALL {
+        let want = node.be_requested.get(r).saturating_add(pod.request.get(r));
+        let have = est.reclaimable.get(r);
+        if want > have {
+            return Err(Refusal::OverReclaimable {
+                resource: r,
+                bound: node.be_requested.get(r),
+                request: pod.request.get(r),
+                reclaimable: have,
+            });
+        }
+        let level = predicted_level(node, pod, r);
+        if level * 100.0 > pct(cfg, r) {
+            return Err(Refusal::OverWaterLevel {
+                resource: r,
+                level_percent: level * 100.0,
+                limit_percent: pct(cfg, r),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Predicted level of `r` after placing `pod`: (HP reservation + BE requests + pod) / allocatable.
+/// Without an estimate the HP requests stand in for the HP reservation.
+#[allow(clippy::cast_precision_loss)]
+pub fn predicted_level(node: &NodeView, pod: &PodView, r: Resource) -> f64 {
+    let alloc = node.allocatable.get(r);
+    if alloc == 0 {
+        return f64::INFINITY;
+    }
+    let hp = node
+        .estimate
+        .map_or(node.hp_requested.get(r), |e| e.hp_reserved.get(r));
+    let total = hp
+        .saturating_add(node.be_requested.get(r))
+        .saturating_add(pod.request.get(r));
+    total as f64 / alloc as f64
+}
+
+/// Kubernetes' `MaxExtenderPriority`.
+pub const MAX_SCORE: i64 = 10;
+
+/// Prioritize: water-level balancing. Prefers nodes whose predicted CPU and memory levels
+/// after placement are low and close to each other:
+/// `score = 10 × clamp(1 − mean(level) − ½·|level_cpu − level_mem|, 0, 1)`, rounded.
+pub fn score(pod: &PodView, node: &NodeView) -> i64 {
+    let c = predicted_level(node, pod, Resource::Cpu);
+    let m = predicted_level(node, pod, Resource::Memory);
+    if !(c.is_finite() && m.is_finite()) {
+        return 0;
+    }
+    let raw = 1.0 - (c + m) / 2.0 - 0.5 * (c - m).abs();
+    #[allow(clippy::cast_possible_truncation)]
+    let s = (raw.clamp(0.0, 1.0) * MAX_SCORE as f64).round() as i64;
+    s.clamp(0, MAX_SCORE)
+}
+
+/// A BE pod on the node, as pre-eviction sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BePodView {
+    /// Pod UID.
+    pub uid: String,
+    /// Classification (for the victim order).
+    pub class: Classification,
+    /// Batch request.
+    pub request: ResourceAmounts,
+    /// Current usage.
+    pub usage: ResourceAmounts,
+}
+
+/// Orders BE pods for eviction with the one victim order, by memory usage over request,
+/// ties broken by UID.
+pub fn order_victims(pods: &mut [BePodView]) {
+    let key = |p: &BePodView| VictimKey {
+        class: p.class,
+        usage_over_request: i128::from(p.usage.memory.0) - i128::from(p.request.memory.0),
+    };
+    pods.sort_by(|a, b| victim_order(&key(a), &key(b)).then_with(|| a.uid.cmp(&b.uid)));
+}
+
+/// Bind-time pre-eviction: the BE pods to evict, in order, so that the node's predicted usage
+/// after the HP pod lands (HP reservation + HP request + remaining BE usage) stays at or below
+/// the eviction water level the agent enforces. Empty when no eviction is needed.
+#[allow(clippy::cast_precision_loss)]
+pub fn pre_eviction(
+    pod: &PodView,
+    node: &NodeView,
+    be_pods: &[BePodView],
+    cfg: &TideConfig,
+) -> Vec<String> {
+    let mut pods = be_pods.to_vec();
+    order_victims(&mut pods);
+    let limit = |r: Resource| {
+        let p = match r {
+            Resource::Cpu => cfg.cpu.evict_percent,
+            Resource::Memory => cfg.memory.evict_percent,
+        };
+        node.allocatable.get(r) as f64 * p / 100.0
+    };
+    let hp = |r: Resource| {
+        let reserved = node
+            .estimate
+            .map_or(node.hp_requested.get(r), |e| e.hp_reserved.get(r));
+        reserved as f64 + pod.request.get(r) as f64
+    };
+    let mut be: ResourceAmounts = pods.iter().map(|p| p.usage).sum();
+    let over = |be: &ResourceAmounts| {
+        Resource::ALL
+            .iter()
+            .any(|&r| hp(r) + be.get(r) as f64 > limit(r))
+    };
+    let mut victims = Vec::new();
+    for p in pods {
+        if !over(&be) {
+            break;
+        }
+        be = be.saturating_sub(p.usage);
+        victims.push(p.uid);
+    }
+    victims
+}
+
+/// Picks the best node for a pod among candidates: highest score, ties by lowest index.
+pub fn choose<'a>(
+    pod: &PodView,
+    nodes: impl IntoIterator<Item = (usize, &'a NodeView)>,
+    cfg: &TideConfig,
+    now: u64,
+) -> Option<usize> {
+    nodes
+        .into_iter()
+        .filter(|(_, n)| filter(pod, n, cfg, now).is_ok())
+        .map(|(i, n)| (i, score(pod, n)))
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tide_api::{ClassifyRules, PodFacts, classify};
+
+    fn node(reclaim: (u64, u64), hp: (u64, u64), be: (u64, u64), observed_at: u64) -> NodeView {
+        NodeView {
+            allocatable: ResourceAmounts::new(32_000, 128 << 30),
+            estimate: Some(EstimateView {
+                observed_at,
+                reclaimable: ResourceAmounts::new(reclaim.0, reclaim.1),
+                hp_reserved: ResourceAmounts::new(hp.0, hp.1),
+            }),
+            be_requested: ResourceAmounts::new(be.0, be.1),
+            hp_requested: ResourceAmounts::new(24_000, 96 << 30),
+        }
+    }
+
+    fn be(cpu: u64, mem: u64) -> PodView {
+        PodView {
+            request: ResourceAmounts::new(cpu, mem),
+            high_priority: false,
+        }
+    }
+
+    #[test]
+    fn be_goes_only_where_reclaimable_fits() {
+        let cfg = TideConfig::default();
+        let n = node(
+            (10_000, 40 << 30),
+            (12_000, 40 << 30),
+            (6_000, 8 << 30),
+            100,
+        );
+        assert!(filter(&be(4_000, 8 << 30), &n, &cfg, 110).is_ok());
+        let err = filter(&be(4_001, 8 << 30), &n, &cfg, 110).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("batch-cpu: bound 6000m + request 4001m exceed reclaimable 10000m"),
+            "{err}"
+        );
+        let err = filter(&be(1_000, 33 << 30), &n, &cfg, 110).unwrap_err();
+        assert!(err.to_string().contains("batch-memory"), "{err}");
+    }
+
+    #[test]
+    fn water_level_caps_be_even_with_reclaimable_left() {
+        let cfg = TideConfig::default(); // cpu schedule level 85%
+        // Reclaimable says 20 cores, but HP reserved 20 + BE 6 + 2 = 28 of 32 = 87.5%.
+        let n = node((20_000, 60 << 30), (20_000, 20 << 30), (6_000, 0), 0);
+        let err = filter(&be(2_000, 1 << 30), &n, &cfg, 0).unwrap_err();
+        assert!(err.to_string().contains("water level 87.5%"), "{err}");
+    }
+
+    #[test]
+    fn stale_or_missing_estimate_stops_be_never_hp() {
+        let cfg = TideConfig::default(); // stale after 5 min
+        let mut n = node((20_000, 60 << 30), (4_000, 8 << 30), (0, 0), 0);
+        assert!(filter(&be(1_000, 1 << 30), &n, &cfg, 300).is_ok());
+        assert!(
+            filter(&be(1_000, 1 << 30), &n, &cfg, 301)
+                .unwrap_err()
+                .to_string()
+                .contains("stale (301s old)")
+        );
+        let hp = PodView {
+            request: ResourceAmounts::new(4_000, 8 << 30),
+            high_priority: true,
+        };
+        assert!(filter(&hp, &n, &cfg, 10_000).is_ok());
+        n.estimate = None;
+        assert!(
+            filter(&be(1, 1), &n, &cfg, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("no NodeEstimate")
+        );
+        assert!(filter(&hp, &n, &cfg, 0).is_ok());
+        let too_big = PodView {
+            request: ResourceAmounts::new(9_000, 1),
+            high_priority: true,
+        };
+        assert!(
+            filter(&too_big, &n, &cfg, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("even after pre-eviction")
+        );
+    }
+
+    #[test]
+    fn scores_prefer_low_and_balanced_levels() {
+        let p = be(2_000, 8 << 30);
+        let low = node((20_000, 60 << 30), (4_000, 16 << 30), (0, 0), 0);
+        let high = node((20_000, 60 << 30), (20_000, 80 << 30), (0, 0), 0);
+        let skewed = node((20_000, 60 << 30), (24_000, 8 << 30), (0, 0), 0);
+        let (s_low, s_high, s_skew) = (score(&p, &low), score(&p, &high), score(&p, &skewed));
+        assert!(
+            s_low > s_high && s_low > s_skew,
+            "{s_low} {s_high} {s_skew}"
+        );
+        assert!((0..=MAX_SCORE).contains(&s_high));
+        let cfg = TideConfig::default();
+        let nodes = [high.clone(), low.clone(), skewed];
+        assert_eq!(choose(&p, nodes.iter().enumerate(), &cfg, 0), Some(1));
+    }
+
+    #[test]
+    fn pre_eviction_takes_just_enough_in_victim_order() {
+        let cfg = TideConfig::default(); // memory evict level 90%
+        let rules = ClassifyRules::default();
+        let class = |prio: i32| {
+            let mut f = PodFacts::default();
+            f.labels.insert("tide.dev/qos".into(), "BE".into());
+            f.priority = Some(prio);
+            classify(&f, &rules)
+        };
+        let gib = 1u64 << 30;
+        let pods = vec![
+            BePodView {
+                uid: "a".into(),
+                class: class(10),
+                request: ResourceAmounts::new(1_000, 8 * gib),
+                usage: ResourceAmounts::new(1_000, 10 * gib),
+            },
+            BePodView {
+                uid: "b".into(),
+                class: class(0),
+                request: ResourceAmounts::new(1_000, 8 * gib),
+                usage: ResourceAmounts::new(1_000, 4 * gib),
+            },
+            BePodView {
+                uid: "c".into(),
+                class: class(0),
+                request: ResourceAmounts::new(1_000, 8 * gib),
+                usage: ResourceAmounts::new(1_000, 12 * gib),
+            },
+        ];
+        // 128 GiB node, evict level 115.2 GiB. HP reserved 90 GiB + new HP pod 8 GiB = 98 GiB;
+        // BE uses 26 GiB → 124 GiB: 8.8 GiB over. Priority 0 goes first, most over request first: c (12 GiB).
+        let n = node((0, 0), (8_000, 90 * gib), (0, 0), 0);
+        let hp = PodView {
+            request: ResourceAmounts::new(1_000, 8 * gib),
+            high_priority: true,
+        };
+        assert_eq!(pre_eviction(&hp, &n, &pods, &cfg), vec!["c".to_string()]);
+        // A bigger HP pod needs two victims: c, then b (same priority), not a.
+        let hp = PodView {
+            request: ResourceAmounts::new(1_000, 14 * gib),
+            high_priority: true,
+        };
+        assert_eq!(
+            pre_eviction(&hp, &n, &pods, &cfg),
+            vec!["c".to_string(), "b".to_string()]
+        );
+        // No pressure, no victims.
+        let calm = node((0, 0), (8_000, 20 * gib), (0, 0), 0);
+        assert!(pre_eviction(&hp, &calm, &pods, &cfg).is_empty());
+    }
+}
