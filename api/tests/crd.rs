@@ -1,5 +1,12 @@
 //! The checked-in CRD and example configuration match the code.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::path::PathBuf;
 
 fn deploy(name: &str) -> PathBuf {

@@ -1,5 +1,12 @@
 //! The `tide-replay` binary: bad input gets a clear error, good input a well-formed report.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

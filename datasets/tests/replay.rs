@@ -1,5 +1,12 @@
 //! Replay decisions on small hand-made clusters: behavioural checks and a golden file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::sync::atomic::AtomicU64;
 
 use ndarray::Array2;
