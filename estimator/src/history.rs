@@ -277,6 +277,24 @@ mod tests {
     }
 
     #[test]
+    fn state_per_series_stays_under_one_kib() {
+        // A day of 10 s samples spread over a wide band, 100 series in 10 workloads.
+        let mut s = store();
+        let mut x = 1u64;
+        for t in (0..86_400u64).step_by(10) {
+            for id in 0..100u64 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let v = 100.0 + (x >> 40) as f64 % 2_000.0;
+                s.add(id, Some(id / 10), t, v);
+            }
+        }
+        let per_series = s.heap_size() / s.len();
+        assert!(per_series <= 1024, "{per_series} bytes per series");
+    }
+
+    #[test]
     fn forgetting_keeps_workload_history() {
         let mut s = store();
         s.add(1, Some(3), 0, 50.0);
