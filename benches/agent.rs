@@ -24,7 +24,7 @@ fn snapshot(pods: usize) -> NodeSnapshot {
                 uid: format!("pod-{i:04}"),
                 class: classify(&f, &rules),
                 request: ResourceAmounts::new(500, 1 << 30),
-                usage: ResourceAmounts::new(400, (1 << 30) + ((i as u64 * 7919) % 512 << 20)),
+                usage: ResourceAmounts::new(400, (1 << 30) + (((i as u64 * 7919) % 512) << 20)),
             }
         })
         .collect();
