@@ -24,7 +24,7 @@ doc:
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 bench:
-	cargo bench -p tide-benches
+	cargo bench -p tide-benches --benches
 
 # Regenerate checked-in generated files (CRD YAML, golden outputs) on purpose.
 bless:
