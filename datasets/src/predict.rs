@@ -91,10 +91,7 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
         return out;
     }
     for resource in Resource::ALL {
-        let matrix = match resource {
-            Resource::Cpu => &trace.cpu,
-            Resource::Memory => &trace.memory,
-        };
+        let matrix = trace.usage(resource);
         let capacity = match trace.shape {
             crate::trace::TraceShape::Machines => trace.columns[members[0]].request.get(resource),
             crate::trace::TraceShape::Workloads => opts.node_capacity.get(resource),
@@ -106,15 +103,7 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
             .collect();
         let peaks = forward_peaks(&hp, h);
         let last = steps - h; // decisions whose horizon lies inside the trace
-        let mut pods: Vec<PodSample> = members
-            .iter()
-            .map(|&c| PodSample {
-                id: c as u64,
-                workload: None,
-                usage: 0.0,
-                request: trace.columns[c].request.get(resource) as f64,
-            })
-            .collect();
+        let mut pods: Vec<PodSample> = Vec::with_capacity(members.len());
         let mut scored: Vec<(String, bool, EvalAccumulator)> = Vec::new();
         // The oracle predicts the realised peak: the physical limit.
         let mut oracle = EvalAccumulator::default();
@@ -125,10 +114,8 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
         for entry in Catalog::ALL {
             let mut p = entry.build(resource, &opts.settings);
             let mut acc = EvalAccumulator::default();
-            for t in 0..last {
-                for (pod, &c) in pods.iter_mut().zip(members) {
-                    pod.usage = f64::from(matrix[[t, c]]);
-                }
+            for (t, &peak) in peaks.iter().enumerate().take(last) {
+                trace.fill_pods(resource, t, members, &mut pods);
                 let obs = NodeObservation {
                     time: t as u64 * step,
                     capacity,
@@ -139,7 +126,7 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
                 if t >= warm {
                     // No prediction yet means no reclaim: the whole node is held for HP.
                     let pred = p.predict(&obs).unwrap_or(capacity);
-                    acc.add(capacity, pred, peaks[t]);
+                    acc.add(capacity, pred, peak);
                 }
             }
             scored.push((entry.name().into(), entry.is_tide(), acc));

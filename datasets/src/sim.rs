@@ -486,7 +486,6 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             }
 
             // Capacity the scheduler sees, from the policy.
-            pods.clear();
             let reserved = match &mut node.capacity {
                 Capacity::Fixed => node.hp_requests,
                 Capacity::Koordinator(pc, pm) => {
@@ -495,17 +494,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                         (Resource::Cpu, pc, setup.system.cpu.as_f64()),
                         (Resource::Memory, pm, setup.system.memory.as_f64()),
                     ] {
-                        pods.clear();
-                        let m = match r {
-                            Resource::Cpu => &trace.cpu,
-                            Resource::Memory => &trace.memory,
-                        };
-                        pods.extend(members.iter().map(|&c| PodSample {
-                            id: c as u64,
-                            workload: None,
-                            usage: f64::from(m[[t, c]]),
-                            request: trace.columns[c].request.get(r) as f64,
-                        }));
+                        trace.fill_pods(r, t, members, &mut pods);
                         let obs = NodeObservation {
                             time: now,
                             capacity: node.cap.get(r) as f64,
@@ -529,17 +518,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                         (Resource::Cpu, ec, setup.system.cpu.as_f64()),
                         (Resource::Memory, em, setup.system.memory.as_f64()),
                     ] {
-                        pods.clear();
-                        let m = match r {
-                            Resource::Cpu => &trace.cpu,
-                            Resource::Memory => &trace.memory,
-                        };
-                        pods.extend(members.iter().map(|&c| PodSample {
-                            id: c as u64,
-                            workload: None,
-                            usage: f64::from(m[[t, c]]),
-                            request: trace.columns[c].request.get(r) as f64,
-                        }));
+                        trace.fill_pods(r, t, members, &mut pods);
                         let obs = NodeObservation {
                             time: now,
                             capacity: node.cap.get(r) as f64,

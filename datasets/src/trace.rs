@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use tide_api::ResourceAmounts;
+use tide_api::{Resource, ResourceAmounts};
+use tide_estimator::PodSample;
 
 use crate::formats;
 use crate::rng::SplitMix64;
@@ -57,6 +58,27 @@ impl UsageTrace {
     /// Number of time steps.
     pub fn steps(&self) -> usize {
         self.cpu.nrows()
+    }
+
+    /// The usage matrix of one resource.
+    pub fn usage(&self, r: Resource) -> &Array2<f32> {
+        match r {
+            Resource::Cpu => &self.cpu,
+            Resource::Memory => &self.memory,
+        }
+    }
+
+    /// Replaces `pods` with the estimator's view of `members` at step `t` for resource `r`.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn fill_pods(&self, r: Resource, t: usize, members: &[usize], pods: &mut Vec<PodSample>) {
+        let m = self.usage(r);
+        pods.clear();
+        pods.extend(members.iter().map(|&c| PodSample {
+            id: c as u64,
+            workload: None,
+            usage: f64::from(m[[t, c]]),
+            request: self.columns[c].request.get(r) as f64,
+        }));
     }
 }
 

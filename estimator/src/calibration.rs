@@ -1,15 +1,17 @@
 //! Online calibration of the margin so that the realised violation rate tracks the target.
 //!
-//! Split-conformal prediction over a sliding window, with the level adapted online (Adaptive
-//! Conformal Inference, Gibbs & Candès 2021):
+//! Split-conformal prediction over a sliding window plus a quantile-tracking integrator
+//! (the P and I terms of Conformal PID control, Angelopoulos, Candès & Tibshirani 2023):
 //!
 //! - every decision records the base prediction `B`; once its horizon has passed, the realised
 //!   peak `A` gives a residual `(A − B) / capacity`;
-//! - the prediction is `B + q · capacity`, where `q` is the `(1 − αₜ)` empirical quantile of the
-//!   last `window` residuals: the margin shrinks when the base is too cautious and grows when it
-//!   is too bold;
-//! - after each resolved decision `αₜ ← αₜ + γ (α − errₜ)`, where `errₜ` is 1 if that decision
-//!   was violated. Under drift this keeps the long-run violation rate at the target `α`.
+//! - the prediction is `B + (q + iₜ) · capacity`, where `q` is the conformal `(1 − α)` quantile
+//!   of the last `window` residuals (the margin shrinks when the base is too cautious and grows
+//!   when it is too bold) and `iₜ` is the integrator;
+//! - after each resolved decision `iₜ ← iₜ + η (errₜ − α)`, where `errₜ` is 1 if that decision
+//!   was violated. Whatever the drift, the long-run violation rate is then held at `α`, and
+//!   unlike adapting the quantile level (ACI) the margin can grow past the largest residual
+//!   seen, which heavy-tailed usage needs at small targets.
 
 use std::collections::VecDeque;
 
@@ -26,8 +28,8 @@ pub struct CalibrationOptions {
     pub horizon_secs: u64,
     /// Target violation rate α.
     pub target: f64,
-    /// ACI step γ.
-    pub gamma: f64,
+    /// Integrator step η, as a share of capacity per violation.
+    pub eta: f64,
     /// Number of residuals kept.
     pub window: usize,
     /// A new decision is recorded at most this often (bounds the pending list).
@@ -35,13 +37,13 @@ pub struct CalibrationOptions {
 }
 
 impl CalibrationOptions {
-    /// Defaults for a horizon and target: γ = 0.005, 2,000 residuals, a decision a minute.
+    /// Defaults for a horizon and target: η = 0.005, 2,000 residuals, a decision a minute.
     pub fn new(horizon_secs: u64, target: f64) -> Self {
         Self {
             enabled: true,
             horizon_secs,
             target,
-            gamma: 0.005,
+            eta: 0.005,
             window: 2000,
             decision_interval_secs: 60,
         }
@@ -62,7 +64,7 @@ struct Pending {
 pub struct Calibrated<P> {
     base: P,
     opts: CalibrationOptions,
-    alpha_t: f64,
+    integral: f64,
     ring: VecDeque<f32>,
     sorted: Vec<f32>,
     pending: VecDeque<Pending>,
@@ -79,7 +81,7 @@ impl<P: PeakPredictor> Calibrated<P> {
         Self {
             base,
             opts,
-            alpha_t: opts.target,
+            integral: 0.0,
             ring: VecDeque::with_capacity(opts.window),
             sorted: Vec::with_capacity(opts.window),
             pending: VecDeque::new(),
@@ -95,9 +97,9 @@ impl<P: PeakPredictor> Calibrated<P> {
         &self.base
     }
 
-    /// The level currently used (αₜ).
-    pub fn alpha_t(&self) -> f64 {
-        self.alpha_t
+    /// The integrator term iₜ, as a share of capacity.
+    pub fn integral(&self) -> f64 {
+        self.integral
     }
 
     /// Recent violation rate (EWMA over about a hundred resolved decisions).
@@ -115,16 +117,13 @@ impl<P: PeakPredictor> Calibrated<P> {
         self.current.map(|(_, base, fin)| fin - base)
     }
 
-    /// Residual quantile at level `1 − αₜ`, as a share of capacity.
+    /// Conformal residual quantile at level `1 − α`, as a share of capacity.
     fn quantile(&self) -> Option<f64> {
         let n = self.sorted.len();
         if n == 0 || !self.opts.enabled {
             return None;
         }
-        let level = 1.0 - self.alpha_t;
-        if level >= 1.0 {
-            return self.sorted.last().map(|v| f64::from(*v));
-        }
+        let level = 1.0 - self.opts.target;
         // Conformal index: ceil((n + 1) · level), 1-based.
         #[allow(
             clippy::cast_precision_loss,
@@ -133,6 +132,15 @@ impl<P: PeakPredictor> Calibrated<P> {
         )]
         let k = ((n as f64 + 1.0) * level.max(0.0)).ceil() as usize;
         Some(f64::from(self.sorted[k.clamp(1, n) - 1]))
+    }
+
+    /// The calibrated margin as a share of capacity: quantile plus integrator (0 when disabled).
+    fn margin_share(&self) -> f64 {
+        match self.quantile() {
+            Some(q) => q + self.integral,
+            None if self.opts.enabled => self.integral,
+            None => 0.0,
+        }
     }
 
     fn push_residual(&mut self, r: f32) {
@@ -164,8 +172,8 @@ impl<P: PeakPredictor> Calibrated<P> {
                 #[allow(clippy::cast_possible_truncation)]
                 self.push_residual(((p.peak - p.base) / p.capacity) as f32);
             }
-            self.alpha_t =
-                (self.alpha_t + self.opts.gamma * (self.opts.target - err)).clamp(-0.5, 1.0);
+            self.integral =
+                (self.integral + self.opts.eta * (err - self.opts.target)).clamp(-1.0, 1.0);
             self.recent_violation_rate += (err - self.recent_violation_rate) / 100.0;
             self.resolved += 1;
         }
@@ -185,7 +193,7 @@ impl<P: PeakPredictor> PeakPredictor for Calibrated<P> {
             self.current = None;
             return;
         };
-        let q = self.quantile().unwrap_or(0.0);
+        let q = self.margin_share();
         // Never predict below what is in use right now: that would be a certain violation.
         let predicted = (base + q * obs.capacity).max(usage);
         self.current = Some((obs.time, base, predicted));
@@ -209,7 +217,7 @@ impl<P: PeakPredictor> PeakPredictor for Calibrated<P> {
             Some((t, _, p)) if t == obs.time => Some(p),
             _ => {
                 let base = self.base.predict(obs)?;
-                Some((base + self.quantile().unwrap_or(0.0) * obs.capacity).max(obs.hp_usage()))
+                Some((base + self.margin_share() * obs.capacity).max(obs.hp_usage()))
             }
         }
     }
@@ -302,8 +310,10 @@ mod tests {
         }
         // n = 9, level 0.9: ceil(10 · 0.9) = 9th smallest.
         assert_eq!(c.quantile(), Some(9.0));
-        c.alpha_t = 0.5;
+        c.opts.target = 0.5;
         assert_eq!(c.quantile(), Some(5.0));
+        c.integral = 0.25;
+        assert_eq!(c.margin_share(), 5.25);
         // The window slides: the oldest residuals leave the sorted set too.
         c.opts.window = 9;
         c.push_residual(0.5);
