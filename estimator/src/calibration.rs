@@ -28,7 +28,8 @@ pub struct CalibrationOptions {
     pub horizon_secs: u64,
     /// Target violation rate α.
     pub target: f64,
-    /// Integrator step η, as a share of capacity per violation.
+    /// Integrator step η, as a share of capacity per violation of a decision spaced a whole
+    /// horizon from the previous one (closer decisions weigh proportionally less).
     pub eta: f64,
     /// Number of residuals kept.
     pub window: usize,
@@ -37,13 +38,13 @@ pub struct CalibrationOptions {
 }
 
 impl CalibrationOptions {
-    /// Defaults for a horizon and target: η = 0.005, 2,000 residuals, a decision a minute.
+    /// Defaults for a horizon and target: η = 0.05, 2,000 residuals, a decision a minute.
     pub fn new(horizon_secs: u64, target: f64) -> Self {
         Self {
             enabled: true,
             horizon_secs,
             target,
-            eta: 0.005,
+            eta: 0.05,
             window: 2000,
             decision_interval_secs: 60,
         }
@@ -57,6 +58,8 @@ struct Pending {
     predicted: f64,
     peak: f64,
     capacity: f64,
+    /// Seconds since the previous decision: how much new information this one carries.
+    spacing: u64,
 }
 
 /// A base predictor wrapped in online conformal calibration. Serialisable for checkpoints.
@@ -172,8 +175,14 @@ impl<P: PeakPredictor> Calibrated<P> {
                 #[allow(clippy::cast_possible_truncation)]
                 self.push_residual(((p.peak - p.base) / p.capacity) as f32);
             }
-            self.integral =
-                (self.integral + self.opts.eta * (err - self.opts.target)).clamp(-1.0, 1.0);
+            // Decisions closer together than the horizon share most of their window, so their
+            // errors are correlated: weigh each by its spacing over the horizon, so that one
+            // horizon's worth of decisions moves the integrator as one independent decision
+            // would. The fixed point (violation rate = α) does not depend on the weight.
+            #[allow(clippy::cast_precision_loss)]
+            let weight = (p.spacing as f64 / self.opts.horizon_secs.max(1) as f64).min(1.0);
+            self.integral = (self.integral + self.opts.eta * weight * (err - self.opts.target))
+                .clamp(-1.0, 1.0);
             self.recent_violation_rate += (err - self.recent_violation_rate) / 100.0;
             self.resolved += 1;
         }
@@ -201,6 +210,9 @@ impl<P: PeakPredictor> PeakPredictor for Calibrated<P> {
             .last_decision
             .is_none_or(|t| obs.time >= t + self.opts.decision_interval_secs);
         if due {
+            let spacing = self
+                .last_decision
+                .map_or(self.opts.horizon_secs, |t| obs.time - t);
             self.last_decision = Some(obs.time);
             self.pending.push_back(Pending {
                 time: obs.time,
@@ -208,6 +220,7 @@ impl<P: PeakPredictor> PeakPredictor for Calibrated<P> {
                 predicted,
                 peak: usage,
                 capacity: obs.capacity,
+                spacing,
             });
         }
     }
