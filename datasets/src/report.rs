@@ -128,25 +128,44 @@ impl ReplayReport {
     }
 
     fn line_plot(&self, series: impl Fn(&PolicyOutcome) -> &Vec<f32>, label: &str) -> String {
-        let (w, ht, pad) = (900.0, 300.0, 40.0);
+        let (w, ht, pad, top) = (900.0, 300.0, 40.0, 12.0);
+        let plot_h = ht - pad - top;
+        let y_of = |v: f64| top + plot_h * (1.0 - v.clamp(0.0, 1.0));
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"{label}\">",
             ht + 30.0
         );
         let _ = write!(
             s,
-            "<rect x=\"{pad}\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
-            w - pad,
-            ht - pad
+            "<rect x=\"{pad}\" y=\"{top}\" width=\"{}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#999\"/>",
+            w - pad
         );
         for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = (ht - pad) * (1.0 - tick);
+            let y = y_of(tick);
             let _ = write!(
                 s,
                 "<text x=\"2\" y=\"{:.1}\" font-size=\"11\">{:.0}%</text><line x1=\"{pad}\" x2=\"{w}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>",
                 y + 4.0,
                 tick * 100.0
             );
+        }
+        // Time ticks in hours, about eight of them.
+        let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
+        let every = [1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0]
+            .into_iter()
+            .find(|e| hours / e <= 8.0)
+            .unwrap_or(168.0);
+        let mut h = 0.0;
+        while h <= hours + 1e-9 && hours > 0.0 {
+            let x = pad + (w - pad) * h / hours;
+            let _ = write!(
+                s,
+                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{h:.0} h</text>",
+                top + plot_h,
+                x - 8.0,
+                top + plot_h + 14.0
+            );
+            h += every;
         }
         for (i, p) in self.policies.iter().enumerate() {
             let v = series(p);
@@ -157,13 +176,7 @@ impl ReplayReport {
             let pts: Vec<String> = v
                 .iter()
                 .enumerate()
-                .map(|(k, y)| {
-                    format!(
-                        "{:.1},{:.1}",
-                        pad + k as f64 * dx,
-                        (ht - pad) * (1.0 - f64::from(*y).clamp(0.0, 1.0))
-                    )
-                })
+                .map(|(k, y)| format!("{:.1},{:.1}", pad + k as f64 * dx, y_of(f64::from(*y))))
                 .collect();
             let c = COLORS[i % COLORS.len()];
             let _ = write!(
@@ -173,17 +186,17 @@ impl ReplayReport {
             );
             let _ = write!(
                 s,
-                "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"{c}\">{}</text>",
+                "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"{c}\">&#9644; {}</text>",
                 pad + 10.0 + 140.0 * i as f64,
-                ht - 10.0,
+                ht + 8.0,
                 p.policy.name()
             );
         }
         let _ = write!(
             s,
-            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"#555\">time → ({label})</text></svg>",
+            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"#555\">{label}</text></svg>",
             w / 2.0 - 80.0,
-            ht + 20.0
+            ht + 26.0
         );
         s
     }
