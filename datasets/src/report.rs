@@ -162,7 +162,7 @@ impl ReplayReport {
                 s,
                 "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{h:.0} h</text>",
                 top + plot_h,
-                x - 8.0,
+                (x - 8.0).min(w - 32.0),
                 top + plot_h + 14.0
             );
             h += every;
