@@ -28,6 +28,7 @@
     )
 )]
 
+pub mod bejobs;
 pub mod formats;
 pub mod predict;
 pub mod replay;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tide_api::{Bytes, MilliCores, Quantity, ResourceAmounts, TideConfig};
-use tide_datasets::synthetic::be_jobs_for;
+use tide_datasets::synthetic::{be_jobs_for, idle_cpu_milli};
 use tide_datasets::{
     Policy, PredictOptions, ReplayInput, SyntheticSpec, TraceSpec, evaluate, generate, pack_nodes,
     run_replay,
@@ -48,6 +48,10 @@ struct ReplayArgs {
     /// Node allocatable memory (Kubernetes quantity).
     #[arg(long, default_value = "128Gi")]
     node_memory: Quantity,
+    /// BE job stream from a real batch trace, as KIND:PATH (alibaba2017: a batch_task.csv);
+    /// default: the synthetic job mix.
+    #[arg(long)]
+    be_trace: Option<String>,
     /// Offered BE CPU as a share of the idle HP CPU.
     #[arg(long, default_value_t = 1.2)]
     be_load: f64,
@@ -231,6 +235,32 @@ fn replay(a: ReplayArgs) -> anyhow::Result<()> {
             let nodes = pack_nodes(&t, capacity, a.seed);
             let jobs = be_jobs_for(&t, &nodes, capacity, a.be_load, a.seed);
             (format!("{} ({} rows)", t.name, t.rows_read), t, nodes, jobs)
+        }
+    };
+    let (jobs, source) = match &a.be_trace {
+        None => (jobs, source),
+        Some(spec) => {
+            let path = spec
+                .strip_prefix("alibaba2017:")
+                .ok_or_else(|| anyhow::anyhow!("--be-trace {spec:?}: expected alibaba2017:PATH"))?;
+            let mut bad = tide_datasets::BadRows::new(a.strict);
+            let offered = a.be_load * idle_cpu_milli(&trace, &nodes, capacity);
+            let duration = trace.steps() as u64 * trace.step_secs;
+            let jobs = tide_datasets::bejobs::alibaba2017(
+                std::path::Path::new(path),
+                offered,
+                duration,
+                a.seed,
+                &mut bad,
+            )
+            .context("loading the BE trace")?;
+            if bad.count > 0 {
+                eprintln!("warning: {}", bad.summary());
+            }
+            (
+                jobs,
+                format!("{source}, BE jobs from alibaba-2017 batch tasks"),
+            )
         }
     };
     let steps = a

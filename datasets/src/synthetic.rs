@@ -176,9 +176,16 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticCluster {
     }
 }
 
-/// BE jobs for a real HP trace: the same job mix, offered at `be_load` × the trace's mean
-/// idle CPU on the given packing.
+/// Mean CPU the HP trace leaves idle on the given packing, in millicores.
 #[allow(clippy::cast_precision_loss)]
+pub fn idle_cpu_milli(trace: &UsageTrace, nodes: &[Vec<usize>], capacity: ResourceAmounts) -> f64 {
+    let hp_mean: f64 =
+        trace.cpu.iter().map(|v| f64::from(*v)).sum::<f64>() / trace.steps().max(1) as f64;
+    (nodes.len() as f64 * capacity.cpu.as_f64() - hp_mean).max(0.0)
+}
+
+/// BE jobs for a real HP trace: the synthetic job mix, offered at `be_load` × the trace's mean
+/// idle CPU on the given packing.
 pub fn be_jobs_for(
     trace: &UsageTrace,
     nodes: &[Vec<usize>],
@@ -186,10 +193,11 @@ pub fn be_jobs_for(
     be_load: f64,
     seed: u64,
 ) -> Vec<BeJob> {
-    let hp_mean: f64 =
-        trace.cpu.iter().map(|v| f64::from(*v)).sum::<f64>() / trace.steps().max(1) as f64;
-    let idle = (nodes.len() as f64 * capacity.cpu.as_f64() - hp_mean).max(0.0);
-    be_stream(seed, be_load * idle, trace.steps() as u64 * trace.step_secs)
+    be_stream(
+        seed,
+        be_load * idle_cpu_milli(trace, nodes, capacity),
+        trace.steps() as u64 * trace.step_secs,
+    )
 }
 
 /// BE CPU request mix, millicores (per-pod sizes from the Alibaba 2017 batch trace: instances

@@ -213,3 +213,52 @@ fn bad_flags_are_rejected() {
         );
     }
 }
+
+#[test]
+fn be_jobs_from_a_real_batch_trace() {
+    let dir = TempDir::new("betrace");
+    let tasks = dir.path().join("batch_task.csv");
+    let mut s = String::from(
+        "task_create_time,task_end_time,job_id,task_id,number_of_instances,status,cpu,mem\n",
+    );
+    for i in 0..200 {
+        s.push_str(&format!(
+            "{},{},{i},1,{},Terminated,50,0.004\n",
+            i * 60,
+            i * 60 + 900,
+            1 + i % 7
+        ));
+    }
+    s.push_str("1,2,3,4,5,Terminated,,0.1\n");
+    std::fs::write(&tasks, s).unwrap();
+    let spec = format!("alibaba2017:{}", tasks.display());
+    let report = dir.path().join("r.html").display().to_string();
+    let out = tide_replay(&[
+        "--nodes",
+        "2",
+        "--duration",
+        "3h",
+        "--be-trace",
+        &spec,
+        "--format",
+        "json",
+        "--report",
+        &report,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("1 bad rows skipped"),
+        "{}",
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["source"].as_str().unwrap().contains("alibaba-2017"));
+    assert!(v["be_jobs"].as_u64().unwrap() > 0);
+    let bad = tide_replay(&["--be-trace", "google:/x"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("expected alibaba2017:PATH"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
