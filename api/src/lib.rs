@@ -6,6 +6,8 @@
 //!   [`victim_order`], the one order used for eviction, OOM kills and suppression.
 //! - [`TideConfig`]: the one configuration shared by extender, agent and replay.
 //! - [`NodeEstimate`]: the per-node custom resource the agent publishes.
+//! - [`pod_requests`], [`pod_facts`], [`node_allocatable`]: Kubernetes objects converted to
+//!   Tide's vocabulary at the edge (pure).
 //!
 //! ```
 //! use tide_api::{Bytes, MilliCores, Quantity, TideConfig};
@@ -30,6 +32,7 @@
 
 mod config;
 mod crd;
+mod kube_pod;
 mod qos;
 mod quantity;
 mod units;
@@ -41,6 +44,9 @@ pub use config::{
 pub use crd::{
     EstimateConfidence, GROUP, NodeEstimate, NodeEstimateSpec, NodeEstimateStatus,
     ResourceEstimate, node_estimate_crd_yaml,
+};
+pub use kube_pod::{
+    PodRequests, RequestError, kube_qos, node_allocatable, pod_facts, pod_requests,
 };
 pub use qos::{
     ClassSource, Classification, ClassifyRules, KOORDINATOR_BATCH_RESOURCES, KOORDINATOR_QOS_LABEL,
