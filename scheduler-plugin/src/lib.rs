@@ -1,9 +1,10 @@
 //! `tide-scheduler`: the kube-scheduler extender (DESIGN.md §6).
 //!
 //! Built so far: the placement decisions as pure functions ([`filter`], [`score`],
-//! [`pre_eviction`], [`choose`]), shared with the replay simulator. The HTTP server, the
-//! watch caches and the binder with pre-eviction are the subject of the "Scheduler extender"
-//! issue and are not built yet.
+//! [`pre_eviction`], [`choose`]), shared with the replay simulator; the exact extender wire
+//! format ([`wire`]); and the `filter` / `prioritize` verbs as functions from a decoded request
+//! and a [`ClusterSnapshot`] to a response ([`extender`]). The HTTP server, the watch caches
+//! and the binder with pre-eviction are not built yet.
 //!
 //! ```
 //! use tide_api::{ResourceAmounts, TideConfig};
@@ -31,8 +32,11 @@
     )
 )]
 
+pub mod extender;
 mod placement;
+pub mod wire;
 
+pub use extender::{BadRequest, ClusterSnapshot};
 pub use placement::{
     BePodView, EstimateView, MAX_SCORE, NodeView, PodView, Refusal, choose, filter, order_victims,
     pre_eviction, predicted_level, score,

@@ -1,0 +1,309 @@
+//! The extender verbs as functions from a decoded request and a cluster snapshot to a
+//! response. The HTTP layer only decodes, calls these, and encodes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use tide_api::{Classification, TideConfig, classify, node_allocatable, pod_facts, pod_requests};
+
+use crate::placement::{NodeView, PodView, Refusal, filter as filter_node, score};
+use crate::wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList};
+
+/// What the extender knows of the cluster at one instant (from its watch caches).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterSnapshot {
+    /// Now, seconds (Unix time live).
+    pub now: u64,
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, NodeView>,
+}
+
+/// The client's mistake: answered with a 4xx and this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// The pod's resources cannot be read.
+    #[error("pod {pod}: {source}")]
+    Pod {
+        /// `namespace/name`.
+        pod: String,
+        /// What is wrong.
+        source: tide_api::RequestError,
+    },
+    /// Neither `NodeNames` nor `Nodes` was given.
+    #[error("request has neither NodeNames nor Nodes")]
+    NoNodes,
+}
+
+fn pod_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("<unnamed>")
+    )
+}
+
+/// The pod as placement sees it, and its class.
+pub fn pod_view(pod: &Pod, cfg: &TideConfig) -> Result<(PodView, Classification), BadRequest> {
+    let class = classify(&pod_facts(pod), &cfg.resources.classify_rules());
+    let req = pod_requests(pod, &cfg.resources).map_err(|source| BadRequest::Pod {
+        pod: pod_name(pod),
+        source,
+    })?;
+    let high_priority = class.qos.is_high_priority();
+    let request = if high_priority {
+        req.regular
+    } else {
+        req.batch
+    };
+    Ok((
+        PodView {
+            request,
+            high_priority,
+        },
+        class,
+    ))
+}
+
+/// A candidate: its name, the node object when the scheduler sent one, and our view of it.
+struct Candidate<'a> {
+    name: String,
+    object: Option<&'a Node>,
+    view: Option<NodeView>,
+}
+
+fn candidates<'a>(
+    args: &'a ExtenderArgs,
+    snap: &ClusterSnapshot,
+) -> Result<Vec<Candidate<'a>>, BadRequest> {
+    if let Some(names) = &args.node_names {
+        return Ok(names
+            .iter()
+            .map(|n| Candidate {
+                name: n.clone(),
+                object: None,
+                view: snap.nodes.get(n).cloned(),
+            })
+            .collect());
+    }
+    let Some(list) = &args.nodes else {
+        return Err(BadRequest::NoNodes);
+    };
+    Ok(list
+        .items
+        .iter()
+        .map(|node| {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            // The object the scheduler sent is the freshest allocatable; the rest is ours.
+            let mut view = snap.nodes.get(&name).cloned().unwrap_or(NodeView {
+                allocatable: node_allocatable(node),
+                estimate: None,
+                be_requested: tide_api::ResourceAmounts::ZERO,
+                hp_requested: tide_api::ResourceAmounts::ZERO,
+            });
+            view.allocatable = node_allocatable(node);
+            Candidate {
+                name,
+                object: Some(node),
+                view: Some(view),
+            }
+        })
+        .collect())
+}
+
+/// Refusals that preemption cannot fix go to `FailedAndUnresolvableNodes`.
+fn unresolvable(r: &Refusal) -> bool {
+    matches!(r, Refusal::NoEstimate | Refusal::StaleEstimate { .. })
+}
+
+/// `filter`: passing nodes in the form they came in, and a reason for every refused node.
+/// HP pods are never refused for gaps in the extender's own knowledge (unknown node, missing
+/// or stale estimate).
+pub fn filter(
+    args: &ExtenderArgs,
+    snap: &ClusterSnapshot,
+    cfg: &TideConfig,
+) -> Result<ExtenderFilterResult, BadRequest> {
+    let (pod, _) = pod_view(&args.pod, cfg)?;
+    let mut out = ExtenderFilterResult::default();
+    let mut passed_names = Vec::new();
+    let mut passed_nodes = Vec::new();
+    for c in candidates(args, snap)? {
+        let verdict = match &c.view {
+            None if pod.high_priority => Ok(()),
+            None => Err(None),
+            Some(view) => filter_node(&pod, view, cfg, snap.now).map_err(Some),
+        };
+        match verdict {
+            Ok(()) => {
+                if let Some(obj) = c.object {
+                    passed_nodes.push(obj.clone());
+                }
+                passed_names.push(c.name);
+            }
+            Err(None) => {
+                out.failed_and_unresolvable_nodes
+                    .insert(c.name, "node is not in the extender's cache yet".into());
+            }
+            Err(Some(r)) if unresolvable(&r) => {
+                out.failed_and_unresolvable_nodes
+                    .insert(c.name, r.to_string());
+            }
+            Err(Some(r)) => {
+                out.failed_nodes.insert(c.name, r.to_string());
+            }
+        }
+    }
+    if args.node_names.is_some() {
+        out.node_names = Some(passed_names);
+    } else {
+        out.nodes = Some(NodeList {
+            metadata: Default::default(),
+            items: passed_nodes,
+        });
+    }
+    Ok(out)
+}
+
+/// `prioritize`: a water-level score in `[0, 10]` for every candidate (0 for unknown nodes).
+pub fn prioritize(
+    args: &ExtenderArgs,
+    snap: &ClusterSnapshot,
+    cfg: &TideConfig,
+) -> Result<Vec<HostPriority>, BadRequest> {
+    let (pod, _) = pod_view(&args.pod, cfg)?;
+    Ok(candidates(args, snap)?
+        .into_iter()
+        .map(|c| HostPriority {
+            score: c.view.as_ref().map_or(0, |v| score(&pod, v)),
+            host: c.name,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::EstimateView;
+    use tide_api::ResourceAmounts;
+
+    fn snapshot() -> ClusterSnapshot {
+        let view = |reclaim_cpu: u64, observed_at: u64| NodeView {
+            allocatable: ResourceAmounts::new(32_000, 128 << 30),
+            estimate: Some(EstimateView {
+                observed_at,
+                reclaimable: ResourceAmounts::new(reclaim_cpu, 64 << 30),
+                hp_reserved: ResourceAmounts::new(32_000 - reclaim_cpu - 2_000, 40 << 30),
+            }),
+            be_requested: ResourceAmounts::ZERO,
+            hp_requested: ResourceAmounts::new(24_000, 96 << 30),
+        };
+        let mut nodes = BTreeMap::new();
+        nodes.insert("node-a".into(), view(16_000, 990));
+        nodes.insert("node-b".into(), view(1_000, 990));
+        nodes.insert("node-c".into(), view(16_000, 100)); // stale
+        ClusterSnapshot { now: 1_000, nodes }
+    }
+
+    fn args(pod: serde_json::Value, names: &[&str]) -> ExtenderArgs {
+        serde_json::from_value(serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": names}))
+            .unwrap()
+    }
+
+    fn be_pod(cpu: &str) -> serde_json::Value {
+        serde_json::json!({"metadata": {"name": "job-1", "namespace": "batch"}, "spec": {"containers": [{"name": "w", "resources": {"requests": {"tide.dev/batch-cpu": cpu, "tide.dev/batch-memory": "2Gi"}, "limits": {"tide.dev/batch-cpu": cpu, "tide.dev/batch-memory": "2Gi"}}}]}})
+    }
+
+    #[test]
+    fn be_pod_filtered_with_a_reason_for_every_refusal() {
+        let cfg = TideConfig::default();
+        let r = filter(
+            &args(be_pod("2000"), &["node-a", "node-b", "node-c", "node-x"]),
+            &snapshot(),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(r.node_names.unwrap(), ["node-a"]);
+        assert!(r.nodes.is_none());
+        assert!(
+            r.failed_nodes["node-b"]
+                .starts_with("batch-cpu: bound 0m + request 2000m exceed reclaimable 1000m"),
+            "{:?}",
+            r.failed_nodes
+        );
+        assert!(r.failed_and_unresolvable_nodes["node-c"].contains("stale (900s old)"));
+        assert!(r.failed_and_unresolvable_nodes["node-x"].contains("not in the extender's cache"));
+        assert_eq!(r.error, "");
+    }
+
+    #[test]
+    fn hp_pod_is_never_blocked_by_stale_estimates_or_cache_gaps() {
+        let cfg = TideConfig::default();
+        let hp = serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "2", "memory": "4Gi"}}}]}});
+        let r = filter(
+            &args(hp, &["node-a", "node-b", "node-c", "node-x"]),
+            &snapshot(),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(
+            r.node_names.unwrap(),
+            ["node-a", "node-b", "node-c", "node-x"]
+        );
+        assert!(r.failed_nodes.is_empty() && r.failed_and_unresolvable_nodes.is_empty());
+    }
+
+    #[test]
+    fn full_node_objects_come_back_as_objects() {
+        let cfg = TideConfig::default();
+        let body = serde_json::json!({
+            "Pod": be_pod("2000"),
+            "Nodes": {"metadata": {}, "items": [
+                {"metadata": {"name": "node-a"}, "status": {"allocatable": {"cpu": "32", "memory": "128Gi"}}},
+                {"metadata": {"name": "node-b"}, "status": {"allocatable": {"cpu": "32", "memory": "128Gi"}}}
+            ]},
+            "NodeNames": null
+        });
+        let a: ExtenderArgs = serde_json::from_value(body).unwrap();
+        let r = filter(&a, &snapshot(), &cfg).unwrap();
+        assert_eq!(r.node_names, None);
+        let items = r.nodes.unwrap().items;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].metadata.name.as_deref(), Some("node-a"));
+        assert!(r.failed_nodes.contains_key("node-b"));
+    }
+
+    #[test]
+    fn prioritize_scores_every_candidate_in_range() {
+        let cfg = TideConfig::default();
+        let p = prioritize(
+            &args(be_pod("2000"), &["node-a", "node-b", "node-x"]),
+            &snapshot(),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(
+            p.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(),
+            ["node-a", "node-b", "node-x"]
+        );
+        assert!(p.iter().all(|h| (0..=10).contains(&h.score)));
+        assert!(
+            p[0].score > p[1].score,
+            "more reclaimable, lower level: {p:?}"
+        );
+        assert_eq!(p[2].score, 0);
+    }
+
+    #[test]
+    fn client_mistakes_are_bad_requests() {
+        let cfg = TideConfig::default();
+        let bad = args(be_pod("two"), &["node-a"]);
+        let e = filter(&bad, &snapshot(), &cfg).unwrap_err();
+        assert!(e.to_string().starts_with("pod batch/job-1: container \"w\" resource \"tide.dev/batch-cpu\": invalid quantity \"two\""), "{e}");
+        let none: ExtenderArgs =
+            serde_json::from_value(serde_json::json!({"Pod": be_pod("1")})).unwrap();
+        assert_eq!(
+            filter(&none, &snapshot(), &cfg).unwrap_err(),
+            BadRequest::NoNodes
+        );
+    }
+}
