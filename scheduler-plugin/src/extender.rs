@@ -12,8 +12,6 @@ use crate::wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList};
 /// What the extender knows of the cluster at one instant (from its watch caches).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterSnapshot {
-    /// Now, seconds (Unix time live).
-    pub now: u64,
     /// Nodes by name.
     pub nodes: BTreeMap<String, NodeView>,
 }
@@ -110,28 +108,39 @@ fn candidates<'a>(
         .collect())
 }
 
+/// The `filter` response and, for metrics, the kind of every refusal in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filtered {
+    /// The response body.
+    pub result: ExtenderFilterResult,
+    /// [`Refusal::kind`] of each refused node (`unknown-node` for cache gaps).
+    pub refusal_kinds: Vec<&'static str>,
+}
+
 /// Refusals that preemption cannot fix go to `FailedAndUnresolvableNodes`.
 fn unresolvable(r: &Refusal) -> bool {
     matches!(r, Refusal::NoEstimate | Refusal::StaleEstimate { .. })
 }
 
-/// `filter`: passing nodes in the form they came in, and a reason for every refused node.
-/// HP pods are never refused for gaps in the extender's own knowledge (unknown node, missing
-/// or stale estimate).
+/// `filter` at time `now` (seconds): passing nodes in the form they came in, and a reason for
+/// every refused node. HP pods are never refused for gaps in the extender's own knowledge
+/// (unknown node, missing or stale estimate).
 pub fn filter(
     args: &ExtenderArgs,
     snap: &ClusterSnapshot,
     cfg: &TideConfig,
-) -> Result<ExtenderFilterResult, BadRequest> {
+    now: u64,
+) -> Result<Filtered, BadRequest> {
     let (pod, _) = pod_view(&args.pod, cfg)?;
     let mut out = ExtenderFilterResult::default();
+    let mut kinds = Vec::new();
     let mut passed_names = Vec::new();
     let mut passed_nodes = Vec::new();
     for c in candidates(args, snap)? {
         let verdict = match &c.view {
             None if pod.high_priority => Ok(()),
             None => Err(None),
-            Some(view) => filter_node(&pod, view, cfg, snap.now).map_err(Some),
+            Some(view) => filter_node(&pod, view, cfg, now).map_err(Some),
         };
         match verdict {
             Ok(()) => {
@@ -141,14 +150,17 @@ pub fn filter(
                 passed_names.push(c.name);
             }
             Err(None) => {
+                kinds.push("unknown-node");
                 out.failed_and_unresolvable_nodes
                     .insert(c.name, "node is not in the extender's cache yet".into());
             }
             Err(Some(r)) if unresolvable(&r) => {
+                kinds.push(r.kind());
                 out.failed_and_unresolvable_nodes
                     .insert(c.name, r.to_string());
             }
             Err(Some(r)) => {
+                kinds.push(r.kind());
                 out.failed_nodes.insert(c.name, r.to_string());
             }
         }
@@ -161,7 +173,10 @@ pub fn filter(
             items: passed_nodes,
         });
     }
-    Ok(out)
+    Ok(Filtered {
+        result: out,
+        refusal_kinds: kinds,
+    })
 }
 
 /// `prioritize`: a water-level score in `[0, 10]` for every candidate (0 for unknown nodes).
@@ -186,6 +201,8 @@ mod tests {
     use crate::placement::EstimateView;
     use tide_api::ResourceAmounts;
 
+    const NOW: u64 = 1_000;
+
     fn snapshot() -> ClusterSnapshot {
         let view = |reclaim_cpu: u64, observed_at: u64| NodeView {
             allocatable: ResourceAmounts::new(32_000, 128 << 30),
@@ -201,7 +218,7 @@ mod tests {
         nodes.insert("node-a".into(), view(16_000, 990));
         nodes.insert("node-b".into(), view(1_000, 990));
         nodes.insert("node-c".into(), view(16_000, 100)); // stale
-        ClusterSnapshot { now: 1_000, nodes }
+        ClusterSnapshot { nodes }
     }
 
     fn args(pod: serde_json::Value, names: &[&str]) -> ExtenderArgs {
@@ -220,8 +237,14 @@ mod tests {
             &args(be_pod("2000"), &["node-a", "node-b", "node-c", "node-x"]),
             &snapshot(),
             &cfg,
+            NOW,
         )
         .unwrap();
+        assert_eq!(
+            r.refusal_kinds,
+            ["over-reclaimable", "stale-estimate", "unknown-node"]
+        );
+        let r = r.result;
         assert_eq!(r.node_names.unwrap(), ["node-a"]);
         assert!(r.nodes.is_none());
         assert!(
@@ -243,8 +266,10 @@ mod tests {
             &args(hp, &["node-a", "node-b", "node-c", "node-x"]),
             &snapshot(),
             &cfg,
+            NOW,
         )
-        .unwrap();
+        .unwrap()
+        .result;
         assert_eq!(
             r.node_names.unwrap(),
             ["node-a", "node-b", "node-c", "node-x"]
@@ -264,7 +289,7 @@ mod tests {
             "NodeNames": null
         });
         let a: ExtenderArgs = serde_json::from_value(body).unwrap();
-        let r = filter(&a, &snapshot(), &cfg).unwrap();
+        let r = filter(&a, &snapshot(), &cfg, NOW).unwrap().result;
         assert_eq!(r.node_names, None);
         let items = r.nodes.unwrap().items;
         assert_eq!(items.len(), 1);
@@ -297,12 +322,12 @@ mod tests {
     fn client_mistakes_are_bad_requests() {
         let cfg = TideConfig::default();
         let bad = args(be_pod("two"), &["node-a"]);
-        let e = filter(&bad, &snapshot(), &cfg).unwrap_err();
+        let e = filter(&bad, &snapshot(), &cfg, NOW).unwrap_err();
         assert!(e.to_string().starts_with("pod batch/job-1: container \"w\" resource \"tide.dev/batch-cpu\": invalid quantity \"two\""), "{e}");
         let none: ExtenderArgs =
             serde_json::from_value(serde_json::json!({"Pod": be_pod("1")})).unwrap();
         assert_eq!(
-            filter(&none, &snapshot(), &cfg).unwrap_err(),
+            filter(&none, &snapshot(), &cfg, NOW).unwrap_err(),
             BadRequest::NoNodes
         );
     }

@@ -3,8 +3,9 @@
 //! Built so far: the placement decisions as pure functions ([`filter`], [`score`],
 //! [`pre_eviction`], [`choose`]), shared with the replay simulator; the exact extender wire
 //! format ([`wire`]); and the `filter` / `prioritize` verbs as functions from a decoded request
-//! and a [`ClusterSnapshot`] to a response ([`extender`]). The HTTP server, the watch caches
-//! and the binder with pre-eviction are not built yet.
+//! and a [`ClusterSnapshot`] to a response ([`extender`]); the HTTP server for them with
+//! health, readiness and Prometheus metrics ([`server`]). The watch caches that fill the
+//! snapshot, TLS, and the binder with pre-eviction are not built yet.
 //!
 //! ```
 //! use tide_api::{ResourceAmounts, TideConfig};
@@ -33,10 +34,12 @@
 )]
 
 pub mod extender;
+pub mod metrics;
 mod placement;
+pub mod server;
 pub mod wire;
 
-pub use extender::{BadRequest, ClusterSnapshot};
+pub use extender::{BadRequest, ClusterSnapshot, Filtered};
 pub use placement::{
     BePodView, EstimateView, MAX_SCORE, NodeView, PodView, Refusal, choose, filter, order_victims,
     pre_eviction, predicted_level, score,

@@ -1,0 +1,75 @@
+//! The extender's Prometheus metrics, declared in one place.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `tide_scheduler_request_duration_seconds` | histogram | `verb` | server-side handling time |
+//! | `tide_scheduler_requests_total` | counter | `verb`, `outcome` (`ok`, `bad-request`) | requests answered |
+//! | `tide_scheduler_node_refusals_total` | counter | `reason` | nodes refused by `filter`, by refusal kind |
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// The extender's metrics and their registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Handling time per verb.
+    pub duration: HistogramVec,
+    /// Requests per verb and outcome.
+    pub requests: IntCounterVec,
+    /// Refused nodes per reason.
+    pub refusals: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tide_scheduler_request_duration_seconds",
+                "Server-side handling time of extender requests",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["verb"],
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tide_scheduler_requests_total",
+                "Extender requests answered",
+            ),
+            &["verb", "outcome"],
+        )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "tide_scheduler_node_refusals_total",
+                "Nodes refused by filter, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(refusals.clone()))?;
+        Ok(Self {
+            registry,
+            duration,
+            requests,
+            refusals,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

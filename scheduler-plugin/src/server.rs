@@ -1,0 +1,175 @@
+//! The HTTP face of the extender: decode, call the pure verbs, encode. Client mistakes get a
+//! 4xx naming the problem; nothing the client sends can make it panic or answer 5xx.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tide_api::TideConfig;
+
+use crate::extender::{self, ClusterSnapshot};
+use crate::metrics::Metrics;
+use crate::wire::ExtenderArgs;
+
+/// Default request body limit: a full NodeList of 5,000 nodes is about 50 MB.
+pub const DEFAULT_BODY_LIMIT: usize = 128 << 20;
+
+/// Everything a request handler reads.
+pub struct ExtenderState {
+    /// The shared configuration.
+    pub config: TideConfig,
+    /// The latest cluster snapshot, replaced whole by the watchers.
+    pub snapshot: RwLock<Arc<ClusterSnapshot>>,
+    /// Set once the caches have synced.
+    pub ready: AtomicBool,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Seconds now (Unix time live; a fixed clock in tests).
+    pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl ExtenderState {
+    /// State with an empty snapshot, not ready, on the system clock.
+    pub fn new(config: TideConfig) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            config,
+            snapshot: RwLock::new(Arc::new(ClusterSnapshot::default())),
+            ready: AtomicBool::new(false),
+            metrics: Metrics::new()?,
+            clock: Box::new(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            }),
+        })
+    }
+
+    /// Replaces the snapshot (watchers call this) and marks the extender ready.
+    pub fn publish(&self, snapshot: ClusterSnapshot) {
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = Arc::new(snapshot);
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn current(&self) -> Arc<ClusterSnapshot> {
+        self.snapshot
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |s| Arc::clone(&s))
+    }
+}
+
+/// The router, mounted under `prefix` (the path part of the scheduler's `urlPrefix`, e.g.
+/// `/extender`, or empty).
+pub fn router(state: Arc<ExtenderState>, prefix: &str, body_limit: usize) -> Router {
+    let verbs = Router::new()
+        .route("/filter", post(filter))
+        .route("/prioritize", post(prioritize))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let verbs = match prefix.trim_end_matches('/') {
+        "" => verbs,
+        p => Router::new().nest(p, verbs),
+    };
+    verbs
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn json(body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the response failed: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+fn bad_request(state: &ExtenderState, verb: &str, msg: String) -> Response {
+    state
+        .metrics
+        .requests
+        .with_label_values(&[verb, "bad-request"])
+        .inc();
+    (StatusCode::BAD_REQUEST, msg).into_response()
+}
+
+fn decode(body: &[u8], verb: &str) -> Result<ExtenderArgs, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid {verb} request: {e}"))
+}
+
+async fn filter(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let args = match decode(&body, "filter") {
+        Ok(a) => a,
+        Err(msg) => return bad_request(&state, "filter", msg),
+    };
+    let snap = state.current();
+    let out = match extender::filter(&args, &snap, &state.config, (state.clock)()) {
+        Ok(o) => o,
+        Err(e) => return bad_request(&state, "filter", e.to_string()),
+    };
+    for kind in &out.refusal_kinds {
+        state.metrics.refusals.with_label_values(&[kind]).inc();
+    }
+    state
+        .metrics
+        .requests
+        .with_label_values(&["filter", "ok"])
+        .inc();
+    state
+        .metrics
+        .duration
+        .with_label_values(&["filter"])
+        .observe(started.elapsed().as_secs_f64());
+    json(&out.result)
+}
+
+async fn prioritize(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let args = match decode(&body, "prioritize") {
+        Ok(a) => a,
+        Err(msg) => return bad_request(&state, "prioritize", msg),
+    };
+    let snap = state.current();
+    let out = match extender::prioritize(&args, &snap, &state.config) {
+        Ok(o) => o,
+        Err(e) => return bad_request(&state, "prioritize", e.to_string()),
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&["prioritize", "ok"])
+        .inc();
+    state
+        .metrics
+        .duration
+        .with_label_values(&["prioritize"])
+        .observe(started.elapsed().as_secs_f64());
+    json(&out)
+}
+
+async fn readyz(State(state): State<Arc<ExtenderState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<ExtenderState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
