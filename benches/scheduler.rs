@@ -1,6 +1,7 @@
 //! Extender hot path: filter and score one pod against 5,000 nodes.
 
 #![allow(
+    clippy::unwrap_used,
     missing_docs,
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
@@ -12,7 +13,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use tide_api::{ResourceAmounts, TideConfig};
 use tide_benches::Seq;
-use tide_scheduler::{EstimateView, NodeView, PodView, choose, filter, score};
+use tide_scheduler::wire::ExtenderArgs;
+use tide_scheduler::{
+    ClusterSnapshot, EstimateView, NodeView, PodView, choose, extender, filter, score,
+};
 
 fn nodes(n: usize) -> Vec<NodeView> {
     let mut seq = Seq::new(5);
@@ -60,5 +64,53 @@ fn filter_and_score(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, filter_and_score);
+/// The whole server-side path of one request: decode the scheduler's JSON (a pod and 5,000
+/// node names), decide, encode the response.
+fn server_side_requests(c: &mut Criterion) {
+    let cfg = TideConfig::default();
+    let views = nodes(5_000);
+    let snapshot = ClusterSnapshot {
+        nodes: views
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("node-{i:05}"), v))
+            .collect(),
+    };
+    let mut names: Vec<String> = snapshot.nodes.keys().cloned().collect();
+    names.sort();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "Pod": {
+            "metadata": {"name": "job-1", "namespace": "batch", "uid": "0d7f2c1e-5a7b-4d0c-9b8e-2f1a3c4d5e6f", "labels": {"app": "etl"}},
+            "spec": {"priority": 0, "containers": [{"name": "w", "image": "busybox",
+                "resources": {"requests": {"tide.dev/batch-cpu": "2000", "tide.dev/batch-memory": "4Gi"},
+                              "limits": {"tide.dev/batch-cpu": "2000", "tide.dev/batch-memory": "4Gi"}}}]},
+            "status": {"phase": "Pending"}
+        },
+        "Nodes": null,
+        "NodeNames": names,
+    }))
+    .unwrap();
+    c.bench_function(
+        "scheduler/http-filter-5000-names-decode-decide-encode",
+        |b| {
+            b.iter(|| {
+                let args: ExtenderArgs = serde_json::from_slice(&body).unwrap();
+                let out = extender::filter(&args, &snapshot, &cfg, 110).unwrap();
+                black_box(serde_json::to_vec(&out.result).unwrap())
+            })
+        },
+    );
+    c.bench_function(
+        "scheduler/http-prioritize-5000-names-decode-decide-encode",
+        |b| {
+            b.iter(|| {
+                let args: ExtenderArgs = serde_json::from_slice(&body).unwrap();
+                let out = extender::prioritize(&args, &snapshot, &cfg).unwrap();
+                black_box(serde_json::to_vec(&out).unwrap())
+            })
+        },
+    );
+}
+
+criterion_group!(benches, filter_and_score, server_side_requests);
 criterion_main!(benches);

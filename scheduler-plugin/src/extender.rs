@@ -1,7 +1,7 @@
 //! The extender verbs as functions from a decoded request and a cluster snapshot to a
 //! response. The HTTP layer only decodes, calls these, and encodes.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use tide_api::{Classification, TideConfig, classify, node_allocatable, pod_facts, pod_requests};
@@ -9,11 +9,14 @@ use tide_api::{Classification, TideConfig, classify, node_allocatable, pod_facts
 use crate::placement::{NodeView, PodView, Refusal, filter as filter_node, score};
 use crate::wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList};
 
+/// Nodes by name, as the snapshot holds them.
+pub type NodeMap = HashMap<String, NodeView>;
+
 /// What the extender knows of the cluster at one instant (from its watch caches).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterSnapshot {
-    /// Nodes by name.
-    pub nodes: BTreeMap<String, NodeView>,
+    /// Nodes by name (hashed: a request looks up thousands of names).
+    pub nodes: NodeMap,
 }
 
 /// The client's mistake: answered with a 4xx and this text.
@@ -214,7 +217,7 @@ mod tests {
             be_requested: ResourceAmounts::ZERO,
             hp_requested: ResourceAmounts::new(24_000, 96 << 30),
         };
-        let mut nodes = BTreeMap::new();
+        let mut nodes = NodeMap::default();
         nodes.insert("node-a".into(), view(16_000, 990));
         nodes.insert("node-b".into(), view(1_000, 990));
         nodes.insert("node-c".into(), view(16_000, 100)); // stale

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +96,7 @@ fn snapshot() -> ClusterSnapshot {
         be_requested: ResourceAmounts::ZERO,
         hp_requested: ResourceAmounts::new(24_000, 96 << 30),
     };
-    let mut nodes = BTreeMap::new();
+    let mut nodes = tide_scheduler::extender::NodeMap::default();
     nodes.insert("node-a".to_string(), view(16_000, NOW - 10));
     nodes.insert("node-b".to_string(), view(1_000, NOW - 10));
     nodes.insert("node-c".to_string(), view(16_000, NOW - 3_600));
