@@ -1,6 +1,7 @@
 //! The extender verbs as functions from a decoded request and a cluster snapshot to a
 //! response. The HTTP layer only decodes, calls these, and encodes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -67,22 +68,22 @@ pub fn pod_view(pod: &Pod, cfg: &TideConfig) -> Result<(PodView, Classification)
 
 /// A candidate: its name, the node object when the scheduler sent one, and our view of it.
 struct Candidate<'a> {
-    name: String,
+    name: Cow<'a, str>,
     object: Option<&'a Node>,
     view: Option<NodeView>,
 }
 
 fn candidates<'a>(
-    args: &'a ExtenderArgs,
+    args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
 ) -> Result<Vec<Candidate<'a>>, BadRequest> {
     if let Some(names) = &args.node_names {
         return Ok(names
             .iter()
             .map(|n| Candidate {
-                name: n.clone(),
+                name: Cow::Borrowed(n.as_ref()),
                 object: None,
-                view: snap.nodes.get(n).cloned(),
+                view: snap.nodes.get(n.as_ref()).cloned(),
             })
             .collect());
     }
@@ -93,9 +94,9 @@ fn candidates<'a>(
         .items
         .iter()
         .map(|node| {
-            let name = node.metadata.name.clone().unwrap_or_default();
+            let name = node.metadata.name.as_deref().unwrap_or_default();
             // The object the scheduler sent is the freshest allocatable; the rest is ours.
-            let mut view = snap.nodes.get(&name).cloned().unwrap_or(NodeView {
+            let mut view = snap.nodes.get(name).cloned().unwrap_or(NodeView {
                 allocatable: node_allocatable(node),
                 estimate: None,
                 be_requested: tide_api::ResourceAmounts::ZERO,
@@ -103,7 +104,7 @@ fn candidates<'a>(
             });
             view.allocatable = node_allocatable(node);
             Candidate {
-                name,
+                name: Cow::Borrowed(name),
                 object: Some(node),
                 view: Some(view),
             }
@@ -113,9 +114,9 @@ fn candidates<'a>(
 
 /// The `filter` response and, for metrics, the kind of every refusal in it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Filtered {
+pub struct Filtered<'a> {
     /// The response body.
-    pub result: ExtenderFilterResult,
+    pub result: ExtenderFilterResult<'a>,
     /// [`Refusal::kind`] of each refused node (`unknown-node` for cache gaps).
     pub refusal_kinds: Vec<&'static str>,
 }
@@ -128,12 +129,12 @@ fn unresolvable(r: &Refusal) -> bool {
 /// `filter` at time `now` (seconds): passing nodes in the form they came in, and a reason for
 /// every refused node. HP pods are never refused for gaps in the extender's own knowledge
 /// (unknown node, missing or stale estimate).
-pub fn filter(
-    args: &ExtenderArgs,
+pub fn filter<'a>(
+    args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
     cfg: &TideConfig,
     now: u64,
-) -> Result<Filtered, BadRequest> {
+) -> Result<Filtered<'a>, BadRequest> {
     let (pod, _) = pod_view(&args.pod, cfg)?;
     let mut out = ExtenderFilterResult::default();
     let mut kinds = Vec::new();
@@ -183,11 +184,11 @@ pub fn filter(
 }
 
 /// `prioritize`: a water-level score in `[0, 10]` for every candidate (0 for unknown nodes).
-pub fn prioritize(
-    args: &ExtenderArgs,
+pub fn prioritize<'a>(
+    args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
     cfg: &TideConfig,
-) -> Result<Vec<HostPriority>, BadRequest> {
+) -> Result<Vec<HostPriority<'a>>, BadRequest> {
     let (pod, _) = pod_view(&args.pod, cfg)?;
     Ok(candidates(args, snap)?
         .into_iter()
@@ -224,9 +225,15 @@ mod tests {
         ClusterSnapshot { nodes }
     }
 
-    fn args(pod: serde_json::Value, names: &[&str]) -> ExtenderArgs {
-        serde_json::from_value(serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": names}))
-            .unwrap()
+    /// Parses a request as the server does, from text the arguments borrow. Test-only: the
+    /// text is leaked so the borrowed arguments live as long as the test.
+    fn parse(v: serde_json::Value) -> ExtenderArgs<'static> {
+        let text: &'static str = Box::leak(v.to_string().into_boxed_str());
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn args(pod: serde_json::Value, names: &[&str]) -> ExtenderArgs<'static> {
+        parse(serde_json::json!({"Pod": pod, "Nodes": null, "NodeNames": names}))
     }
 
     fn be_pod(cpu: &str) -> serde_json::Value {
@@ -236,13 +243,8 @@ mod tests {
     #[test]
     fn be_pod_filtered_with_a_reason_for_every_refusal() {
         let cfg = TideConfig::default();
-        let r = filter(
-            &args(be_pod("2000"), &["node-a", "node-b", "node-c", "node-x"]),
-            &snapshot(),
-            &cfg,
-            NOW,
-        )
-        .unwrap();
+        let a = args(be_pod("2000"), &["node-a", "node-b", "node-c", "node-x"]);
+        let r = filter(&a, &snapshot(), &cfg, NOW).unwrap();
         assert_eq!(
             r.refusal_kinds,
             ["over-reclaimable", "stale-estimate", "unknown-node"]
@@ -265,14 +267,8 @@ mod tests {
     fn hp_pod_is_never_blocked_by_stale_estimates_or_cache_gaps() {
         let cfg = TideConfig::default();
         let hp = serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "2", "memory": "4Gi"}}}]}});
-        let r = filter(
-            &args(hp, &["node-a", "node-b", "node-c", "node-x"]),
-            &snapshot(),
-            &cfg,
-            NOW,
-        )
-        .unwrap()
-        .result;
+        let a = args(hp, &["node-a", "node-b", "node-c", "node-x"]);
+        let r = filter(&a, &snapshot(), &cfg, NOW).unwrap().result;
         assert_eq!(
             r.node_names.unwrap(),
             ["node-a", "node-b", "node-c", "node-x"]
@@ -291,7 +287,7 @@ mod tests {
             ]},
             "NodeNames": null
         });
-        let a: ExtenderArgs = serde_json::from_value(body).unwrap();
+        let a = parse(body);
         let r = filter(&a, &snapshot(), &cfg, NOW).unwrap().result;
         assert_eq!(r.node_names, None);
         let items = r.nodes.unwrap().items;
@@ -303,14 +299,10 @@ mod tests {
     #[test]
     fn prioritize_scores_every_candidate_in_range() {
         let cfg = TideConfig::default();
-        let p = prioritize(
-            &args(be_pod("2000"), &["node-a", "node-b", "node-x"]),
-            &snapshot(),
-            &cfg,
-        )
-        .unwrap();
+        let a = args(be_pod("2000"), &["node-a", "node-b", "node-x"]);
+        let p = prioritize(&a, &snapshot(), &cfg).unwrap();
         assert_eq!(
-            p.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(),
+            p.iter().map(|h| h.host.as_ref()).collect::<Vec<&str>>(),
             ["node-a", "node-b", "node-x"]
         );
         assert!(p.iter().all(|h| (0..=10).contains(&h.score)));
@@ -327,8 +319,7 @@ mod tests {
         let bad = args(be_pod("two"), &["node-a"]);
         let e = filter(&bad, &snapshot(), &cfg, NOW).unwrap_err();
         assert!(e.to_string().starts_with("pod batch/job-1: container \"w\" resource \"tide.dev/batch-cpu\": invalid quantity \"two\""), "{e}");
-        let none: ExtenderArgs =
-            serde_json::from_value(serde_json::json!({"Pod": be_pod("1")})).unwrap();
+        let none = parse(serde_json::json!({"Pod": be_pod("1")}));
         assert_eq!(
             filter(&none, &snapshot(), &cfg, NOW).unwrap_err(),
             BadRequest::NoNodes

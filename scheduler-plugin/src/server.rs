@@ -103,7 +103,7 @@ fn bad_request(state: &ExtenderState, verb: &str, msg: String) -> Response {
     (StatusCode::BAD_REQUEST, msg).into_response()
 }
 
-fn decode(body: &[u8], verb: &str) -> Result<ExtenderArgs, String> {
+fn decode<'a>(body: &'a [u8], verb: &str) -> Result<ExtenderArgs<'a>, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid {verb} request: {e}"))
 }
 

@@ -2,6 +2,7 @@
 //! PascalCase keys as Go emits them, explicit renames for acronyms (`PodUID`), `null` accepted
 //! for every list, and lower-case aliases for pre-1.16 schedulers.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -26,9 +27,10 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Request body of `filter` and `prioritize`.
+/// Request body of `filter` and `prioritize`. Node names borrow from the request body (a
+/// request can carry thousands); a name that arrives escaped is copied.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ExtenderArgs {
+pub struct ExtenderArgs<'a> {
     /// The pod being scheduled.
     #[serde(rename = "Pod", alias = "pod")]
     pub pod: Pod,
@@ -36,26 +38,62 @@ pub struct ExtenderArgs {
     #[serde(rename = "Nodes", alias = "nodes", default)]
     pub nodes: Option<NodeList>,
     /// Candidate node names (`nodeCacheCapable: true`).
-    #[serde(rename = "NodeNames", alias = "nodenames", default)]
-    pub node_names: Option<Vec<String>>,
+    #[serde(
+        rename = "NodeNames",
+        alias = "nodenames",
+        default,
+        borrow,
+        deserialize_with = "borrowed_names"
+    )]
+    pub node_names: Option<Vec<Cow<'a, str>>>,
+}
+
+/// A list of strings (or null) that borrows each string when it needs no unescaping.
+fn borrowed_names<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Cow<'de, str>>>, D::Error> {
+    struct Name<'de>(Cow<'de, str>);
+    impl<'de> Deserialize<'de> for Name<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Name<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a node name")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+    let names: Option<Vec<Name<'de>>> = Option::deserialize(d)?;
+    Ok(names.map(|v| v.into_iter().map(|n| n.0).collect()))
 }
 
 /// Response body of `filter`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ExtenderFilterResult {
+pub struct ExtenderFilterResult<'a> {
     /// Passing nodes as full objects (when the request carried objects).
     #[serde(rename = "Nodes")]
     pub nodes: Option<NodeList>,
     /// Passing node names (when the request carried names). Never null when names came in:
     /// a null list would mean "every node filtered out".
-    #[serde(rename = "NodeNames")]
-    pub node_names: Option<Vec<String>>,
+    #[serde(rename = "NodeNames", borrow)]
+    pub node_names: Option<Vec<Cow<'a, str>>>,
     /// Refused nodes and why (preemption may still target them).
-    #[serde(rename = "FailedNodes", default)]
-    pub failed_nodes: BTreeMap<String, String>,
+    #[serde(rename = "FailedNodes", default, borrow)]
+    pub failed_nodes: BTreeMap<Cow<'a, str>, String>,
     /// Refused nodes that preemption cannot help.
-    #[serde(rename = "FailedAndUnresolvableNodes", default)]
-    pub failed_and_unresolvable_nodes: BTreeMap<String, String>,
+    #[serde(rename = "FailedAndUnresolvableNodes", default, borrow)]
+    pub failed_and_unresolvable_nodes: BTreeMap<Cow<'a, str>, String>,
     /// Non-empty makes the whole call an error for the scheduler.
     #[serde(rename = "Error", default)]
     pub error: String,
@@ -63,10 +101,10 @@ pub struct ExtenderFilterResult {
 
 /// One entry of the `prioritize` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostPriority {
+pub struct HostPriority<'a> {
     /// Node name.
-    #[serde(rename = "Host")]
-    pub host: String,
+    #[serde(rename = "Host", borrow)]
+    pub host: Cow<'a, str>,
     /// Score in `[0, 10]`.
     #[serde(rename = "Score")]
     pub score: i64,
@@ -119,6 +157,15 @@ mod tests {
         assert_eq!(args.pod.metadata.name.as_deref(), Some("job-1"));
         assert_eq!(args.nodes, None);
         assert_eq!(args.node_names.unwrap(), ["node-a", "node-b", "node-c"]);
+    }
+
+    #[test]
+    fn names_borrow_from_the_body_unless_escaped() {
+        let body = r#"{"Pod": {"metadata": {}}, "NodeNames": ["node-a", "node\u002db"]}"#;
+        let args: ExtenderArgs = serde_json::from_str(body).unwrap();
+        let names = args.node_names.unwrap();
+        assert!(matches!(names[0], Cow::Borrowed("node-a")));
+        assert!(matches!(&names[1], Cow::Owned(s) if s == "node-b"));
     }
 
     #[test]
