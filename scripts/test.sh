@@ -27,7 +27,9 @@ apt_install() {
 log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-apt_install ca-certificates
+apt_install ca-certificates python3-pip
+# Kubernetes manifest validation against the OpenAPI schemas.
+command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install --quiet kubernetes-validate
 $deps_only && exit 0
 
 log "cargo fmt --check"
@@ -38,6 +40,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+log "Kubernetes manifests"
+bash scripts/validate-manifests.sh
 
 log "cargo test (unit, integration, doc tests)"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
