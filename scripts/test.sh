@@ -27,9 +27,13 @@ apt_install() {
 log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-apt_install ca-certificates python3-pip
-# Kubernetes manifest validation against the OpenAPI schemas.
-command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install --quiet kubernetes-validate
+apt_install ca-certificates
+# Kubernetes manifest validation against the OpenAPI schemas (kubernetes-validate, PyPI).
+if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  python3 -m pip install --quiet kubernetes-validate \
+    || python3 -m pip install --quiet --break-system-packages kubernetes-validate
+fi
 $deps_only && exit 0
 
 log "cargo fmt --check"

@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(grep -rlE '^kind: ' deploy --include='*.yaml' | grep -v -x -F -f <(grep -rlE '^kind: KubeSchedulerConfiguration' deploy --include='*.yaml') | sort)
 for k in 1.33.0 1.37.0; do
-  kubernetes-validate --strict --quiet -k "$k" "${files[@]}"
+  python3 -m kubernetes_validate --strict --quiet -k "$k" "${files[@]}"
 done
 echo "manifests valid for Kubernetes 1.33 and 1.37: ${files[*]}"
