@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc
+.PHONY: replay test deps lint fmt bench bless doc fuzz
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -29,3 +29,9 @@ bench:
 # Regenerate checked-in generated files (CRD YAML, golden outputs) on purpose.
 bless:
 	TIDE_BLESS=1 cargo test --workspace
+
+# Fuzz the extender's request decoder and verbs for a minute (cargo-fuzz; the stable
+# toolchain is allowed its nightly flags through RUSTC_BOOTSTRAP).
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd scheduler-plugin && RUSTC_BOOTSTRAP=1 cargo fuzz run extender_request fuzz/corpus/extender_request -- -max_total_time=60

@@ -42,6 +42,9 @@ cargo fmt --all -- --check
 log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "fuzz target compiles"
+cargo check --quiet --locked --manifest-path scheduler-plugin/fuzz/Cargo.toml
+
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
