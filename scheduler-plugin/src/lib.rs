@@ -37,6 +37,7 @@ pub mod extender;
 pub mod metrics;
 mod placement;
 pub mod server;
+pub mod snapshot;
 pub mod wire;
 
 pub use extender::{BadRequest, ClusterSnapshot, Filtered};
