@@ -1,11 +1,15 @@
 //! `tide-scheduler`: the kube-scheduler extender (DESIGN.md §6).
 //!
-//! Built so far: the placement decisions as pure functions ([`filter`], [`score`],
-//! [`pre_eviction`], [`choose`]), shared with the replay simulator; the exact extender wire
-//! format ([`wire`]); and the `filter` / `prioritize` verbs as functions from a decoded request
-//! and a [`ClusterSnapshot`] to a response ([`extender`]); the HTTP server for them with
-//! health, readiness and Prometheus metrics ([`server`]). The watch caches that fill the
-//! snapshot, TLS, and the binder with pre-eviction are not built yet.
+//! - placement decisions as pure functions ([`filter`], [`score`], [`pre_eviction`],
+//!   [`choose`]), shared with the replay simulator;
+//! - the exact extender wire format ([`wire`]) and the `filter` / `prioritize` verbs as
+//!   functions from a decoded request and a [`ClusterSnapshot`] to a response ([`extender`]);
+//! - the watch-fed [`snapshot::ClusterIndex`] and the live watchers that keep it current
+//!   ([`live`]);
+//! - `bind` with pre-eviction through a narrow API interface ([`cluster::ClusterApi`],
+//!   implemented on the `kube` client);
+//! - the HTTP(S) server with health, readiness and Prometheus metrics ([`server`]); the
+//!   `tide-scheduler` binary wires it all together.
 //!
 //! ```
 //! use tide_api::{ResourceAmounts, TideConfig};
@@ -33,15 +37,19 @@
     )
 )]
 
+mod binder;
+pub mod cluster;
 pub mod extender;
+pub mod live;
 pub mod metrics;
 mod placement;
+pub mod serve;
 pub mod server;
 pub mod snapshot;
 pub mod wire;
 
 pub use extender::{BadRequest, ClusterSnapshot, Filtered};
 pub use placement::{
-    BePodView, EstimateView, MAX_SCORE, NodeView, PodView, Refusal, choose, filter, order_victims,
-    pre_eviction, predicted_level, score,
+    BePodView, EstimateView, MAX_SCORE, NodeView, PodView, PreEviction, Refusal, choose, filter,
+    order_victims, plan_pre_eviction, pre_eviction, predicted_level, score,
 };

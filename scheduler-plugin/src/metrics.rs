@@ -3,8 +3,10 @@
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `tide_scheduler_request_duration_seconds` | histogram | `verb` | server-side handling time |
-//! | `tide_scheduler_requests_total` | counter | `verb`, `outcome` (`ok`, `bad-request`) | requests answered |
+//! | `tide_scheduler_requests_total` | counter | `verb`, `outcome` (`ok`, `bad-request`; `failed` for a bind answered with an error) | requests answered |
 //! | `tide_scheduler_node_refusals_total` | counter | `reason` | nodes refused by `filter`, by refusal kind |
+//! | `tide_scheduler_pre_evictions_total` | counter | `outcome` (`evicted`, `pdb-refused`, `gone`, `error`) | bind-time evictions of BE pods |
+//! | `tide_scheduler_watch_errors_total` | counter | `resource` | watch stream errors (the watcher retries with backoff) |
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -20,6 +22,10 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Refused nodes per reason.
     pub refusals: IntCounterVec,
+    /// Bind-time evictions per outcome.
+    pub pre_evictions: IntCounterVec,
+    /// Watch errors per resource.
+    pub watch_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -50,6 +56,22 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let pre_evictions = IntCounterVec::new(
+            Opts::new(
+                "tide_scheduler_pre_evictions_total",
+                "Bind-time evictions of BE pods, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "tide_scheduler_watch_errors_total",
+                "Watch stream errors, by resource",
+            ),
+            &["resource"],
+        )?;
+        registry.register(Box::new(pre_evictions.clone()))?;
+        registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
@@ -58,6 +80,8 @@ impl Metrics {
             duration,
             requests,
             refusals,
+            pre_evictions,
+            watch_errors,
         })
     }
 

@@ -1,6 +1,8 @@
 //! Placement decisions, as pure functions: filter, water-level scoring and pre-eviction.
 //! The HTTP extender and the replay call these same functions (DESIGN.md §6).
 
+use std::collections::HashSet;
+
 use tide_api::{Classification, Resource, ResourceAmounts, TideConfig, VictimKey, victim_order};
 
 /// The node's estimate as the extender sees it (from its NodeEstimate).
@@ -257,16 +259,37 @@ pub fn order_victims(pods: &mut [BePodView]) {
     pods.sort_by(|a, b| victim_order(&key(a), &key(b)).then_with(|| a.uid.cmp(&b.uid)));
 }
 
+/// A pre-eviction plan.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PreEviction {
+    /// UIDs to evict, in the victim order.
+    pub victims: Vec<String>,
+    /// Whether evicting them brings the node to or below the eviction water level.
+    pub enough: bool,
+}
+
 /// Bind-time pre-eviction: the BE pods to evict, in order, so that the node's predicted usage
 /// after the HP pod lands (HP reservation + HP request + remaining BE usage) stays at or below
 /// the eviction water level the agent enforces. Empty when no eviction is needed.
-#[allow(clippy::cast_precision_loss)]
 pub fn pre_eviction(
     pod: &PodView,
     node: &NodeView,
     be_pods: &[BePodView],
     cfg: &TideConfig,
 ) -> Vec<String> {
+    plan_pre_eviction(pod, node, be_pods, &HashSet::new(), cfg).victims
+}
+
+/// [`pre_eviction`] when some BE pods cannot be evicted (a PodDisruptionBudget refused them):
+/// those stay and keep their usage, and the plan goes further down the victim order.
+#[allow(clippy::cast_precision_loss)]
+pub fn plan_pre_eviction(
+    pod: &PodView,
+    node: &NodeView,
+    be_pods: &[BePodView],
+    blocked: &HashSet<String>,
+    cfg: &TideConfig,
+) -> PreEviction {
     let mut pods = be_pods.to_vec();
     order_victims(&mut pods);
     let limit = |r: Resource| {
@@ -289,14 +312,17 @@ pub fn pre_eviction(
             .any(|&r| hp(r) + be.get(r) as f64 > limit(r))
     };
     let mut victims = Vec::new();
-    for p in pods {
+    for p in pods.into_iter().filter(|p| !blocked.contains(&p.uid)) {
         if !over(&be) {
             break;
         }
         be = be.saturating_sub(p.usage);
         victims.push(p.uid);
     }
-    victims
+    PreEviction {
+        victims,
+        enough: !over(&be),
+    }
 }
 
 /// Picks the best node for a pod among candidates: highest score, ties by lowest index.
@@ -472,5 +498,19 @@ mod tests {
         // No pressure, no victims.
         let calm = node((0, 0), (8_000, 20 * gib), (0, 0), 0);
         assert!(pre_eviction(&hp, &calm, &pods, &cfg).is_empty());
+        // A PodDisruptionBudget protects c: it stays (with its usage); the plan goes on to b
+        // and a. 124 + 6 - 4 - 10 = 116 GiB is still over 115.2: not enough.
+        let blocked: HashSet<String> = ["c".to_string()].into();
+        let plan = plan_pre_eviction(&hp, &n, &pods, &blocked, &cfg);
+        assert_eq!(plan.victims, vec!["b".to_string(), "a".to_string()]);
+        assert!(!plan.enough);
+        let small = PodView {
+            request: ResourceAmounts::new(1_000, 2 * gib),
+            high_priority: true,
+        };
+        // 92 + 26 = 118 GiB; without c, b (4 GiB) is enough: 114 GiB.
+        let plan = plan_pre_eviction(&small, &n, &pods, &blocked, &cfg);
+        assert_eq!(plan.victims, vec!["b".to_string()]);
+        assert!(plan.enough);
     }
 }

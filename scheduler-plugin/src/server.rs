@@ -2,7 +2,7 @@
 //! 4xx naming the problem; nothing the client sends can make it panic or answer 5xx.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -13,9 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tide_api::TideConfig;
 
+use crate::binder;
+use crate::cluster::ClusterApi;
 use crate::extender::{self, ClusterSnapshot};
 use crate::metrics::Metrics;
-use crate::wire::ExtenderArgs;
+use crate::snapshot::{ClusterIndex, Watched};
+use crate::wire::{ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult};
 
 /// Default request body limit: a full NodeList of 5,000 nodes is about 50 MB.
 pub const DEFAULT_BODY_LIMIT: usize = 128 << 20;
@@ -32,13 +35,19 @@ pub struct ExtenderState {
     pub metrics: Metrics,
     /// Seconds now (Unix time live; a fixed clock in tests).
     pub clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// The watch-fed index the snapshot is made from (and the binder reads).
+    pub index: Mutex<ClusterIndex>,
+    /// Set when the index changed since the last published snapshot.
+    pub dirty: AtomicBool,
+    /// The API the binder writes through; without it `bind` answers with an error.
+    pub api: Option<Arc<dyn ClusterApi>>,
+    synced: [AtomicBool; 3],
 }
 
 impl ExtenderState {
     /// State with an empty snapshot, not ready, on the system clock.
     pub fn new(config: TideConfig) -> Result<Self, prometheus::Error> {
         Ok(Self {
-            config,
             snapshot: RwLock::new(Arc::new(ClusterSnapshot::default())),
             ready: AtomicBool::new(false),
             metrics: Metrics::new()?,
@@ -47,7 +56,37 @@ impl ExtenderState {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs())
             }),
+            index: Mutex::new(ClusterIndex::new(&config)),
+            dirty: AtomicBool::new(false),
+            api: None,
+            synced: Default::default(),
+            config,
         })
+    }
+
+    /// The same state writing through `api` (enables `bind`).
+    #[must_use]
+    pub fn with_api(mut self, api: Arc<dyn ClusterApi>) -> Self {
+        self.api = Some(api);
+        self
+    }
+
+    /// The index, even if a panicking holder poisoned the lock (its data stay consistent:
+    /// every update is a single method call).
+    pub fn lock_index(&self) -> MutexGuard<'_, ClusterIndex> {
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that the watcher of `what` has listed everything once.
+    pub fn mark_synced(&self, what: Watched) {
+        self.synced[what as usize].store(true, Ordering::Release);
+    }
+
+    /// Whether all three watchers have listed once.
+    pub fn all_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
     }
 
     /// Replaces the snapshot (watchers call this) and marks the extender ready.
@@ -71,6 +110,7 @@ pub fn router(state: Arc<ExtenderState>, prefix: &str, body_limit: usize) -> Rou
     let verbs = Router::new()
         .route("/filter", post(filter))
         .route("/prioritize", post(prioritize))
+        .route("/bind", post(bind))
         .layer(DefaultBodyLimit::max(body_limit));
     let verbs = match prefix.trim_end_matches('/') {
         "" => verbs,
@@ -156,6 +196,30 @@ async fn prioritize(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Res
         .with_label_values(&["prioritize"])
         .observe(started.elapsed().as_secs_f64());
     json(&out)
+}
+
+async fn bind(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let args: ExtenderBindingArgs = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return bad_request(&state, "bind", format!("invalid bind request: {e}")),
+    };
+    let outcome = binder::bind(&state, &args).await;
+    let (label, error) = match outcome {
+        Ok(()) => ("ok", String::new()),
+        Err(e) => ("failed", e),
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&["bind", label])
+        .inc();
+    state
+        .metrics
+        .duration
+        .with_label_values(&["bind"])
+        .observe(started.elapsed().as_secs_f64());
+    json(&ExtenderBindingResult { error })
 }
 
 async fn readyz(State(state): State<Arc<ExtenderState>>) -> Response {

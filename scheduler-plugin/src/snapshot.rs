@@ -1,21 +1,87 @@
-//! Building the extender's [`ClusterSnapshot`] from the objects its watch caches hold. Pure:
-//! the same objects give the same snapshot.
+//! The extender's view of the cluster, kept up to date from watch events: [`ClusterIndex`]
+//! folds Node, Pod and NodeEstimate events into per-node aggregates (allocatable, estimate,
+//! HP and BE requests) and compact pod records, and produces the [`ClusterSnapshot`] the verbs
+//! read. Pure: the same events give the same index. It keeps only what placement and
+//! pre-eviction need (a few hundred bytes per pod), not whole objects.
+
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use tide_api::{
-    NodeEstimate, ResourceAmounts, TideConfig, classify, node_allocatable, pod_facts, pod_requests,
+    Classification, ClassifyRules, NodeEstimate, ResourceAmounts, TideConfig, classify,
+    node_allocatable, pod_facts, pod_requests,
 };
 
 use crate::extender::{ClusterSnapshot, NodeMap};
-use crate::placement::{EstimateView, NodeView};
+use crate::placement::{BePodView, EstimateView, NodeView, PodView};
 
-/// What building the snapshot skipped, for logs and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SnapshotIssues {
-    /// Pods whose requests could not be read (`namespace/name: reason`).
-    pub bad_pods: Vec<String>,
-    /// NodeEstimates without a usable status or time (`name: reason`).
-    pub bad_estimates: Vec<String>,
+/// What the index keeps of one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodRecord {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Node it is bound (or assumed bound) to.
+    pub node: Option<String>,
+    /// Classification.
+    pub class: Classification,
+    /// The request placement counts: regular resources for HP, batch resources for BE.
+    pub request: ResourceAmounts,
+    /// Being deleted (deletionTimestamp set) or evicted by this extender.
+    pub leaving: bool,
+}
+
+impl PodRecord {
+    /// Is the pod high-priority?
+    pub fn high_priority(&self) -> bool {
+        self.class.qos.is_high_priority()
+    }
+
+    /// The pod as placement sees it.
+    pub fn view(&self) -> PodView {
+        PodView {
+            request: self.request,
+            high_priority: self.high_priority(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodePods {
+    hp_requested: ResourceAmounts,
+    be_requested: ResourceAmounts,
+    uids: HashSet<String>,
+}
+
+/// Which watched resource an event or resync belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Watched {
+    /// Nodes.
+    Nodes,
+    /// Pods.
+    Pods,
+    /// NodeEstimates.
+    Estimates,
+}
+
+/// The watch-fed index. Apply events with the `apply_*`/`delete_*` methods; bracket a relist
+/// with [`ClusterIndex::begin_resync`] / [`ClusterIndex::end_resync`] so objects deleted while
+/// the watch was down disappear.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterIndex {
+    rules: ClassifyRules,
+    resources: tide_api::ResourceNames,
+    allocatable: HashMap<String, ResourceAmounts>,
+    estimates: HashMap<String, EstimateView>,
+    be_usage: HashMap<String, ResourceAmounts>,
+    per_node: HashMap<String, NodePods>,
+    pods: HashMap<String, PodRecord>,
+    resync: HashMap<Watched, HashSet<String>>,
+    /// Pods whose requests could not be read (`namespace/name: reason`), latest per pod.
+    pub bad_pods: HashMap<String, String>,
+    /// NodeEstimates without a usable status (`node` → reason).
+    pub bad_estimates: HashMap<String, String>,
 }
 
 /// The estimate the extender uses from a NodeEstimate: observed time, reclaimable amounts, and
@@ -48,80 +114,331 @@ fn finished(pod: &Pod) -> bool {
     )
 }
 
-/// The snapshot: every node's allocatable, its estimate (matched by node name), and the
-/// requests of the HP and BE pods bound to it (finished pods excluded).
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("?")
+    )
+}
+
+impl ClusterIndex {
+    /// An empty index classifying pods with `cfg`.
+    pub fn new(cfg: &TideConfig) -> Self {
+        Self {
+            rules: cfg.resources.classify_rules(),
+            resources: cfg.resources.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Starts a relist of `what`: objects not applied before [`ClusterIndex::end_resync`] are
+    /// dropped.
+    pub fn begin_resync(&mut self, what: Watched) {
+        self.resync.insert(what, HashSet::new());
+    }
+
+    /// Ends a relist of `what`, dropping what it did not list.
+    pub fn end_resync(&mut self, what: Watched) {
+        let Some(seen) = self.resync.remove(&what) else {
+            return;
+        };
+        match what {
+            Watched::Nodes => self.allocatable.retain(|k, _| seen.contains(k)),
+            Watched::Estimates => {
+                self.estimates.retain(|k, _| seen.contains(k));
+                self.be_usage.retain(|k, _| seen.contains(k));
+                self.bad_estimates.retain(|k, _| seen.contains(k));
+            }
+            Watched::Pods => {
+                let gone: Vec<String> = self
+                    .pods
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    self.remove_pod(&uid);
+                }
+            }
+        }
+    }
+
+    fn seen(&mut self, what: Watched, key: &str) {
+        if let Some(s) = self.resync.get_mut(&what) {
+            s.insert(key.to_owned());
+        }
+    }
+
+    /// A node was added or changed.
+    pub fn apply_node(&mut self, node: &Node) {
+        let Some(name) = node.metadata.name.as_deref() else {
+            return;
+        };
+        self.seen(Watched::Nodes, name);
+        self.allocatable
+            .insert(name.to_owned(), node_allocatable(node));
+    }
+
+    /// A node was deleted.
+    pub fn delete_node(&mut self, node: &Node) {
+        if let Some(name) = node.metadata.name.as_deref() {
+            self.allocatable.remove(name);
+        }
+    }
+
+    /// A NodeEstimate was added or changed (keyed by `spec.nodeName`).
+    pub fn apply_estimate(&mut self, ne: &NodeEstimate) {
+        let node = ne.spec.node_name.clone();
+        self.seen(Watched::Estimates, &node);
+        match estimate_view(ne) {
+            Ok(e) => {
+                if let Some(st) = &ne.status {
+                    let usage = ResourceAmounts::new(st.cpu.be_usage, st.memory.be_usage);
+                    self.be_usage.insert(node.clone(), usage);
+                }
+                self.bad_estimates.remove(&node);
+                self.estimates.insert(node, e);
+            }
+            Err(reason) => {
+                self.estimates.remove(&node);
+                self.be_usage.remove(&node);
+                self.bad_estimates.insert(node, reason);
+            }
+        }
+    }
+
+    /// A NodeEstimate was deleted.
+    pub fn delete_estimate(&mut self, ne: &NodeEstimate) {
+        self.estimates.remove(&ne.spec.node_name);
+        self.be_usage.remove(&ne.spec.node_name);
+        self.bad_estimates.remove(&ne.spec.node_name);
+    }
+
+    fn record(&self, pod: &Pod) -> Result<PodRecord, String> {
+        let class = classify(&pod_facts(pod), &self.rules);
+        let req = pod_requests(pod, &self.resources).map_err(|e| e.to_string())?;
+        Ok(PodRecord {
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            node: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty()),
+            class,
+            request: if class.qos.is_high_priority() {
+                req.regular
+            } else {
+                req.batch
+            },
+            leaving: pod.metadata.deletion_timestamp.is_some(),
+        })
+    }
+
+    /// A pod was added or changed. Finished pods leave the index; a pod whose requests cannot
+    /// be read is dropped and reported in [`ClusterIndex::bad_pods`].
+    pub fn apply_pod(&mut self, pod: &Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        self.seen(Watched::Pods, &uid);
+        if finished(pod) {
+            self.remove_pod(&uid);
+            return;
+        }
+        match self.record(pod) {
+            Ok(mut rec) => {
+                self.bad_pods.remove(&pod_key(pod));
+                if let Some(old) = self.remove_pod(&uid) {
+                    // An eviction this extender started stays known until the watch shows it;
+                    // a binding it made stays until the watch shows the node.
+                    rec.leaving |= old.leaving;
+                    if rec.node.is_none() {
+                        rec.node = old.node;
+                    }
+                }
+                self.insert_pod(uid, rec);
+            }
+            Err(reason) => {
+                self.remove_pod(&uid);
+                self.bad_pods.insert(pod_key(pod), reason);
+            }
+        }
+    }
+
+    /// A pod was deleted.
+    pub fn delete_pod(&mut self, pod: &Pod) {
+        if let Some(uid) = pod.metadata.uid.as_deref() {
+            self.remove_pod(uid);
+        }
+        self.bad_pods.remove(&pod_key(pod));
+    }
+
+    fn insert_pod(&mut self, uid: String, rec: PodRecord) {
+        if let Some(node) = &rec.node {
+            let np = self.per_node.entry(node.clone()).or_default();
+            if rec.high_priority() {
+                np.hp_requested = np.hp_requested.saturating_add(rec.request);
+            } else {
+                np.be_requested = np.be_requested.saturating_add(rec.request);
+            }
+            np.uids.insert(uid.clone());
+        }
+        self.pods.insert(uid, rec);
+    }
+
+    fn remove_pod(&mut self, uid: &str) -> Option<PodRecord> {
+        let rec = self.pods.remove(uid)?;
+        if let Some(node) = &rec.node
+            && let Some(np) = self.per_node.get_mut(node)
+        {
+            if rec.high_priority() {
+                np.hp_requested = np.hp_requested.saturating_sub(rec.request);
+            } else {
+                np.be_requested = np.be_requested.saturating_sub(rec.request);
+            }
+            np.uids.remove(uid);
+            if np.uids.is_empty() {
+                self.per_node.remove(node);
+            }
+        }
+        Some(rec)
+    }
+
+    /// The pod with this UID, if known.
+    pub fn pod(&self, uid: &str) -> Option<&PodRecord> {
+        self.pods.get(uid)
+    }
+
+    /// Number of pods indexed.
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Counts a pod this extender just bound on `node` before the watch shows it.
+    pub fn assume_bound(&mut self, uid: &str, node: &str) {
+        if let Some(mut rec) = self.remove_pod(uid) {
+            rec.node = Some(node.to_owned());
+            self.insert_pod(uid.to_owned(), rec);
+        }
+    }
+
+    /// Marks a pod this extender evicted, so it is neither counted as evictable again nor
+    /// as usage that stays.
+    pub fn mark_leaving(&mut self, uid: &str) {
+        if let Some(rec) = self.pods.get_mut(uid) {
+            rec.leaving = true;
+        }
+    }
+
+    /// One node as placement sees it, if the node is known.
+    pub fn node_view(&self, name: &str) -> Option<NodeView> {
+        let allocatable = *self.allocatable.get(name)?;
+        let np = self.per_node.get(name);
+        Some(NodeView {
+            allocatable,
+            estimate: self.estimates.get(name).copied(),
+            be_requested: np.map_or(ResourceAmounts::ZERO, |p| p.be_requested),
+            hp_requested: np.map_or(ResourceAmounts::ZERO, |p| p.hp_requested),
+        })
+    }
+
+    /// The BE pods on `node` that pre-eviction may choose from (not already leaving), with
+    /// their usage. Per-pod usage is not in the API: the node's measured BE usage (from its
+    /// NodeEstimate) is shared out in proportion to request; without an estimate the request
+    /// stands in for usage.
+    pub fn be_pods_on(&self, node: &str) -> Vec<BePodView> {
+        let be_usage = self.be_usage.get(node).copied();
+        let Some(np) = self.per_node.get(node) else {
+            return Vec::new();
+        };
+        let mut out: Vec<BePodView> = np
+            .uids
+            .iter()
+            .filter_map(|uid| {
+                let rec = self.pods.get(uid)?;
+                (!rec.high_priority() && !rec.leaving).then(|| BePodView {
+                    uid: uid.clone(),
+                    class: rec.class,
+                    request: rec.request,
+                    usage: rec.request,
+                })
+            })
+            .collect();
+        if let Some(usage) = be_usage {
+            let total = np.be_requested;
+            for p in &mut out {
+                p.usage = ResourceAmounts::new(
+                    share(usage.cpu.0, p.request.cpu.0, total.cpu.0),
+                    share(usage.memory.0, p.request.memory.0, total.memory.0),
+                );
+            }
+        }
+        out
+    }
+
+    /// The snapshot the verbs read: every known node with its estimate and requests.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let mut nodes = NodeMap::with_capacity(self.allocatable.len());
+        for name in self.allocatable.keys() {
+            if let Some(view) = self.node_view(name) {
+                nodes.insert(name.clone(), view);
+            }
+        }
+        ClusterSnapshot { nodes }
+    }
+}
+
+/// `total_usage × part / whole`, in 128-bit arithmetic; zero when `whole` is zero.
+fn share(total_usage: u64, part: u64, whole: u64) -> u64 {
+    if whole == 0 {
+        return 0;
+    }
+    let v = u128::from(total_usage) * u128::from(part) / u128::from(whole);
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// The snapshot for a set of objects, and what was skipped (`namespace/name: reason` for pods,
+/// `node: reason` for estimates). Same as applying each object to a fresh [`ClusterIndex`].
 pub fn build_snapshot(
     nodes: &[Node],
     pods: &[Pod],
     estimates: &[NodeEstimate],
     cfg: &TideConfig,
-) -> (ClusterSnapshot, SnapshotIssues) {
-    let mut issues = SnapshotIssues::default();
-    let mut map = NodeMap::default();
-    for node in nodes {
-        let Some(name) = node.metadata.name.clone() else {
-            continue;
-        };
-        map.insert(
-            name,
-            NodeView {
-                allocatable: node_allocatable(node),
-                estimate: None,
-                be_requested: ResourceAmounts::ZERO,
-                hp_requested: ResourceAmounts::ZERO,
-            },
-        );
-    }
-    for ne in estimates {
-        let node = ne.spec.node_name.as_str();
-        let Some(view) = map.get_mut(node) else {
-            continue;
-        };
-        match estimate_view(ne) {
-            Ok(e) => view.estimate = Some(e),
-            Err(reason) => issues.bad_estimates.push(format!("{node}: {reason}")),
-        }
-    }
-    let rules = cfg.resources.classify_rules();
-    for pod in pods {
-        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
-            continue;
-        };
-        if finished(pod) {
-            continue;
-        }
-        let Some(view) = map.get_mut(node) else {
-            continue;
-        };
-        let requests = match pod_requests(pod, &cfg.resources) {
-            Ok(r) => r,
-            Err(e) => {
-                let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-                let name = pod.metadata.name.as_deref().unwrap_or("?");
-                issues.bad_pods.push(format!("{ns}/{name}: {e}"));
-                continue;
-            }
-        };
-        if classify(&pod_facts(pod), &rules).qos.is_high_priority() {
-            view.hp_requested = view.hp_requested.saturating_add(requests.regular);
-        } else {
-            view.be_requested = view.be_requested.saturating_add(requests.batch);
-        }
-    }
-    (ClusterSnapshot { nodes: map }, issues)
+) -> (ClusterSnapshot, Vec<String>, Vec<String>) {
+    let mut index = ClusterIndex::new(cfg);
+    nodes.iter().for_each(|n| index.apply_node(n));
+    estimates.iter().for_each(|e| index.apply_estimate(e));
+    pods.iter().for_each(|p| index.apply_pod(p));
+    let fmt = |m: &HashMap<String, String>| {
+        let mut v: Vec<String> = m.iter().map(|(k, r)| format!("{k}: {r}")).collect();
+        v.sort();
+        v
+    };
+    (
+        index.snapshot(),
+        fmt(&index.bad_pods),
+        fmt(&index.bad_estimates),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn node(name: &str, cpu: &str, mem: &str) -> Node {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "status": {"allocatable": {"cpu": cpu, "memory": mem}}})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": name}, "status": {"allocatable": {"cpu": cpu, "memory": mem}}})).unwrap()
     }
 
     fn pod(name: &str, node: &str, phase: &str, requests: serde_json::Value) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "ns"},
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
             "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": requests}}]},
             "status": {"phase": phase}
         }))
@@ -129,46 +446,46 @@ mod tests {
     }
 
     fn estimate(node: &str, time: &str) -> NodeEstimate {
-        serde_json::from_value(serde_json::json!({
+        serde_json::from_value(json!({
             "apiVersion": "tide.dev/v1alpha1", "kind": "NodeEstimate",
             "metadata": {"name": node},
             "spec": {"nodeName": node},
             "status": {
                 "observedTime": time, "horizonSeconds": 3600,
                 "cpu": {"allocatable": 8000, "predictedPeak": 3000, "margin": 200, "systemReserve": 500, "reclaimable": 4300, "hpUsage": 2500, "beUsage": 0},
-                "memory": {"allocatable": 34359738368u64, "predictedPeak": 8589934592u64, "margin": 1073741824, "systemReserve": 1073741824, "reclaimable": 21474836480u64, "hpUsage": 8000000000u64, "beUsage": 0},
+                "memory": {"allocatable": 34_359_738_368_u64, "predictedPeak": 8_589_934_592_u64, "margin": 1_073_741_824, "systemReserve": 1_073_741_824, "reclaimable": 21_474_836_480_u64, "hpUsage": 8_000_000_000_u64, "beUsage": 0},
                 "confidence": {"historySeconds": 86400, "recentViolationRate": 0.01}
             }
         }))
         .unwrap()
     }
 
+    fn be(name: &str, node: &str, cpu: &str, mem: &str) -> Pod {
+        pod(
+            name,
+            node,
+            "Running",
+            json!({"tide.dev/batch-cpu": cpu, "tide.dev/batch-memory": mem}),
+        )
+    }
+
     #[test]
     fn nodes_estimates_and_bound_pods_make_the_snapshot() {
         let nodes = [node("a", "8", "32Gi"), node("b", "4", "16Gi")];
         let pods = [
-            pod(
-                "web",
-                "a",
-                "Running",
-                serde_json::json!({"cpu": "2", "memory": "4Gi"}),
-            ),
-            pod(
-                "job",
-                "a",
-                "Running",
-                serde_json::json!({"tide.dev/batch-cpu": "1500", "tide.dev/batch-memory": "2Gi"}),
-            ),
-            pod("done", "a", "Succeeded", serde_json::json!({"cpu": "4"})),
-            pod("broken", "a", "Running", serde_json::json!({"cpu": "x"})),
-            pod("elsewhere", "z", "Running", serde_json::json!({"cpu": "1"})),
+            pod("web", "a", "Running", json!({"cpu": "2", "memory": "4Gi"})),
+            be("job", "a", "1500", "2Gi"),
+            pod("done", "a", "Succeeded", json!({"cpu": "4"})),
+            pod("broken", "a", "Running", json!({"cpu": "x"})),
+            pod("elsewhere", "z", "Running", json!({"cpu": "1"})),
         ];
         let estimates = [
             estimate("a", "2026-11-23T00:00:00Z"),
             estimate("b", "not a time"),
             estimate("gone", "2026-11-23T00:00:00Z"),
         ];
-        let (snap, issues) = build_snapshot(&nodes, &pods, &estimates, &TideConfig::default());
+        let (snap, bad_pods, bad_estimates) =
+            build_snapshot(&nodes, &pods, &estimates, &TideConfig::default());
         let a = &snap.nodes["a"];
         assert_eq!(a.allocatable, ResourceAmounts::new(8_000, 32 << 30));
         assert_eq!(a.hp_requested, ResourceAmounts::new(2_000, 4 << 30));
@@ -178,18 +495,107 @@ mod tests {
         assert_eq!(e.reclaimable, ResourceAmounts::new(4_300, 20 << 30));
         assert_eq!(e.hp_reserved, ResourceAmounts::new(3_700, 10 << 30));
         assert!(snap.nodes["b"].estimate.is_none());
-        assert_eq!(issues.bad_estimates.len(), 1);
+        assert_eq!(bad_estimates.len(), 1);
         assert!(
-            issues.bad_estimates[0].starts_with("b: observedTime \"not a time\""),
-            "{:?}",
-            issues.bad_estimates
+            bad_estimates[0].starts_with("b: observedTime \"not a time\""),
+            "{bad_estimates:?}"
         );
-        assert_eq!(issues.bad_pods.len(), 1);
+        assert_eq!(bad_pods.len(), 1);
         assert!(
-            issues.bad_pods[0].starts_with("ns/broken: container \"c\" resource \"cpu\""),
-            "{:?}",
-            issues.bad_pods
+            bad_pods[0].starts_with("ns/broken: container \"c\" resource \"cpu\""),
+            "{bad_pods:?}"
         );
         assert_eq!(snap.nodes.len(), 2);
+    }
+
+    #[test]
+    fn events_update_the_aggregates_incrementally() {
+        let mut idx = ClusterIndex::new(&TideConfig::default());
+        idx.apply_node(&node("a", "8", "32Gi"));
+        idx.apply_pod(&be("j1", "a", "1000", "1Gi"));
+        idx.apply_pod(&be("j2", "a", "2000", "2Gi"));
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::new(3_000, 3 << 30)
+        );
+        // Modified: request unchanged but pod now finished.
+        idx.apply_pod(&pod(
+            "j1",
+            "a",
+            "Succeeded",
+            json!({"tide.dev/batch-cpu": "1000"}),
+        ));
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::new(2_000, 2 << 30)
+        );
+        idx.delete_pod(&be("j2", "a", "2000", "2Gi"));
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::ZERO
+        );
+        assert_eq!(idx.pod_count(), 0);
+    }
+
+    #[test]
+    fn a_resync_drops_what_it_did_not_list() {
+        let mut idx = ClusterIndex::new(&TideConfig::default());
+        idx.apply_node(&node("a", "8", "32Gi"));
+        idx.apply_node(&node("b", "8", "32Gi"));
+        idx.apply_pod(&be("j1", "a", "1000", "1Gi"));
+        idx.apply_pod(&be("j2", "a", "1000", "1Gi"));
+        idx.begin_resync(Watched::Nodes);
+        idx.apply_node(&node("a", "8", "32Gi"));
+        idx.end_resync(Watched::Nodes);
+        idx.begin_resync(Watched::Pods);
+        idx.apply_pod(&be("j2", "a", "1000", "1Gi"));
+        idx.end_resync(Watched::Pods);
+        assert!(idx.node_view("b").is_none());
+        assert_eq!(idx.pod_count(), 1);
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::new(1_000, 1 << 30)
+        );
+    }
+
+    #[test]
+    fn assumed_binding_counts_until_the_watch_catches_up() {
+        let mut idx = ClusterIndex::new(&TideConfig::default());
+        idx.apply_node(&node("a", "8", "32Gi"));
+        idx.apply_pod(&be("j1", "", "1000", "1Gi"));
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::ZERO
+        );
+        idx.assume_bound("uid-j1", "a");
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::new(1_000, 1 << 30)
+        );
+        // A stale event without the node does not undo the assumption.
+        idx.apply_pod(&be("j1", "", "1000", "1Gi"));
+        assert_eq!(
+            idx.node_view("a").unwrap().be_requested,
+            ResourceAmounts::new(1_000, 1 << 30)
+        );
+    }
+
+    #[test]
+    fn be_usage_is_shared_by_request_and_leaving_pods_are_not_victims() {
+        let mut idx = ClusterIndex::new(&TideConfig::default());
+        idx.apply_node(&node("a", "8", "32Gi"));
+        idx.apply_pod(&be("j1", "a", "1000", "1Gi"));
+        idx.apply_pod(&be("j2", "a", "3000", "3Gi"));
+        idx.be_usage
+            .insert("a".into(), ResourceAmounts::new(2_000, 2 << 30));
+        let mut pods = idx.be_pods_on("a");
+        pods.sort_by(|a, b| a.uid.cmp(&b.uid));
+        assert_eq!(pods[0].usage, ResourceAmounts::new(500, 512 << 20));
+        assert_eq!(pods[1].usage, ResourceAmounts::new(1_500, 1536 << 20));
+        idx.mark_leaving("uid-j2");
+        idx.be_usage.clear();
+        let pods = idx.be_pods_on("a");
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].usage, pods[0].request);
     }
 }

@@ -31,7 +31,6 @@ fn kube_scheduler_configuration_is_valid_and_consistent() {
             .count()
             <= 1
     );
-    let tide_cfg = tide_api::TideConfig::from_yaml(&deploy("tide-config.yaml")).unwrap();
     for e in extenders {
         let url = e["urlPrefix"].as_str().unwrap();
         assert!(
@@ -41,26 +40,24 @@ fn kube_scheduler_configuration_is_valid_and_consistent() {
         if e.get("prioritizeVerb").is_some() {
             assert!(e["weight"].as_i64().unwrap() > 0);
         }
-        // tide-scheduler serves exactly these verbs today.
+        // tide-scheduler serves exactly these verbs.
         assert_eq!(e["filterVerb"], "filter");
         assert_eq!(e["prioritizeVerb"], "prioritize");
-        assert!(e.get("bindVerb").is_none(), "bind is not served yet");
+        assert_eq!(e["bindVerb"], "bind");
         let timeout = tide_api::duration_text::parse(e["httpTimeout"].as_str().unwrap()).unwrap();
-        assert!(timeout.as_secs() >= 1 && timeout.as_secs() <= 5);
-        // Managed resources are the batch resources of the shared configuration.
-        let managed: Vec<&str> = e["managedResources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            managed,
-            [
-                tide_cfg.resources.batch_cpu.as_str(),
-                tide_cfg.resources.batch_memory.as_str()
-            ]
+        assert!(timeout.as_secs() >= 1 && timeout.as_secs() <= 10);
+        // Bind with pre-eviction must be called for HP pods: no managedResources filter.
+        assert!(
+            e.get("managedResources").is_none(),
+            "managedResources would hide HP pods from bind"
         );
+        // The binder's own API timeout fits inside the scheduler's HTTP timeout.
+        let deployment = deploy("scheduler/deployment.yaml");
+        let api_timeout_ms: u64 = deployment
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("- --api-timeout-ms="))
+            .map_or(1_000, |v| v.parse().unwrap());
+        assert!(u128::from(api_timeout_ms) * 3 <= timeout.as_millis());
         // The path in urlPrefix is the prefix the Deployment passes to the server.
         let path = url
             .splitn(4, '/')

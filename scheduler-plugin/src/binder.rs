@@ -1,0 +1,146 @@
+//! The `bind` verb: pre-evict BE pods when an HP pod would push its node past the eviction
+//! water level, then create the Binding.
+//!
+//! Victims come from [`plan_pre_eviction`] in the one victim order. A `429` from the
+//! Eviction API (a PodDisruptionBudget) leaves that pod in place and the plan moves down the
+//! order; if the node still cannot get below the level because of such refusals, the bind fails
+//! with a reason and kube-scheduler retries the pod. If the HP pods alone are above the level,
+//! evicting every BE pod is all that can be done and the bind goes ahead: HP placement is never
+//! blocked by BE accounting. HP pods are never victims.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use crate::cluster::{ClusterApi, EvictOutcome};
+use crate::placement::plan_pre_eviction;
+use crate::server::ExtenderState;
+use crate::wire::ExtenderBindingArgs;
+
+/// The next step of a bind.
+enum Step {
+    /// Evict these (UID, namespace, name), in order.
+    Evict(Vec<(String, String, String)>),
+    /// No (more) eviction needed or possible: bind.
+    Bind,
+    /// PodDisruptionBudgets keep the node above the level.
+    Refuse(String),
+}
+
+fn next_step(
+    state: &ExtenderState,
+    args: &ExtenderBindingArgs,
+    blocked: &HashSet<String>,
+) -> Result<Step, String> {
+    let idx = state.lock_index();
+    let Some(pod) = idx.pod(&args.pod_uid) else {
+        return Err(format!(
+            "pod {}/{} (uid {}) is not known to the extender",
+            args.pod_namespace, args.pod_name, args.pod_uid
+        ));
+    };
+    if !pod.high_priority() {
+        return Ok(Step::Bind);
+    }
+    let Some(node) = idx.node_view(&args.node) else {
+        // kube-scheduler knows a node the watch has not shown yet: nothing to evict from.
+        return Ok(Step::Bind);
+    };
+    let be_pods = idx.be_pods_on(&args.node);
+    let plan = plan_pre_eviction(&pod.view(), &node, &be_pods, blocked, &state.config);
+    if !plan.victims.is_empty() {
+        let victims = plan
+            .victims
+            .into_iter()
+            .filter_map(|uid| {
+                let p = idx.pod(&uid)?;
+                Some((uid, p.namespace.clone(), p.name.clone()))
+            })
+            .collect();
+        return Ok(Step::Evict(victims));
+    }
+    if plan.enough || blocked.is_empty() {
+        return Ok(Step::Bind);
+    }
+    let mut names: Vec<String> = blocked
+        .iter()
+        .filter_map(|uid| idx.pod(uid).map(|p| format!("{}/{}", p.namespace, p.name)))
+        .collect();
+    names.sort();
+    Ok(Step::Refuse(format!(
+        "node {} would stay above the eviction water level: PodDisruptionBudgets refused evicting {}",
+        args.node,
+        names.join(", ")
+    )))
+}
+
+/// Binds `args`' pod to its node, pre-evicting BE pods first when needed. `Err` carries the
+/// reason kube-scheduler gets in `ExtenderBindingResult.Error`.
+pub async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
+    let api: &dyn ClusterApi = state
+        .api
+        .as_deref()
+        .ok_or("this extender has no API client; bind is not available")?;
+    if state.lock_index().pod(&args.pod_uid).is_none() {
+        // Created moments ago and not delivered by the watch yet: read it.
+        let pod = api
+            .get_pod(&args.pod_namespace, &args.pod_name)
+            .await
+            .map_err(|e| format!("reading pod {}/{}: {e}", args.pod_namespace, args.pod_name))?;
+        state.lock_index().apply_pod(&pod);
+    }
+    let mut blocked = HashSet::new();
+    loop {
+        match next_step(state, args, &blocked)? {
+            Step::Bind => break,
+            Step::Refuse(reason) => return Err(reason),
+            Step::Evict(victims) => {
+                for (uid, ns, name) in victims {
+                    let outcome = api.evict(&ns, &name).await;
+                    let label = match &outcome {
+                        Ok(EvictOutcome::Evicted) => "evicted",
+                        Ok(EvictOutcome::Gone) => "gone",
+                        Ok(EvictOutcome::Blocked(_)) => "pdb-refused",
+                        Err(_) => "error",
+                    };
+                    state
+                        .metrics
+                        .pre_evictions
+                        .with_label_values(&[label])
+                        .inc();
+                    match outcome {
+                        Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => {
+                            state.lock_index().mark_leaving(&uid);
+                            state.dirty.store(true, Ordering::Release);
+                        }
+                        Ok(EvictOutcome::Blocked(_)) => {
+                            blocked.insert(uid);
+                            break;
+                        }
+                        Err(e) => {
+                            return Err(format!(
+                                "pre-evicting {ns}/{name} for {}/{} failed, not binding: {e}",
+                                args.pod_namespace, args.pod_name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    api.bind(
+        &args.pod_namespace,
+        &args.pod_name,
+        &args.pod_uid,
+        &args.node,
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "binding {}/{} to {}: {e}",
+            args.pod_namespace, args.pod_name, args.node
+        )
+    })?;
+    state.lock_index().assume_bound(&args.pod_uid, &args.node);
+    state.dirty.store(true, Ordering::Release);
+    Ok(())
+}

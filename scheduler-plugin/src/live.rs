@@ -1,0 +1,113 @@
+//! The live feed: `kube` watchers on Nodes, Pods and NodeEstimates fold their events into the
+//! [`ClusterIndex`], and a publisher turns the index into a new
+//! snapshot at most once per interval. The extender becomes ready once all three have listed.
+//!
+//! When the API server cannot be reached the watchers retry with backoff; the snapshot keeps
+//! its last state, NodeEstimates age past `estimator.staleAfter`, and BE admission stops by
+//! itself while HP pods are still placed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tide_api::NodeEstimate;
+
+use crate::server::ExtenderState;
+use crate::snapshot::{ClusterIndex, Watched};
+
+/// Runs the three watchers and the publisher until the task is dropped.
+pub async fn run(client: kube::Client, state: Arc<ExtenderState>, publish_every: Duration) {
+    let nodes = watch::<Node>(
+        Api::all(client.clone()),
+        Arc::clone(&state),
+        Watched::Nodes,
+        ClusterIndex::apply_node,
+        ClusterIndex::delete_node,
+    );
+    let pods = watch::<Pod>(
+        Api::all(client.clone()),
+        Arc::clone(&state),
+        Watched::Pods,
+        ClusterIndex::apply_pod,
+        ClusterIndex::delete_pod,
+    );
+    let estimates = watch::<NodeEstimate>(
+        Api::all(client),
+        Arc::clone(&state),
+        Watched::Estimates,
+        ClusterIndex::apply_estimate,
+        ClusterIndex::delete_estimate,
+    );
+    let publisher = publish(state, publish_every);
+    tokio::join!(nodes, pods, estimates, publisher);
+}
+
+fn label(what: Watched) -> &'static str {
+    match what {
+        Watched::Nodes => "nodes",
+        Watched::Pods => "pods",
+        Watched::Estimates => "nodeestimates",
+    }
+}
+
+async fn watch<K>(
+    api: Api<K>,
+    state: Arc<ExtenderState>,
+    what: Watched,
+    apply: fn(&mut ClusterIndex, &K),
+    delete: fn(&mut ClusterIndex, &K),
+) where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let mut done = false;
+        match event {
+            Ok(ev) => {
+                let mut idx = state.lock_index();
+                match ev {
+                    Event::Apply(o) | Event::InitApply(o) => apply(&mut idx, &o),
+                    Event::Delete(o) => delete(&mut idx, &o),
+                    Event::Init => idx.begin_resync(what),
+                    Event::InitDone => {
+                        idx.end_resync(what);
+                        done = true;
+                    }
+                }
+            }
+            Err(e) => {
+                state
+                    .metrics
+                    .watch_errors
+                    .with_label_values(&[label(what)])
+                    .inc();
+                eprintln!("tide-scheduler: watching {}: {e}", label(what));
+                continue;
+            }
+        }
+        if done {
+            state.mark_synced(what);
+        }
+        state.dirty.store(true, Ordering::Release);
+    }
+}
+
+async fn publish(state: Arc<ExtenderState>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if state.all_synced() && state.dirty.swap(false, Ordering::AcqRel) {
+            let snapshot = state.lock_index().snapshot();
+            state.publish(snapshot);
+        }
+    }
+}

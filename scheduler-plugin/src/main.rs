@@ -1,0 +1,138 @@
+//! `tide-scheduler`: the kube-scheduler extender process. Watches Nodes, Pods and
+//! NodeEstimates, serves `filter`, `prioritize` and `bind` over HTTP(S), and stops gracefully
+//! on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tide_api::TideConfig;
+use tide_scheduler::cluster::{self, KubeApi};
+use tide_scheduler::server::{DEFAULT_BODY_LIMIT, ExtenderState, router};
+use tide_scheduler::{live, serve};
+
+/// The Tide kube-scheduler extender.
+#[derive(Debug, Parser)]
+#[command(name = "tide-scheduler", version, about)]
+struct Args {
+    /// Address to listen on. Loopback by default; in a pod use `0.0.0.0:8888`.
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    listen: SocketAddr,
+    /// Path part of the scheduler's `urlPrefix` (e.g. `/extender`); empty for none.
+    #[arg(long, default_value = "")]
+    path_prefix: String,
+    /// Tide configuration file (YAML, the shared `TideConfig`); built-in defaults without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (a full NodeList of 5,000 nodes is ~50 MB).
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// Kubeconfig file. Without it: `KUBECONFIG`, `~/.kube/config`, then in-cluster config.
+    #[arg(long, conflicts_with = "api_server")]
+    kubeconfig: Option<PathBuf>,
+    /// Plain-HTTP API server URL without credentials (for tests and local proxies such as
+    /// `kubectl proxy`).
+    #[arg(long)]
+    api_server: Option<String>,
+    /// TLS certificate chain (PEM). Serving is plain HTTP without it.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Timeout of each API call the binder makes (eviction, binding), in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    api_timeout_ms: u64,
+    /// Shortest interval between two published cluster snapshots, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    publish_interval_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tide-scheduler: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tide-scheduler: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            TideConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => TideConfig::default(),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(serve::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let client = match &args.api_server {
+        Some(url) => cluster::connect_url(url)?,
+        None => cluster::connect(args.kubeconfig.as_deref()).await?,
+    };
+    let api = KubeApi::new(client.clone(), Duration::from_millis(args.api_timeout_ms));
+    let state = Arc::new(
+        ExtenderState::new(config)
+            .map_err(|e| format!("registering metrics: {e}"))?
+            .with_api(Arc::new(api)),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    eprintln!(
+        "tide-scheduler: serving {} on {}{}",
+        if tls.is_some() { "HTTPS" } else { "HTTP" },
+        args.listen,
+        args.path_prefix
+    );
+    let watchers = tokio::spawn(live::run(
+        client,
+        Arc::clone(&state),
+        Duration::from_millis(args.publish_interval_ms.max(1)),
+    ));
+    let app = router(Arc::clone(&state), &args.path_prefix, args.body_limit);
+    serve::serve(listener, app, tls, shutdown_signal()).await;
+    watchers.abort();
+    eprintln!("tide-scheduler: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

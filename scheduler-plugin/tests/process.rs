@@ -1,0 +1,267 @@
+//! The `tide-scheduler` binary as operators run it: against an API server (the fake), over
+//! plain HTTP and over TLS, stopping cleanly on SIGTERM; and its refusal of bad start-up
+//! input.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tide_testkit::FakeApi;
+use tokio_rustls::rustls;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[String]) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_tide-scheduler"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Sends SIGTERM and waits (up to 20 s) for a clean exit.
+fn terminate(mut p: Proc) {
+    let pid = p.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = p.0.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One request over a fresh connection (optionally TLS), with a 10 s bound.
+async fn call(
+    port: u16,
+    tls: Option<&rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, String)> {
+    let fut = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let resp = match tls {
+            None => {
+                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .ok()?;
+                tokio::spawn(conn);
+                send.send_request(req).await.ok()?
+            }
+            Some(cfg) => {
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg.clone()));
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let stream = connector.connect(name, tcp).await.ok()?;
+                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .ok()?;
+                tokio::spawn(conn);
+                send.send_request(req).await.ok()?
+            }
+        };
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn wait_ready(port: u16, tls: Option<&rustls::ClientConfig>) {
+    for _ in 0..1000 {
+        if let Some((200, _)) = call(port, tls, "GET", "/readyz", "").await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("tide-scheduler did not become ready within 20 s");
+}
+
+async fn cluster() -> FakeApi {
+    let fake = FakeApi::start().await.unwrap();
+    fake.apply(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                      "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}}}),
+    );
+    fake
+}
+
+fn filter_body() -> String {
+    json!({"Pod": {"metadata": {"name": "web", "namespace": "default"},
+                   "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}},
+           "NodeNames": ["n1", "n2"]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_plain_http_from_the_api_server_and_stops_on_sigterm() {
+    let fake = cluster().await;
+    let port = free_port();
+    let p = spawn(&[
+        format!("--listen=127.0.0.1:{port}"),
+        "--path-prefix=/extender".into(),
+        format!("--api-server={}", fake.url()),
+    ]);
+    wait_ready(port, None).await;
+    let (status, body) = call(port, None, "POST", "/extender/filter", &filter_body())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // HP pod: n1 (from the watch) passes; n2 is unknown but HP is never refused for that.
+    assert_eq!(out["NodeNames"], json!(["n1", "n2"]));
+    // The watches really went to the API server.
+    assert!(!fake.requests_to("GET", "/api/v1/nodes").is_empty());
+    assert!(
+        !fake
+            .requests_to("GET", "/apis/tide.dev/v1alpha1/nodeestimates")
+            .is_empty()
+    );
+    terminate(p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_configured_certificate() {
+    let dir = std::env::temp_dir().join(format!("tide-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=tide-scheduler",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed by scripts/test.sh");
+    assert!(ok.success());
+    let fake = cluster().await;
+    let port = free_port();
+    let p = spawn(&[
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--api-server={}", fake.url()),
+        format!("--tls-cert={}", cert.display()),
+        format!("--tls-key={}", key.display()),
+    ]);
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&cert).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    wait_ready(port, Some(&tls)).await;
+    let (status, body) = call(port, Some(&tls), "POST", "/filter", &filter_body())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    assert!(call(port, None, "GET", "/healthz", "").await.is_none());
+    terminate(p);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_start_up_input_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("tide-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("tide.yaml");
+    std::fs::write(&cfg, "memory:\n  evictPercent: 97\n").unwrap();
+    let run = |args: &[String]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tide-scheduler"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[format!("--config={}", cfg.display())]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("evictPercent"), "{err}");
+    let (code, err) = run(&[
+        "--tls-cert=/nonexistent/tls.crt".into(),
+        "--tls-key=/nonexistent/tls.key".into(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("TLS certificate /nonexistent/tls.crt"),
+        "{err}"
+    );
+    let (code, err) = run(&["--tls-cert=/x".into()]);
+    assert_eq!(code, Some(2), "clap usage error");
+    assert!(err.contains("--tls-key"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
