@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz
+.PHONY: replay test deps lint fmt bench bless doc fuzz load
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -25,6 +25,13 @@ doc:
 
 bench:
 	cargo bench -p tide-benches --benches
+
+# HTTP load (5,000 nodes, filter+prioritize cycles on loopback) and the extender's memory with
+# 5,000 nodes and 150,000 pods cached (the real binary against the fake API server).
+load:
+	cargo build --release -p tide-benches -p tide-scheduler --bins
+	./target/release/extender-load throughput --connections 2 --seconds 10
+	./target/release/extender-load memory --nodes 5000 --pods 150000
 
 # Regenerate checked-in generated files (CRD YAML, golden outputs) on purpose.
 bless:
