@@ -41,4 +41,4 @@ bless:
 # toolchain is allowed its nightly flags through RUSTC_BOOTSTRAP).
 fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-	cd scheduler-plugin && RUSTC_BOOTSTRAP=1 cargo fuzz run extender_request fuzz/corpus/extender_request -- -max_total_time=60
+	cd scheduler-plugin && mkdir -p fuzz/target/corpus && RUSTC_BOOTSTRAP=1 cargo fuzz run extender_request fuzz/target/corpus fuzz/corpus/extender_request -- -max_total_time=60

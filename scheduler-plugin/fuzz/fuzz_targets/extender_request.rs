@@ -1,10 +1,12 @@
 //! Arbitrary bytes as an extender request: decoding, filter, prioritize and encoding must
-//! never panic, whatever the scheduler (or anything else) sends.
+//! never panic, whatever the scheduler (or anything else) sends. The request's pod also goes
+//! through the watch index (apply, bind assumption, victims, delete), as a watched pod would.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tide_api::{ResourceAmounts, TideConfig};
 use tide_scheduler::extender::{self, NodeMap};
+use tide_scheduler::snapshot::ClusterIndex;
 use tide_scheduler::wire::ExtenderArgs;
 use tide_scheduler::{ClusterSnapshot, EstimateView, NodeView};
 
@@ -34,6 +36,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let snap = snapshot();
     let cfg = TideConfig::default();
+    let mut index = ClusterIndex::new(&cfg);
+    index.apply_pod(&args.pod);
+    if let Some(uid) = args.pod.metadata.uid.as_deref() {
+        index.assume_bound(uid, "node-1");
+        let _ = index.be_pods_on("node-1");
+        let _ = index.snapshot();
+    }
+    index.delete_pod(&args.pod);
+    assert_eq!(index.pod_count(), 0);
     if let Ok(out) = extender::filter(&args, &snap, &cfg, 3_000) {
         let _ = serde_json::to_vec(&out.result);
     }
