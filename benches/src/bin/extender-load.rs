@@ -173,6 +173,24 @@ async fn throughput() {
         p.len(),
         p.len() as f64 / elapsed
     );
+    for verb in ["filter", "prioritize"] {
+        use prometheus::core::Metric;
+        let m = state.metrics.duration.with_label_values(&[verb]).metric();
+        let h = m.get_histogram();
+        let total = h.get_sample_count().max(1);
+        let within = |ms: f64| {
+            h.get_bucket()
+                .iter()
+                .find(|b| (b.upper_bound() - ms / 1e3).abs() < 1e-12)
+                .map_or(0, prometheus::proto::Bucket::cumulative_count)
+        };
+        println!(
+            "{verb:>10}: server side {:.2}% of {total} requests within 0.5 ms, {:.2}% within 1 ms (mean {:.3} ms)",
+            100.0 * within(0.5) as f64 / total as f64,
+            100.0 * within(1.0) as f64 / total as f64,
+            h.get_sample_sum() * 1e3 / total as f64
+        );
+    }
     for (verb, lat) in [("filter", &f), ("prioritize", &p)] {
         println!(
             "{verb:>10}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (client side, incl. HTTP)",
