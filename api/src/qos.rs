@@ -44,8 +44,8 @@ impl QosClass {
         }
     }
 
-    /// Rank inside a priority band: larger is more protected.
-    fn protection_rank(self) -> u8 {
+    /// Rank inside a priority band: larger is more protected (0 = BE … 4 = SYSTEM).
+    pub fn protection_rank(self) -> u8 {
         match self {
             QosClass::Be => 0,
             QosClass::Ls => 1,

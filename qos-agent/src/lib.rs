@@ -34,6 +34,10 @@
     )
 )]
 
+pub mod cpuset;
+pub mod oom;
+pub mod pinning;
 mod plan;
+pub mod topology;
 
 pub use plan::{Action, BePod, NodeSnapshot, Plan, Reason, plan};
