@@ -34,7 +34,9 @@
     )
 )]
 
+pub mod cgroup;
 pub mod cpuset;
+pub mod executor;
 pub mod oom;
 pub mod pinning;
 mod plan;

@@ -1,0 +1,504 @@
+//! The kubelet's cgroup tree (INTERFACES.md §2.6): where pods and containers live for cgroup
+//! v1 and v2, the `cgroupfs` and `systemd` drivers and a `cgroupRoot`; discovery by walking
+//! it; reading usage; and writing CPU sets, CFS quotas and `oom_score_adj` only when the value
+//! changes.
+//!
+//! Paths are relative to the hierarchy root (`kubepods/burstable/pod<uid>/<id>`); a
+//! [`Layout`] turns them into absolute paths per controller (v1: one mount per controller,
+//! found in `/proc/self/mountinfo`; v2: one mount).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tide_api::KubeQosClass;
+
+/// cgroup driver of the kubelet and runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// `kubepods/burstable/pod<uid>/<container id>`.
+    Cgroupfs,
+    /// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/…scope`.
+    Systemd,
+}
+
+/// Which hierarchy and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// cgroup v1: mount point per controller (`cpu`, `cpuacct`, `cpuset`, `memory`, …).
+    V1(BTreeMap<String, PathBuf>),
+    /// cgroup v2: the unified mount.
+    V2(PathBuf),
+}
+
+/// Where the kubelet's pods are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// v1 or v2 and the mount points.
+    pub hierarchy: Hierarchy,
+    /// Driver.
+    pub driver: Driver,
+    /// The kubelet's `cgroupRoot`, relative to the hierarchy root (`""` for `/`).
+    pub root: String,
+}
+
+/// A cgroup file that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct CgroupError {
+    /// The file.
+    pub path: String,
+    /// Cause.
+    pub source: io::Error,
+}
+
+fn err(path: &Path, source: io::Error) -> CgroupError {
+    CgroupError {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn invalid(path: &Path, what: &str) -> CgroupError {
+    err(
+        path,
+        io::Error::new(io::ErrorKind::InvalidData, what.to_owned()),
+    )
+}
+
+/// cgroup v1 mounts from `/proc/self/mountinfo` text: controller name → mount point. Named
+/// hierarchies (`name=systemd`) are skipped.
+pub fn v1_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split_whitespace();
+        if r.next() != Some("cgroup") {
+            continue;
+        }
+        let super_opts = r.nth(1).unwrap_or_default();
+        let Some(mount) = left.split_whitespace().nth(4) else {
+            continue;
+        };
+        for opt in super_opts.split(',') {
+            if matches!(
+                opt,
+                "cpu" | "cpuacct" | "cpuset" | "memory" | "pids" | "blkio"
+            ) {
+                out.entry(opt.to_owned())
+                    .or_insert_with(|| PathBuf::from(mount));
+            }
+        }
+    }
+    out
+}
+
+/// The cgroup v2 mount from `/proc/self/mountinfo` text, if any.
+pub fn v2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+/// A pod found in the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodCgroup {
+    /// Pod UID (with dashes).
+    pub uid: String,
+    /// Kubernetes QoS class, from where the pod sits.
+    pub kube_qos: KubeQosClass,
+    /// Path relative to the hierarchy root.
+    pub path: String,
+    /// Containers: (container id, relative path).
+    pub containers: Vec<(String, String)>,
+}
+
+/// Parses a pod directory name: `pod<uid>` (cgroupfs) or `kubepods-…-pod<uid_>.slice`.
+pub fn pod_uid(name: &str, driver: Driver) -> Option<String> {
+    let uid = match driver {
+        Driver::Cgroupfs => name.strip_prefix("pod")?.to_owned(),
+        Driver::Systemd => {
+            let stem = name.strip_suffix(".slice")?;
+            let (_, uid) = stem.rsplit_once("-pod")?;
+            uid.replace('_', "-")
+        }
+    };
+    (!uid.is_empty() && uid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')).then_some(uid)
+}
+
+/// Parses a container directory name: a 64-hex id or `crio-<id>` (cgroupfs);
+/// `cri-containerd-<id>.scope`, `crio-<id>.scope`, `docker-<id>.scope` (systemd).
+/// `crio-conmon-…` (the monitor) is not a container.
+pub fn container_id(name: &str, driver: Driver) -> Option<String> {
+    let id = match driver {
+        Driver::Cgroupfs => name.strip_prefix("crio-").unwrap_or(name),
+        Driver::Systemd => {
+            let stem = name.strip_suffix(".scope")?;
+            ["cri-containerd-", "crio-", "docker-"]
+                .iter()
+                .find_map(|p| stem.strip_prefix(p))?
+        }
+    };
+    (id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
+impl Layout {
+    fn join(&self, parts: &[&str]) -> String {
+        let mut p = self.root.trim_matches('/').to_owned();
+        for part in parts {
+            if !p.is_empty() {
+                p.push('/');
+            }
+            p.push_str(part);
+        }
+        p
+    }
+
+    /// The QoS-level directory of a Kubernetes QoS class, relative.
+    pub fn qos_dir(&self, qos: KubeQosClass) -> String {
+        match (self.driver, qos) {
+            (Driver::Cgroupfs, KubeQosClass::Guaranteed) => self.join(&["kubepods"]),
+            (Driver::Cgroupfs, KubeQosClass::Burstable) => self.join(&["kubepods", "burstable"]),
+            (Driver::Cgroupfs, KubeQosClass::BestEffort) => self.join(&["kubepods", "besteffort"]),
+            (Driver::Systemd, KubeQosClass::Guaranteed) => self.join(&["kubepods.slice"]),
+            (Driver::Systemd, KubeQosClass::Burstable) => {
+                self.join(&["kubepods.slice", "kubepods-burstable.slice"])
+            }
+            (Driver::Systemd, KubeQosClass::BestEffort) => {
+                self.join(&["kubepods.slice", "kubepods-besteffort.slice"])
+            }
+        }
+    }
+
+    /// The directory of a pod, relative.
+    pub fn pod_dir(&self, qos: KubeQosClass, uid: &str) -> String {
+        let name = match (self.driver, qos) {
+            (Driver::Cgroupfs, _) => format!("pod{uid}"),
+            (Driver::Systemd, KubeQosClass::Guaranteed) => {
+                format!("kubepods-pod{}.slice", uid.replace('-', "_"))
+            }
+            (Driver::Systemd, KubeQosClass::Burstable) => {
+                format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"))
+            }
+            (Driver::Systemd, KubeQosClass::BestEffort) => {
+                format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"))
+            }
+        };
+        format!("{}/{name}", self.qos_dir(qos))
+    }
+
+    /// Absolute path of `rel` in `controller`'s hierarchy (v2 ignores the controller).
+    pub fn path(&self, controller: &str, rel: &str) -> Option<PathBuf> {
+        let base = match &self.hierarchy {
+            Hierarchy::V1(m) => m.get(controller)?,
+            Hierarchy::V2(m) => m,
+        };
+        Some(if rel.is_empty() {
+            base.clone()
+        } else {
+            base.join(rel)
+        })
+    }
+
+    fn walk_controller(&self) -> &'static str {
+        "memory"
+    }
+
+    /// Every pod and container under the kubelet's tree.
+    pub fn discover(&self) -> Result<Vec<PodCgroup>, CgroupError> {
+        let mut pods = Vec::new();
+        for qos in [
+            KubeQosClass::Guaranteed,
+            KubeQosClass::Burstable,
+            KubeQosClass::BestEffort,
+        ] {
+            let qdir = self.qos_dir(qos);
+            let Some(abs) = self.path(self.walk_controller(), &qdir) else {
+                return Err(invalid(
+                    Path::new(self.walk_controller()),
+                    "controller not mounted",
+                ));
+            };
+            let entries = match fs::read_dir(&abs) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(err(&abs, e)),
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(uid) = name.to_str().and_then(|n| pod_uid(n, self.driver)) else {
+                    continue;
+                };
+                let path = format!("{qdir}/{}", name.to_string_lossy());
+                let mut containers = Vec::new();
+                for c in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    let cname = c.file_name();
+                    if let Some(id) = cname.to_str().and_then(|n| container_id(n, self.driver))
+                        && c.path().is_dir()
+                    {
+                        containers.push((id, format!("{path}/{}", cname.to_string_lossy())));
+                    }
+                }
+                containers.sort();
+                pods.push(PodCgroup {
+                    uid,
+                    kube_qos: qos,
+                    path,
+                    containers,
+                });
+            }
+        }
+        pods.sort_by(|a, b| a.uid.cmp(&b.uid));
+        Ok(pods)
+    }
+}
+
+/// Usage counters of one cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Usage {
+    /// Cumulative CPU time, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use, bytes (`memory.usage_in_bytes` / `memory.current`).
+    pub memory: u64,
+    /// Inactive file pages, bytes (working set = memory − inactive_file).
+    pub inactive_file: u64,
+    /// Throttled periods.
+    pub nr_throttled: u64,
+    /// Throttled time, nanoseconds.
+    pub throttled_ns: u64,
+    /// Memory pressure `some avg10` (%), where PSI is available.
+    pub memory_psi_some_avg10: Option<f64>,
+    /// CPU pressure `some avg10` (%), where PSI is available.
+    pub cpu_psi_some_avg10: Option<f64>,
+}
+
+impl Usage {
+    /// Working set: usage minus inactive file pages.
+    pub fn working_set(&self) -> u64 {
+        self.memory.saturating_sub(self.inactive_file)
+    }
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(path).map_err(|e| err(path, e))
+}
+
+fn read_u64(path: &Path) -> Result<u64, CgroupError> {
+    read(path)?
+        .trim()
+        .parse()
+        .map_err(|_| invalid(path, "not an unsigned integer"))
+}
+
+/// A `key value` line's value from a flat-keyed file (`memory.stat`, `cpu.stat`).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// `some avg10=` from a PSI file.
+pub fn psi_some_avg10(text: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+impl Layout {
+    /// Reads the usage of the cgroup at `rel`. A missing PSI file is `None`; a missing
+    /// accounting file is an error naming it.
+    pub fn usage(&self, rel: &str) -> Result<Usage, CgroupError> {
+        let p = |c: &str, f: &str| {
+            self.path(c, rel)
+                .map(|d| d.join(f))
+                .ok_or_else(|| invalid(Path::new(c), "controller not mounted"))
+        };
+        match &self.hierarchy {
+            Hierarchy::V1(_) => {
+                let stat_path = p("memory", "memory.stat")?;
+                let stat = read(&stat_path)?;
+                let cpu_stat = read(&p("cpu", "cpu.stat")?)?;
+                Ok(Usage {
+                    cpu_ns: read_u64(&p("cpuacct", "cpuacct.usage")?)?,
+                    memory: read_u64(&p("memory", "memory.usage_in_bytes")?)?,
+                    inactive_file: keyed(&stat, "total_inactive_file")
+                        .or_else(|| keyed(&stat, "inactive_file"))
+                        .ok_or_else(|| invalid(&stat_path, "no inactive_file"))?,
+                    nr_throttled: keyed(&cpu_stat, "nr_throttled").unwrap_or(0),
+                    throttled_ns: keyed(&cpu_stat, "throttled_time").unwrap_or(0),
+                    memory_psi_some_avg10: None,
+                    cpu_psi_some_avg10: None,
+                })
+            }
+            Hierarchy::V2(_) => {
+                let stat_path = p("", "memory.stat")?;
+                let stat = read(&stat_path)?;
+                let cpu_stat_path = p("", "cpu.stat")?;
+                let cpu_stat = read(&cpu_stat_path)?;
+                let psi = |f: &str| {
+                    p("", f)
+                        .ok()
+                        .and_then(|path| fs::read_to_string(path).ok())
+                        .and_then(|t| psi_some_avg10(&t))
+                };
+                Ok(Usage {
+                    cpu_ns: keyed(&cpu_stat, "usage_usec")
+                        .ok_or_else(|| invalid(&cpu_stat_path, "no usage_usec"))?
+                        .saturating_mul(1000),
+                    memory: read_u64(&p("", "memory.current")?)?,
+                    inactive_file: keyed(&stat, "inactive_file")
+                        .ok_or_else(|| invalid(&stat_path, "no inactive_file"))?,
+                    nr_throttled: keyed(&cpu_stat, "nr_throttled").unwrap_or(0),
+                    throttled_ns: keyed(&cpu_stat, "throttled_usec")
+                        .unwrap_or(0)
+                        .saturating_mul(1000),
+                    memory_psi_some_avg10: psi("memory.pressure"),
+                    cpu_psi_some_avg10: psi("cpu.pressure"),
+                })
+            }
+        }
+    }
+
+    /// PIDs in the cgroup at `rel` (v1: read from the `memory` hierarchy).
+    pub fn pids(&self, rel: &str) -> Result<Vec<u32>, CgroupError> {
+        let path = self
+            .path("memory", rel)
+            .ok_or_else(|| invalid(Path::new("memory"), "controller not mounted"))?
+            .join("cgroup.procs");
+        Ok(read(&path)?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+}
+
+/// Writes `value` to `path` unless the file already holds it (compared after trimming; CPU
+/// lists compared as sets). Returns whether it wrote.
+pub fn write_if_changed(path: &Path, value: &str) -> Result<bool, CgroupError> {
+    let current = read(path)?;
+    let same = current.trim() == value.trim()
+        || (path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("cpuset.cpus"))
+            && current
+                .trim()
+                .parse::<crate::cpuset::CpuSet>()
+                .ok()
+                .zip(value.trim().parse().ok())
+                .is_some_and(|(a, b)| a == b));
+    if same {
+        return Ok(false);
+    }
+    fs::write(path, value).map_err(|e| err(path, e))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+25 30 0:22 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:24 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:14 - cgroup cgroup rw,cpu,cpuacct
+31 25 0:28 / /sys/fs/cgroup/memory rw,nosuid shared:15 - cgroup cgroup rw,memory
+32 25 0:29 / /sys/fs/cgroup/cpuset rw,nosuid shared:16 - cgroup cgroup rw,cpuset
+";
+
+    #[test]
+    fn mounts_from_mountinfo() {
+        let m = v1_mounts(MOUNTINFO);
+        assert_eq!(m["cpu"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
+        assert!(!m.contains_key("systemd"));
+        assert_eq!(
+            v2_mount(MOUNTINFO),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn names_of_both_drivers() {
+        assert_eq!(
+            pod_uid("pod1234abcd-0000-4000-8000-00000000beef", Driver::Cgroupfs).as_deref(),
+            Some("1234abcd-0000-4000-8000-00000000beef")
+        );
+        assert_eq!(
+            pod_uid(
+                "kubepods-burstable-pod1234abcd_0000_4000_8000_00000000beef.slice",
+                Driver::Systemd
+            )
+            .as_deref(),
+            Some("1234abcd-0000-4000-8000-00000000beef")
+        );
+        assert_eq!(pod_uid("kubepods-burstable.slice", Driver::Systemd), None);
+        assert_eq!(pod_uid("burstable", Driver::Cgroupfs), None);
+        let id = "a".repeat(64);
+        assert_eq!(
+            container_id(&id, Driver::Cgroupfs).as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            container_id(&format!("crio-{id}"), Driver::Cgroupfs).as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            container_id(&format!("cri-containerd-{id}.scope"), Driver::Systemd).as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            container_id(&format!("crio-conmon-{id}.scope"), Driver::Systemd),
+            None
+        );
+        assert_eq!(container_id("cgroup.procs", Driver::Cgroupfs), None);
+    }
+
+    #[test]
+    fn pod_paths_of_both_drivers_with_a_cgroup_root() {
+        let l = Layout {
+            hierarchy: Hierarchy::V2("/sys/fs/cgroup".into()),
+            driver: Driver::Systemd,
+            root: "/".into(),
+        };
+        assert_eq!(
+            l.pod_dir(KubeQosClass::BestEffort, "ab-cd"),
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podab_cd.slice"
+        );
+        let l = Layout {
+            hierarchy: Hierarchy::V2("/sys/fs/cgroup".into()),
+            driver: Driver::Cgroupfs,
+            root: "/tide-test-1/".into(),
+        };
+        assert_eq!(
+            l.pod_dir(KubeQosClass::Guaranteed, "ab"),
+            "tide-test-1/kubepods/podab"
+        );
+        assert_eq!(
+            l.path("memory", "tide-test-1/kubepods").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/tide-test-1/kubepods")
+        );
+    }
+
+    #[test]
+    fn flat_keyed_and_psi_files() {
+        assert_eq!(
+            keyed("cache 10\ninactive_file 4096\n", "inactive_file"),
+            Some(4096)
+        );
+        assert_eq!(keyed("total_inactive_file 1\n", "inactive_file"), None);
+        let psi = "some avg10=1.50 avg60=0.20 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(psi_some_avg10(psi), Some(1.5));
+        assert_eq!(psi_some_avg10("garbage"), None);
+    }
+}
