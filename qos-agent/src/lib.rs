@@ -37,6 +37,7 @@
 pub mod cgroup;
 pub mod cpuset;
 pub mod executor;
+pub mod observe;
 pub mod oom;
 pub mod pinning;
 mod plan;
