@@ -34,6 +34,7 @@
     )
 )]
 
+pub mod agent;
 pub mod cgroup;
 pub mod cpuset;
 pub mod executor;
@@ -41,6 +42,8 @@ pub mod observe;
 pub mod oom;
 pub mod pinning;
 mod plan;
+pub mod procfs;
+pub mod publish;
 pub mod topology;
 
 pub use plan::{Action, BePod, NodeSnapshot, Plan, Reason, plan};

@@ -1,0 +1,608 @@
+//! The agent's loop body. [`Agent::collect`] reads cgroups and procfs; [`Agent::decide`] is
+//! pure given what was collected and what the API says: it observes, updates the estimators,
+//! builds the NodeEstimate status, plans (the shared [`plan`]), pins cores and produces the
+//! cgroup state the executor applies. The binary adds the API calls (evictions, status
+//! patches) around it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tide_api::{
+    Bytes, EstimateConfidence, NodeEstimateStatus, Resource, ResourceAmounts,
+    ResourceEstimate as CrdEstimate, TideConfig, f64_to_u64_saturating,
+};
+use tide_estimator::{NodeObservation, ResourceEstimate, ResourceEstimator};
+
+use crate::cgroup::{Layout, PodCgroup};
+use crate::cpuset::CpuSet;
+use crate::executor::{Desired, quota_for};
+use crate::observe::{NodeTotals, Observation, PodCounters, PodInfo, Previous, observe};
+use crate::oom::oom_score_adj;
+use crate::pinning::{PinRequest, Pinning, pin};
+use crate::plan::{Action, Plan, plan};
+use crate::publish::Published;
+use crate::topology::Topology;
+
+/// How BE CPU is suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppression {
+    /// Shrink the BE cpuset (whole CPUs).
+    Cpuset,
+    /// A CFS quota on the BE QoS cgroup (fractional CPUs; BE may run on every shared CPU).
+    CfsQuota,
+}
+
+/// Facts about the node the agent runs on.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    /// Node name.
+    pub node_name: String,
+    /// The kubelet's cgroup tree.
+    pub layout: Layout,
+    /// `/proc` (a fake tree in tests).
+    pub proc_root: PathBuf,
+    /// CPU topology.
+    pub topology: Topology,
+    /// CPUs kept for the system (never pinned, never BE).
+    pub system_cpus: usize,
+    /// Suppression mode.
+    pub suppression: Suppression,
+    /// Node allocatable (from the Node object; the machine's size until it is known).
+    pub allocatable: ResourceAmounts,
+}
+
+/// The agent's state between ticks.
+#[derive(Debug)]
+pub struct Agent {
+    /// Node facts.
+    pub setup: NodeSetup,
+    /// Shared configuration.
+    pub config: TideConfig,
+    /// CPU estimator.
+    pub cpu: ResourceEstimator,
+    /// Memory estimator.
+    pub memory: ResourceEstimator,
+    prev: Previous,
+    pinning: Option<Pinning>,
+    /// When the last eviction was requested (Unix seconds).
+    pub last_eviction: Option<u64>,
+    evicting: bool,
+    /// What was last published.
+    pub published: Published,
+}
+
+/// What was collected in one tick.
+#[derive(Debug, Clone, Default)]
+pub struct Collected {
+    /// Pod cgroups found.
+    pub cgroups: Vec<PodCgroup>,
+    /// Counters per pod UID.
+    pub counters: BTreeMap<String, PodCounters>,
+    /// Node totals.
+    pub totals: NodeTotals,
+    /// Problems met (a vanished cgroup, an unreadable file); the tick goes on without them.
+    pub errors: Vec<String>,
+}
+
+/// One tick's decisions.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    /// Usage observed.
+    pub observation: Observation,
+    /// The NodeEstimate status.
+    pub status: NodeEstimateStatus,
+    /// Planner actions (suppression, reclaim, evictions, kills).
+    pub plan: Plan,
+    /// Core pinning.
+    pub pinning: Pinning,
+    /// The cgroup state to apply.
+    pub desired: Desired,
+}
+
+/// The estimator state a checkpoint holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    node: String,
+    cpu: ResourceEstimator,
+    memory: ResourceEstimator,
+}
+
+const CHECKPOINT_VERSION: u32 = 1;
+
+fn crd(est: &ResourceEstimate, allocatable: u64, reserve: u64, hp: u64, be: u64) -> CrdEstimate {
+    CrdEstimate {
+        allocatable,
+        predicted_peak: f64_to_u64_saturating(est.predicted_peak),
+        margin: f64_to_u64_saturating(est.margin),
+        system_reserve: reserve,
+        cold_credit: 0,
+        reclaimable: f64_to_u64_saturating(est.reclaimable),
+        hp_usage: hp,
+        be_usage: be,
+    }
+}
+
+impl Agent {
+    /// A fresh agent (no history).
+    pub fn new(setup: NodeSetup, config: TideConfig) -> Self {
+        Self {
+            cpu: ResourceEstimator::new(Resource::Cpu, &config.estimator),
+            memory: ResourceEstimator::new(Resource::Memory, &config.estimator),
+            setup,
+            config,
+            prev: Previous::default(),
+            pinning: None,
+            last_eviction: None,
+            evicting: false,
+            published: Published::default(),
+        }
+    }
+
+    /// Reads every pod cgroup and the node totals.
+    pub fn collect(&self) -> Result<Collected, String> {
+        let layout = &self.setup.layout;
+        let cgroups = layout.discover().map_err(|e| e.to_string())?;
+        let mut out = Collected {
+            totals: crate::procfs::read_totals(&self.setup.proc_root)?,
+            ..Collected::default()
+        };
+        for p in &cgroups {
+            match layout.usage(&p.path) {
+                Ok(u) => {
+                    out.counters.insert(
+                        p.uid.clone(),
+                        PodCounters {
+                            cpu_ns: u.cpu_ns,
+                            working_set: u.working_set(),
+                        },
+                    );
+                }
+                // The pod went away between listing and reading: skip it this tick.
+                Err(e) => out.errors.push(e.to_string()),
+            }
+        }
+        out.cgroups = cgroups;
+        Ok(out)
+    }
+
+    /// Decides one tick at `now_ms` (Unix ms) from what was collected and the pods the API
+    /// reports on this node.
+    pub fn decide(
+        &mut self,
+        now_ms: u64,
+        collected: &Collected,
+        infos: &HashMap<String, PodInfo>,
+        api_reachable: bool,
+    ) -> Tick {
+        let now = now_ms / 1000;
+        let obs = observe(
+            now_ms,
+            &collected.counters,
+            infos,
+            collected.totals,
+            &mut self.prev,
+        );
+        let alloc = self.setup.allocatable;
+        let reserve = self.config.reserve.amounts();
+        #[allow(clippy::cast_precision_loss)]
+        let (cpu_est, mem_est) = {
+            let cpu_samples = obs.samples(false);
+            let mem_samples = obs.samples(true);
+            let cpu_obs = NodeObservation {
+                time: now,
+                capacity: alloc.cpu.0 as f64,
+                pods: &cpu_samples,
+                system: obs.system.cpu.0 as f64,
+            };
+            let mem_obs = NodeObservation {
+                time: now,
+                capacity: alloc.memory.0 as f64,
+                pods: &mem_samples,
+                system: obs.system.memory.0 as f64,
+            };
+            if obs.rates_valid {
+                self.cpu.observe(&cpu_obs);
+            }
+            self.memory.observe(&mem_obs);
+            let s = &self.config.estimator;
+            (
+                self.cpu
+                    .estimate(&cpu_obs, now, s, reserve.cpu.0 as f64, 0.0),
+                self.memory
+                    .estimate(&mem_obs, now, s, reserve.memory.0 as f64, 0.0),
+            )
+        };
+        let degraded = cpu_est
+            .degraded
+            .or(mem_est.degraded)
+            .map(|d| d.reason().to_owned());
+        let status = NodeEstimateStatus {
+            observed_time: jiff::Timestamp::from_second(i64::try_from(now).unwrap_or(0))
+                .map_or_else(|_| String::new(), |t| t.to_string()),
+            horizon_seconds: self.config.estimator.horizon.as_secs(),
+            cpu: crd(
+                &cpu_est,
+                alloc.cpu.0,
+                reserve.cpu.0,
+                obs.hp.cpu.0,
+                obs.be.cpu.0,
+            ),
+            memory: crd(
+                &mem_est,
+                alloc.memory.0,
+                reserve.memory.0,
+                obs.hp.memory.0,
+                obs.be.memory.0,
+            ),
+            confidence: EstimateConfidence {
+                history_seconds: cpu_est.history_secs.min(mem_est.history_secs),
+                recent_violation_rate: cpu_est
+                    .recent_violation_rate
+                    .max(mem_est.recent_violation_rate),
+                degraded_reason: degraded,
+            },
+        };
+        let snapshot = obs.snapshot(
+            now,
+            alloc,
+            Bytes(0),
+            self.last_eviction,
+            self.evicting,
+            api_reachable,
+        );
+        let plan = plan(&snapshot, &self.config);
+        self.evicting = plan.evicting;
+        let be_limit = plan.actions.iter().find_map(|a| match a {
+            Action::SetBeCpuLimit { limit, .. } => Some(limit.0),
+            _ => None,
+        });
+        let requests: Vec<PinRequest> = infos
+            .values()
+            .filter(|i| collected.counters.contains_key(&i.uid))
+            .map(|i| PinRequest {
+                uid: i.uid.clone(),
+                qos: i.class.qos,
+                milli: i.requests.regular.cpu.0,
+            })
+            .collect();
+        let cpuset_limit = match self.setup.suppression {
+            Suppression::Cpuset => be_limit,
+            Suppression::CfsQuota => None,
+        };
+        let pinning = pin(
+            &self.setup.topology,
+            &requests,
+            self.pinning.as_ref(),
+            self.setup.system_cpus,
+            cpuset_limit,
+        );
+        self.pinning = Some(pinning.clone());
+        let quota = match self.setup.suppression {
+            Suppression::CfsQuota => be_limit.map(quota_for),
+            Suppression::Cpuset => None,
+        };
+        let desired = desired_state(&self.setup, &collected.cgroups, infos, &pinning, quota);
+        Tick {
+            observation: obs,
+            status,
+            plan,
+            pinning,
+            desired,
+        }
+    }
+
+    /// Notes that an eviction was requested at `now` (Unix seconds), for the rate limit.
+    pub fn evicted_at(&mut self, now: u64) {
+        self.last_eviction = Some(now);
+    }
+
+    /// Writes the estimator state atomically (temporary file, fsync, rename).
+    pub fn checkpoint(&self, path: &Path) -> Result<(), String> {
+        let cp = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            node: self.setup.node_name.clone(),
+            cpu: self.cpu.clone(),
+            memory: self.memory.clone(),
+        };
+        let text = serde_json::to_vec(&cp).map_err(|e| format!("encoding checkpoint: {e}"))?;
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| format!("writing checkpoint {}: {e}", path.display()))
+    }
+
+    /// Restores the estimator state from a checkpoint. A missing file is a fresh start (`Ok
+    /// (false)`); an unreadable or foreign one is an error and leaves the state untouched.
+    pub fn restore(&mut self, path: &Path) -> Result<bool, String> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(format!("reading checkpoint {}: {e}", path.display())),
+        };
+        let cp: Checkpoint = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("checkpoint {} is not readable: {e}", path.display()))?;
+        if cp.version != CHECKPOINT_VERSION {
+            return Err(format!(
+                "checkpoint {} has version {}, this agent reads {CHECKPOINT_VERSION}",
+                path.display(),
+                cp.version
+            ));
+        }
+        if cp.node != self.setup.node_name {
+            return Err(format!(
+                "checkpoint {} belongs to node {:?}, not {:?}",
+                path.display(),
+                cp.node,
+                self.setup.node_name
+            ));
+        }
+        self.cpu = cp.cpu;
+        self.memory = cp.memory;
+        Ok(true)
+    }
+}
+
+/// The cgroup state for the pods found: CPU sets (QoS levels, pods, containers), the BE quota
+/// and every known container's `oom_score_adj`. Pods the API does not know are left alone.
+pub fn desired_state(
+    setup: &NodeSetup,
+    cgroups: &[PodCgroup],
+    infos: &HashMap<String, PodInfo>,
+    pinning: &Pinning,
+    be_quota: Option<u64>,
+) -> Desired {
+    use tide_api::KubeQosClass as K;
+    let layout = &setup.layout;
+    let all: CpuSet = setup.topology.all_cpus();
+    let mut d = Desired::default();
+    // QoS levels hold the union of what their pods get.
+    d.cpusets.push((layout.qos_dir(K::Guaranteed), all.clone()));
+    d.cpusets.push((layout.qos_dir(K::Burstable), all.clone()));
+    d.cpusets
+        .push((layout.qos_dir(K::BestEffort), pinning.be.clone()));
+    for pod in cgroups {
+        let Some(info) = infos.get(&pod.uid) else {
+            continue;
+        };
+        let high = info.class.qos.is_high_priority();
+        let cpus = match pinning.pinned.get(&pod.uid) {
+            Some(c) => c.clone(),
+            None if high => pinning.shared.clone(),
+            None => pinning.be.clone(),
+        };
+        // A BE pod the kubelet put outside the besteffort level (it has batch requests only,
+        // so it normally is BestEffort) still gets the BE set.
+        d.cpusets.push((pod.path.clone(), cpus.clone()));
+        let adj = oom_score_adj(&info.class);
+        for (_, rel) in &pod.containers {
+            d.cpusets.push((rel.clone(), cpus.clone()));
+            d.oom.push((rel.clone(), adj));
+        }
+    }
+    d.quotas.push((layout.qos_dir(K::BestEffort), be_quota));
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::{Driver, Hierarchy};
+    use crate::executor::apply;
+    use tide_api::{ClassifyRules, KubeQosClass, PodFacts, PodRequests, classify};
+
+    /// A cgroup v2 tree with the kubelet's systemd layout, files in the kernel's formats
+    /// (cpu.stat and the PSI lines as read from a 6.x host's unified hierarchy).
+    struct FakeV2 {
+        dir: PathBuf,
+    }
+
+    impl Drop for FakeV2 {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn cgroup_files(dir: &Path, cpu_usec: u64, current: u64, inactive_file: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        let w = |f: &str, v: String| std::fs::write(dir.join(f), v).unwrap();
+        w(
+            "cpu.stat",
+            format!(
+                "usage_usec {cpu_usec}\nuser_usec {}\nsystem_usec {}\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",
+                cpu_usec / 2,
+                cpu_usec / 2
+            ),
+        );
+        w("memory.current", format!("{current}\n"));
+        w(
+            "memory.stat",
+            format!(
+                "anon {}\nfile {}\nactive_file 0\ninactive_file {inactive_file}\n",
+                current - inactive_file,
+                inactive_file
+            ),
+        );
+        w("memory.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n".into());
+        w("cpu.pressure", "some avg10=4.56 avg60=8.47 avg300=5.75 total=381654692\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n".into());
+        w("cpuset.cpus", "\n".into());
+        w("cpu.max", "max 100000\n".into());
+        w("cgroup.procs", String::new());
+    }
+
+    fn class(qos: &str) -> tide_api::Classification {
+        let mut f = PodFacts::default();
+        f.labels.insert("tide.dev/qos".into(), qos.into());
+        classify(&f, &ClassifyRules::default())
+    }
+
+    fn setup(root: &Path, suppression: Suppression) -> NodeSetup {
+        let topo_dir = root.join("sys-cpu");
+        crate::topology::write_fake_sysfs(&topo_dir, 4, 2, 1).unwrap();
+        let proc_root = root.join("proc");
+        std::fs::create_dir_all(&proc_root).unwrap();
+        NodeSetup {
+            node_name: "n1".into(),
+            layout: Layout {
+                hierarchy: Hierarchy::V2(root.join("cgroup")),
+                driver: Driver::Systemd,
+                root: String::new(),
+            },
+            proc_root,
+            topology: Topology::read(&topo_dir).unwrap(),
+            system_cpus: 2,
+            suppression,
+            allocatable: ResourceAmounts::new(8_000, 32 << 30),
+        }
+    }
+
+    fn write_proc(root: &Path, busy_ticks: u64, used_kib: u64) {
+        let p = root.join("proc");
+        std::fs::write(
+            p.join("stat"),
+            format!("cpu  {busy_ticks} 0 0 100000 0 0 0 0 0 0\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("meminfo"),
+            format!(
+                "MemTotal:       33554432 kB\nMemAvailable:   {} kB\n",
+                33_554_432 - used_kib
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_tick_on_a_v2_systemd_tree_suppresses_be_and_checkpoints() {
+        let dir = std::env::temp_dir().join(format!("tide-agent-v2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _guard = FakeV2 { dir: dir.clone() };
+        let s = setup(&dir, Suppression::CfsQuota);
+        let hp_uid = "11111111-0000-4000-8000-000000000001";
+        let be_uid = "22222222-0000-4000-8000-000000000002";
+        let cg = dir.join("cgroup");
+        for q in [
+            KubeQosClass::Guaranteed,
+            KubeQosClass::Burstable,
+            KubeQosClass::BestEffort,
+        ] {
+            cgroup_files(&cg.join(s.layout.qos_dir(q)), 0, 1, 0);
+        }
+        let hp_pod = cg.join(s.layout.pod_dir(KubeQosClass::Burstable, hp_uid));
+        let be_pod = cg.join(s.layout.pod_dir(KubeQosClass::BestEffort, be_uid));
+        let ctr = |pod: &Path, c: char| {
+            pod.join(format!("cri-containerd-{}.scope", c.to_string().repeat(64)))
+        };
+        cgroup_files(&hp_pod, 0, 4 << 30, 1 << 30);
+        cgroup_files(&ctr(&hp_pod, 'a'), 0, 4 << 30, 1 << 30);
+        cgroup_files(&be_pod, 0, 2 << 30, 0);
+        cgroup_files(&ctr(&be_pod, 'b'), 0, 2 << 30, 0);
+        write_proc(&dir, 0, 7 << 20);
+        let infos: HashMap<String, PodInfo> = [
+            (
+                hp_uid.to_string(),
+                PodInfo {
+                    uid: hp_uid.into(),
+                    name: "web/api".into(),
+                    class: class("LS"),
+                    requests: PodRequests {
+                        regular: ResourceAmounts::new(4_000, 8 << 30),
+                        batch: ResourceAmounts::ZERO,
+                    },
+                    workload: None,
+                },
+            ),
+            (
+                be_uid.to_string(),
+                PodInfo {
+                    uid: be_uid.into(),
+                    name: "batch/job".into(),
+                    class: class("BE"),
+                    requests: PodRequests {
+                        regular: ResourceAmounts::ZERO,
+                        batch: ResourceAmounts::new(2_000, 2 << 30),
+                    },
+                    workload: None,
+                },
+            ),
+        ]
+        .into();
+        let mut agent = Agent::new(s, TideConfig::default());
+        let c = agent.collect().unwrap();
+        assert_eq!(c.cgroups.len(), 2);
+        assert_eq!(c.counters[hp_uid].working_set, 3 << 30);
+        let t1 = agent.decide(1_000_000, &c, &infos, true);
+        assert!(!t1.observation.rates_valid);
+        // One second later HP uses 6.5 cores of 8: BE is squeezed to what is left below the
+        // suppression level, as a CFS quota on the besteffort level.
+        cgroup_files(&hp_pod, 6_500_000, 4 << 30, 1 << 30);
+        cgroup_files(&be_pod, 1_000_000, 2 << 30, 0);
+        write_proc(&dir, 800, 7 << 20);
+        let c = agent.collect().unwrap();
+        let t2 = agent.decide(1_001_000, &c, &infos, true);
+        assert_eq!(t2.observation.hp.cpu.0, 6_500);
+        assert_eq!(t2.observation.be.cpu.0, 1_000);
+        let limit = t2
+            .plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::SetBeCpuLimit { limit, .. } => Some(limit.0),
+                _ => None,
+            })
+            .unwrap();
+        assert!(limit < 1_000, "{limit}");
+        let applied = apply(&agent.setup.layout, &t2.desired, &agent.setup.proc_root);
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        let be_qos = cg.join(agent.setup.layout.qos_dir(KubeQosClass::BestEffort));
+        let cpu_max = std::fs::read_to_string(be_qos.join("cpu.max")).unwrap();
+        assert_eq!(cpu_max, format!("{} 100000", quota_for(limit)));
+        // Cpusets: BE off the system floor (core 0 = CPUs 0,4), HP on every CPU.
+        assert_eq!(
+            std::fs::read_to_string(ctr(&be_pod, 'b').join("cpuset.cpus")).unwrap(),
+            "1-3,5-7"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ctr(&hp_pod, 'a').join("cpuset.cpus")).unwrap(),
+            "0-7"
+        );
+        // The status carries the usage split and the degraded reason (history too young).
+        assert_eq!(t2.status.cpu.hp_usage, 6_500);
+        assert_eq!(t2.status.cpu.reclaimable, 0);
+        assert_eq!(
+            t2.status.confidence.degraded_reason.as_deref(),
+            Some("history too young")
+        );
+        // Applying the same tick again writes nothing.
+        let again = apply(&agent.setup.layout, &t2.desired, &agent.setup.proc_root);
+        assert_eq!(again.writes, 0);
+
+        // Checkpoint and restore keep the history.
+        let cp = dir.join("estimator.json");
+        agent.checkpoint(&cp).unwrap();
+        let mut fresh = Agent::new(setup(&dir, Suppression::CfsQuota), TideConfig::default());
+        assert!(fresh.restore(&cp).unwrap());
+        assert_eq!(fresh.cpu, agent.cpu);
+        assert_eq!(fresh.memory, agent.memory);
+        assert!(!fresh.restore(&dir.join("missing.json")).unwrap());
+        std::fs::write(&cp, "{not json").unwrap();
+        let err = fresh.restore(&cp).unwrap_err();
+        assert!(err.contains("not readable"), "{err}");
+        let mut other = Agent::new(
+            NodeSetup {
+                node_name: "n2".into(),
+                ..setup(&dir, Suppression::CfsQuota)
+            },
+            TideConfig::default(),
+        );
+        agent.checkpoint(&cp).unwrap();
+        assert!(other.restore(&cp).unwrap_err().contains("belongs to node"));
+    }
+}
