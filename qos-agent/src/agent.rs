@@ -214,9 +214,16 @@ impl Agent {
                     .estimate(&mem_obs, now, s, reserve.memory.0 as f64, 0.0),
             )
         };
-        let degraded = cpu_est
-            .degraded
-            .or(mem_est.degraded)
+        // The most fundamental reason first: a young history explains a missing CPU rate too.
+        let rank = |d: &tide_estimator::Degraded| match d {
+            tide_estimator::Degraded::HistoryTooYoung => 0,
+            tide_estimator::Degraded::NoPrediction => 1,
+            tide_estimator::Degraded::StaleData => 2,
+        };
+        let degraded = [cpu_est.degraded, mem_est.degraded]
+            .into_iter()
+            .flatten()
+            .min_by_key(rank)
             .map(|d| d.reason().to_owned());
         let status = NodeEstimateStatus {
             observed_time: jiff::Timestamp::from_second(i64::try_from(now).unwrap_or(0))
@@ -410,30 +417,7 @@ mod tests {
     }
 
     fn cgroup_files(dir: &Path, cpu_usec: u64, current: u64, inactive_file: u64) {
-        std::fs::create_dir_all(dir).unwrap();
-        let w = |f: &str, v: String| std::fs::write(dir.join(f), v).unwrap();
-        w(
-            "cpu.stat",
-            format!(
-                "usage_usec {cpu_usec}\nuser_usec {}\nsystem_usec {}\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",
-                cpu_usec / 2,
-                cpu_usec / 2
-            ),
-        );
-        w("memory.current", format!("{current}\n"));
-        w(
-            "memory.stat",
-            format!(
-                "anon {}\nfile {}\nactive_file 0\ninactive_file {inactive_file}\n",
-                current - inactive_file,
-                inactive_file
-            ),
-        );
-        w("memory.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n".into());
-        w("cpu.pressure", "some avg10=4.56 avg60=8.47 avg300=5.75 total=381654692\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n".into());
-        w("cpuset.cpus", "\n".into());
-        w("cpu.max", "max 100000\n".into());
-        w("cgroup.procs", String::new());
+        tide_testkit::node::cgroup_v2(dir, cpu_usec, current, inactive_file).unwrap();
     }
 
     fn class(qos: &str) -> tide_api::Classification {
@@ -463,20 +447,8 @@ mod tests {
     }
 
     fn write_proc(root: &Path, busy_ticks: u64, used_kib: u64) {
-        let p = root.join("proc");
-        std::fs::write(
-            p.join("stat"),
-            format!("cpu  {busy_ticks} 0 0 100000 0 0 0 0 0 0\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("meminfo"),
-            format!(
-                "MemTotal:       33554432 kB\nMemAvailable:   {} kB\n",
-                33_554_432 - used_kib
-            ),
-        )
-        .unwrap();
+        tide_testkit::node::proc_files(&root.join("proc"), busy_ticks, 33_554_432, used_kib)
+            .unwrap();
     }
 
     #[test]

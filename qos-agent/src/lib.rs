@@ -38,12 +38,14 @@ pub mod agent;
 pub mod cgroup;
 pub mod cpuset;
 pub mod executor;
+pub mod metrics;
 pub mod observe;
 pub mod oom;
 pub mod pinning;
 mod plan;
 pub mod procfs;
 pub mod publish;
+pub mod runtime;
 pub mod topology;
 
 pub use plan::{Action, BePod, NodeSnapshot, Plan, Reason, plan};

@@ -22,6 +22,8 @@
 // Handlers return early with a ready `Response`; boxing it would only add noise to test code.
 #![allow(clippy::result_large_err)]
 
+pub mod node;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

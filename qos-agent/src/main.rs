@@ -1,0 +1,227 @@
+//! `tide-agent`: the node QoS agent (DaemonSet). Watches this node's pods, samples cgroups and
+//! procfs every `intervals.sample`, estimates, suppresses and evicts BE work, pins cores, sets
+//! `oom_score_adj`, publishes the NodeEstimate and the batch resources, and serves `/metrics`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tide_agent::agent::{Agent, NodeSetup, Suppression};
+use tide_agent::cgroup::{Driver, Hierarchy, Layout, v1_mounts, v2_mount};
+use tide_agent::runtime::{Runtime, RuntimeOptions, router, run};
+use tide_agent::topology::Topology;
+use tide_api::{ResourceAmounts, TideConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CgroupVersion {
+    /// Detect from /proc/self/mountinfo (v2 when cgroup2 is mounted at the cgroup root).
+    Auto,
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CpuSuppression {
+    Cpuset,
+    CfsQuota,
+}
+
+/// The Tide node QoS agent.
+#[derive(Debug, Parser)]
+#[command(name = "tide-agent", version, about)]
+struct Args {
+    /// This node's name (the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Tide configuration file (YAML); built-in defaults without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The kubelet's cgroupRoot.
+    #[arg(long, default_value = "/")]
+    cgroup_root: String,
+    /// The kubelet's cgroupDriver.
+    #[arg(long, value_enum, default_value = "systemd")]
+    cgroup_driver: CgroupDriver,
+    /// cgroup version.
+    #[arg(long, value_enum, default_value = "auto")]
+    cgroup_version: CgroupVersion,
+    /// Where /proc is (the host's, mounted into the pod).
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+    /// Where the CPU topology is.
+    #[arg(long, default_value = "/sys/devices/system/cpu")]
+    sysfs_cpu: PathBuf,
+    /// Logical CPUs kept for the system (never pinned, never BE).
+    #[arg(long, default_value_t = 1)]
+    system_cpus: usize,
+    /// How BE CPU is suppressed.
+    #[arg(long, value_enum, default_value = "cpuset")]
+    cpu_suppression: CpuSuppression,
+    /// Estimator checkpoint file (on a hostPath, so a restart keeps history).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// `/metrics` and `/healthz` address.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: SocketAddr,
+    /// Kubeconfig (else KUBECONFIG or in-cluster).
+    #[arg(long, conflicts_with = "api_server")]
+    kubeconfig: Option<PathBuf>,
+    /// Plain-HTTP API server URL without credentials (tests, `kubectl proxy`).
+    #[arg(long)]
+    api_server: Option<String>,
+    /// Timeout of each API call, ms.
+    #[arg(long, default_value_t = 2_000)]
+    api_timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tide-agent: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(start(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tide-agent: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn layout(args: &Args) -> Result<Layout, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    let v1 = v1_mounts(&mountinfo);
+    let v2 = v2_mount(&mountinfo);
+    let hierarchy = match args.cgroup_version {
+        CgroupVersion::V1 => Hierarchy::V1(v1),
+        CgroupVersion::V2 => Hierarchy::V2(v2.ok_or("no cgroup2 mount found")?),
+        CgroupVersion::Auto if v1.contains_key("memory") => Hierarchy::V1(v1),
+        CgroupVersion::Auto => {
+            Hierarchy::V2(v2.ok_or("neither cgroup v1 controllers nor cgroup2 are mounted")?)
+        }
+    };
+    Ok(Layout {
+        hierarchy,
+        driver: match args.cgroup_driver {
+            CgroupDriver::Cgroupfs => Driver::Cgroupfs,
+            CgroupDriver::Systemd => Driver::Systemd,
+        },
+        root: args.cgroup_root.trim_matches('/').to_owned(),
+    })
+}
+
+async fn start(args: Args) -> Result<(), String> {
+    let config = match &args.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            TideConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => TideConfig::default(),
+    };
+    let topology = Topology::read(&args.sysfs_cpu).map_err(|e| e.to_string())?;
+    let totals = tide_agent::procfs::read_totals(&args.proc_root)?;
+    let machine_memory = std::fs::read_to_string(args.proc_root.join("meminfo"))
+        .ok()
+        .and_then(|m| tide_agent::procfs::meminfo_bytes(&m, "MemTotal"))
+        .unwrap_or(totals.memory_used);
+    let cpus = u64::try_from(topology.all_cpus().len()).unwrap_or(0);
+    let setup = NodeSetup {
+        node_name: args.node_name.clone(),
+        layout: layout(&args)?,
+        proc_root: args.proc_root.clone(),
+        topology,
+        system_cpus: args.system_cpus,
+        suppression: match args.cpu_suppression {
+            CpuSuppression::Cpuset => Suppression::Cpuset,
+            CpuSuppression::CfsQuota => Suppression::CfsQuota,
+        },
+        // The machine's size until the Node object tells allocatable.
+        allocatable: ResourceAmounts::new(cpus * 1000, machine_memory),
+    };
+    let interval = config.intervals.sample;
+    let mut agent = Agent::new(setup, config);
+    if let Some(cp) = &args.checkpoint {
+        match agent.restore(cp) {
+            Ok(true) => eprintln!(
+                "tide-agent: restored estimator history from {}",
+                cp.display()
+            ),
+            Ok(false) => eprintln!(
+                "tide-agent: no checkpoint at {}, starting fresh",
+                cp.display()
+            ),
+            // A bad checkpoint must not keep the node unprotected: start fresh, say why.
+            Err(e) => eprintln!("tide-agent: {e}; starting fresh"),
+        }
+    }
+    let client = match &args.api_server {
+        Some(url) => tide_kube::connect_url(url)?,
+        None => tide_kube::connect(args.kubeconfig.as_deref()).await?,
+    };
+    let opts = RuntimeOptions {
+        api_timeout: Duration::from_millis(args.api_timeout_ms),
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: 60,
+    };
+    let rt = Arc::new(Runtime::new(agent, client, opts).map_err(|e| format!("metrics: {e}"))?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let watch = tokio::spawn(Arc::clone(&rt).watch_pods());
+    let app = router(Arc::clone(&rt));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    eprintln!(
+        "tide-agent: node {} every {:?}, metrics on {}",
+        args.node_name, interval, args.listen
+    );
+    run(Arc::clone(&rt), interval, shutdown()).await;
+    if let Some(cp) = &args.checkpoint
+        && let Err(e) = rt
+            .agent
+            .lock()
+            .map_err(|_| "poisoned".to_owned())
+            .and_then(|a| a.checkpoint(cp))
+    {
+        eprintln!("tide-agent: final checkpoint: {e}");
+    }
+    watch.abort();
+    server.abort();
+    eprintln!("tide-agent: stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
