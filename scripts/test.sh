@@ -27,7 +27,7 @@ apt_install() {
 log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-apt_install ca-certificates openssl procps
+apt_install ca-certificates openssl procps prometheus
 # Kubernetes manifest validation against the OpenAPI schemas (kubernetes-validate, PyPI).
 if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip

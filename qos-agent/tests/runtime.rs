@@ -5,115 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use serde_json::{Value, json};
-use tide_agent::agent::{Agent, NodeSetup, Suppression};
-use tide_agent::cgroup::{Driver, Hierarchy, Layout};
-use tide_agent::runtime::{Runtime, RuntimeOptions};
-use tide_agent::topology::{Topology, write_fake_sysfs};
-use tide_api::{KubeQosClass, ResourceAmounts, TideConfig};
-use tide_testkit::node::{cgroup_v2, proc_files};
-use tide_testkit::{FakeApi, Kind};
-
-const HP: &str = "11111111-0000-4000-8000-000000000001";
-const BE: &str = "22222222-0000-4000-8000-000000000002";
-const GIB_KIB: u64 = 1 << 20;
-
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn pod(name: &str, ns: &str, uid: &str, node: &str, be: bool) -> Value {
-    let resources = if be {
-        json!({"requests": {"tide.dev/batch-cpu": "1000", "tide.dev/batch-memory": "4Gi"}})
-    } else {
-        json!({"requests": {"cpu": "2", "memory": "8Gi"}})
-    };
-    let mut p = json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "uid": uid},
-        "spec": {"nodeName": node, "containers": [{"name": "c", "resources": resources}]},
-        "status": {"phase": "Running"}});
-    if be {
-        p["metadata"]["labels"] = json!({"tide.dev/qos": "BE"});
-    }
-    p
-}
-
-fn layout(root: &Path) -> Layout {
-    Layout {
-        hierarchy: Hierarchy::V2(root.join("cgroup")),
-        driver: Driver::Systemd,
-        root: String::new(),
-    }
-}
-
-/// Builds the node: two pods in cgroups, 32 GiB of memory with `used_gib` in use.
-fn node_tree(root: &Path, used_gib: u64) {
-    let l = layout(root);
-    let cg = root.join("cgroup");
-    for q in [
-        KubeQosClass::Guaranteed,
-        KubeQosClass::Burstable,
-        KubeQosClass::BestEffort,
-    ] {
-        cgroup_v2(&cg.join(l.qos_dir(q)), 0, 1, 0).unwrap();
-    }
-    let hp = cg.join(l.pod_dir(KubeQosClass::Burstable, HP));
-    let be = cg.join(l.pod_dir(KubeQosClass::BestEffort, BE));
-    cgroup_v2(&hp, 0, 6 << 30, 0).unwrap();
-    cgroup_v2(
-        &hp.join(format!("cri-containerd-{}.scope", "a".repeat(64))),
-        0,
-        6 << 30,
-        0,
-    )
-    .unwrap();
-    cgroup_v2(&be, 0, 4 << 30, 0).unwrap();
-    cgroup_v2(
-        &be.join(format!("cri-containerd-{}.scope", "b".repeat(64))),
-        0,
-        4 << 30,
-        0,
-    )
-    .unwrap();
-    proc_files(&root.join("proc"), 0, 32 * GIB_KIB, used_gib * GIB_KIB).unwrap();
-}
-
-async fn start(fake: &FakeApi, root: &Path) -> Arc<Runtime> {
-    let topo = root.join("sys-cpu");
-    write_fake_sysfs(&topo, 4, 2, 1).unwrap();
-    let setup = NodeSetup {
-        node_name: "n1".into(),
-        layout: layout(root),
-        proc_root: root.join("proc"),
-        topology: Topology::read(&topo).unwrap(),
-        system_cpus: 2,
-        suppression: Suppression::Cpuset,
-        allocatable: ResourceAmounts::new(1_000, 1 << 30), // corrected from the Node object
-    };
-    let client = tide_kube::connect_url(&fake.url()).unwrap();
-    let opts = RuntimeOptions {
-        api_timeout: Duration::from_secs(2),
-        checkpoint: Some(root.join("estimator.json")),
-        checkpoint_every: 1,
-    };
-    let rt =
-        Arc::new(Runtime::new(Agent::new(setup, TideConfig::default()), client, opts).unwrap());
-    tokio::spawn(Arc::clone(&rt).watch_pods());
-    for _ in 0..1000 {
-        if rt.pods.lock().unwrap().synced && rt.pods.lock().unwrap().infos.len() == 2 {
-            return rt;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("pod watch did not sync within 10 s");
-}
+use common::{Dir, GIB_KIB, cluster, node_object, node_tree, start};
+use tide_agent::agent::Agent;
+use tide_api::TideConfig;
+use tide_testkit::Kind;
+use tide_testkit::node::proc_files;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_evicts_and_survives_an_unreachable_api() {
@@ -121,18 +19,7 @@ async fn publishes_evicts_and_survives_an_unreachable_api() {
     let _ = std::fs::remove_dir_all(&root);
     let _dir = Dir(root.clone());
     node_tree(&root, 16);
-    let fake = FakeApi::start().await.unwrap();
-    fake.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                      "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}, "capacity": {"cpu": "8", "memory": "32Gi"}}}));
-    fake.apply(pod("api", "web", HP, "n1", false));
-    fake.apply(pod("job", "batch", BE, "n1", true));
-    fake.apply(pod(
-        "elsewhere",
-        "web",
-        "33333333-0000-4000-8000-000000000003",
-        "n2",
-        false,
-    ));
+    let fake = cluster().await;
     let rt = start(&fake, &root).await;
     // The watch used the node's field selector and saw only this node's pods.
     assert!(
@@ -172,8 +59,7 @@ async fn publishes_evicts_and_survives_an_unreachable_api() {
     assert_eq!(fake.requests_to("PATCH", "/status").len(), patches);
 
     // The kubelet restarted and dropped our extended resources: re-advertised at once.
-    fake.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                      "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}, "capacity": {"cpu": "8", "memory": "32Gi"}}}));
+    fake.apply(node_object());
     let r = rt.tick(t0 + 2_000).await;
     assert!(r.published, "{r:?}");
     assert_eq!(
