@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz load
+.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -32,6 +32,11 @@ load:
 	cargo build --release -p tide-benches -p tide-scheduler --bins
 	./target/release/extender-load throughput --connections 2 --seconds 10
 	./target/release/extender-load memory --nodes 5000 --pods 150000
+
+# The node agent's own CPU and memory at 100 containers, 1 s cadence (needs root and cgroup v1).
+agent-load:
+	cargo build --release -p tide-benches -p tide-agent --bins
+	./target/release/agent-load --containers 100 --seconds 60
 
 # Regenerate checked-in generated files (CRD YAML, golden outputs) on purpose.
 bless:

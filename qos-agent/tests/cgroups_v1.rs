@@ -11,7 +11,6 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 
 use tide_agent::cgroup::{Driver, Hierarchy, Layout, v1_mounts};
 use tide_agent::cpuset::CpuSet;
@@ -19,81 +18,9 @@ use tide_agent::executor::{Desired, apply, quota_for};
 use tide_agent::oom::oom_score_adj;
 use tide_api::{ClassifyRules, KubeQosClass, PodFacts, classify};
 
-const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "cpuset", "memory"];
+use tide_testkit::node::{V1_CONTROLLERS as CONTROLLERS, V1Subtree};
 const BE_UID: &str = "0be0be00-0000-4000-8000-000000000001";
 const LS_UID: &str = "015015a0-0000-4000-8000-000000000002";
-
-struct Subtree {
-    mounts: std::collections::BTreeMap<String, PathBuf>,
-    root: String,
-    dirs: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Subtree {
-    fn abs(&self, controller: &str, rel: &str) -> PathBuf {
-        self.mounts[controller].join(rel)
-    }
-
-    /// Creates `rel` (and its parents) in every controller; cpuset dirs inherit the parent's
-    /// CPUs and memory nodes as the kubelet's do.
-    fn mkdir(&mut self, rel: &str) {
-        let mut path = String::new();
-        for part in rel.split('/') {
-            if !path.is_empty() {
-                path.push('/');
-            }
-            path.push_str(part);
-            if self.dirs.contains(&path) {
-                continue;
-            }
-            for c in CONTROLLERS {
-                let dir = self.abs(c, &path);
-                fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-                if c == "cpuset" {
-                    let parent = dir.parent().unwrap();
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let v = fs::read_to_string(parent.join(f)).unwrap();
-                        fs::write(dir.join(f), v.trim()).unwrap();
-                    }
-                }
-            }
-            self.dirs.push(path.clone());
-        }
-    }
-
-    /// Starts a process and moves it into `rel` in every controller. It spins briefly once
-    /// inside (so the cgroup is charged CPU time), then becomes `sleep` (same PID).
-    fn spawn_in(&mut self, rel: &str) -> u32 {
-        let child = Command::new("sh")
-            .args([
-                "-c",
-                "sleep 0.2; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 300",
-            ])
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        for c in CONTROLLERS {
-            fs::write(self.abs(c, rel).join("cgroup.procs"), pid.to_string()).unwrap();
-        }
-        pid
-    }
-}
-
-impl Drop for Subtree {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for rel in self.dirs.iter().rev() {
-            for c in CONTROLLERS {
-                let _ = fs::remove_dir(self.abs(c, rel));
-            }
-        }
-    }
-}
 
 fn class(qos: &str, priority: i32) -> tide_api::Classification {
     let mut f = PodFacts::default();
@@ -134,26 +61,25 @@ fn cpusets_quota_and_oom_scores_on_real_v1_cgroups() {
         );
     }
     let root = format!("tide-test-{}", std::process::id());
-    let mut t = Subtree {
-        mounts: mounts.clone(),
-        root: root.clone(),
-        dirs: Vec::new(),
-        children: Vec::new(),
-    };
+    let mut t = V1Subtree::new(mounts.clone(), &root).unwrap();
+    // Paths below are relative to the hierarchy roots (the agent's view, with `root` as the
+    // kubelet's cgroupRoot); the subtree takes them relative to its own root.
+    let inner = |rel: &str| rel.strip_prefix(&format!("{root}/")).unwrap().to_owned();
+    let abs = |c: &str, rel: &str| mounts[c].join(rel);
     let layout = Layout {
-        hierarchy: Hierarchy::V1(mounts),
+        hierarchy: Hierarchy::V1(mounts.clone()),
         driver: Driver::Cgroupfs,
-        root: t.root.clone(),
+        root: root.clone(),
     };
     let be_qos = layout.qos_dir(KubeQosClass::BestEffort);
     let be_pod = layout.pod_dir(KubeQosClass::BestEffort, BE_UID);
     let be_ctr = format!("{be_pod}/{}", "b".repeat(64));
     let ls_pod = layout.pod_dir(KubeQosClass::Burstable, LS_UID);
     let ls_ctr = format!("{ls_pod}/{}", "c".repeat(64));
-    t.mkdir(&be_ctr);
-    t.mkdir(&ls_ctr);
-    let be_pid = t.spawn_in(&be_ctr);
-    let ls_pid = t.spawn_in(&ls_ctr);
+    t.mkdir(&inner(&be_ctr)).unwrap();
+    t.mkdir(&inner(&ls_ctr)).unwrap();
+    let be_pid = t.spawn_in(&inner(&be_ctr)).unwrap();
+    let ls_pid = t.spawn_in(&inner(&ls_ctr)).unwrap();
 
     // Discovery finds both pods, their QoS level and containers.
     let pods = layout.discover().unwrap();
@@ -173,7 +99,7 @@ fn cpusets_quota_and_oom_scores_on_real_v1_cgroups() {
     assert!(u.cpu_ns > 0, "{u:?}");
     assert_eq!(layout.pids(&be_ctr).unwrap(), vec![be_pid]);
 
-    let all: CpuSet = read(t.abs("cpuset", &root).join("cpuset.cpus"))
+    let all: CpuSet = read(abs("cpuset", &root).join("cpuset.cpus"))
         .parse()
         .unwrap();
     let last: CpuSet = all.iter().last().into_iter().collect();
@@ -217,20 +143,17 @@ fn cpusets_quota_and_oom_scores_on_real_v1_cgroups() {
     }
     for rel in [&be_qos, &be_pod, &be_ctr] {
         assert_eq!(
-            read(t.abs("cpuset", rel).join("cpuset.cpus")),
+            read(abs("cpuset", rel).join("cpuset.cpus")),
             last.to_string()
         );
     }
     assert_eq!(
-        read(t.abs("cpuset", &ls_ctr).join("cpuset.cpus")),
+        read(abs("cpuset", &ls_ctr).join("cpuset.cpus")),
         all.to_string()
     );
+    assert_eq!(read(abs("cpu", &be_qos).join("cpu.cfs_quota_us")), "50000");
     assert_eq!(
-        read(t.abs("cpu", &be_qos).join("cpu.cfs_quota_us")),
-        "50000"
-    );
-    assert_eq!(
-        read(t.abs("cpu", &be_qos).join("cpu.cfs_period_us")),
+        read(abs("cpu", &be_qos).join("cpu.cfs_period_us")),
         "100000"
     );
     assert_eq!(
@@ -273,13 +196,13 @@ fn cpusets_quota_and_oom_scores_on_real_v1_cgroups() {
         applied.errors
     );
     assert_eq!(
-        read(t.abs("cpuset", &be_ctr).join("cpuset.cpus")),
+        read(abs("cpuset", &be_ctr).join("cpuset.cpus")),
         all.to_string()
     );
-    assert_eq!(read(t.abs("cpu", &be_qos).join("cpu.cfs_quota_us")), "-1");
+    assert_eq!(read(abs("cpu", &be_qos).join("cpu.cfs_quota_us")), "-1");
 
     // A new process in the BE container gets its value on the next pass.
-    let newcomer = t.spawn_in(&be_ctr);
+    let newcomer = t.spawn_in(&inner(&be_ctr)).unwrap();
     let applied = apply(&layout, &desired(&all, None), "/proc".as_ref());
     assert_eq!(applied.writes, 1, "{applied:?}");
     assert_eq!(

@@ -67,3 +67,116 @@ pub fn proc_files(
         ),
     )
 }
+
+/// The cgroup v1 controllers a kubelet-like test subtree is made in.
+pub const V1_CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "cpuset", "memory"];
+
+/// A subtree of the machine's real cgroup v1 hierarchies that a test made and owns: created
+/// under `<mount>/<name>` in every controller of [`V1_CONTROLLERS`], holding only processes the
+/// test started. Dropping it kills those processes and removes every directory it created,
+/// deepest first. Nothing outside it is touched.
+pub struct V1Subtree {
+    mounts: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// Name of the subtree root, relative to the hierarchy roots (`tide-test-<pid>`).
+    pub root: String,
+    dirs: Vec<String>,
+    children: Vec<std::process::Child>,
+}
+
+impl V1Subtree {
+    /// A new subtree named `root` (created on first [`V1Subtree::mkdir`]). `mounts` maps each
+    /// controller to its mount point.
+    pub fn new(
+        mounts: std::collections::BTreeMap<String, std::path::PathBuf>,
+        root: &str,
+    ) -> std::io::Result<Self> {
+        for c in V1_CONTROLLERS {
+            if !mounts.contains_key(c) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("cgroup v1 controller {c} is not mounted"),
+                ));
+            }
+        }
+        let mut t = Self {
+            mounts,
+            root: root.to_owned(),
+            dirs: Vec::new(),
+            children: Vec::new(),
+        };
+        t.mkdir("")?;
+        Ok(t)
+    }
+
+    /// Absolute path of `rel` (relative to the subtree root) in `controller`.
+    pub fn abs(&self, controller: &str, rel: &str) -> std::path::PathBuf {
+        let base = self.mounts[controller].join(&self.root);
+        if rel.is_empty() { base } else { base.join(rel) }
+    }
+
+    /// Creates `rel` (relative to the subtree root) and its parents in every controller; cpuset
+    /// directories inherit the parent's CPUs and memory nodes, as the kubelet's do.
+    pub fn mkdir(&mut self, rel: &str) -> std::io::Result<()> {
+        let mut path = String::new();
+        let parts: Vec<&str> = std::iter::once("")
+            .chain(rel.split('/').filter(|p| !p.is_empty()))
+            .collect();
+        for part in parts {
+            if !part.is_empty() {
+                if !path.is_empty() {
+                    path.push('/');
+                }
+                path.push_str(part);
+            }
+            if self.dirs.contains(&path) {
+                continue;
+            }
+            for c in V1_CONTROLLERS {
+                let dir = self.abs(c, &path);
+                std::fs::create_dir(&dir).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+                })?;
+                if c == "cpuset" {
+                    let parent = dir.parent().unwrap_or(&dir).to_path_buf();
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let v = std::fs::read_to_string(parent.join(f))?;
+                        std::fs::write(dir.join(f), v.trim())?;
+                    }
+                }
+            }
+            self.dirs.push(path.clone());
+        }
+        Ok(())
+    }
+
+    /// Starts a process and moves it into `rel` in every controller. It spins briefly once
+    /// inside (so the cgroup is charged CPU time), then becomes `sleep` (same PID).
+    pub fn spawn_in(&mut self, rel: &str) -> std::io::Result<u32> {
+        let child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "sleep 0.2; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 600",
+            ])
+            .spawn()?;
+        let pid = child.id();
+        self.children.push(child);
+        for c in V1_CONTROLLERS {
+            std::fs::write(self.abs(c, rel).join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(pid)
+    }
+}
+
+impl Drop for V1Subtree {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for rel in self.dirs.iter().rev() {
+            for c in V1_CONTROLLERS {
+                let _ = std::fs::remove_dir(self.abs(c, rel));
+            }
+        }
+    }
+}
