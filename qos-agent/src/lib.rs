@@ -1,10 +1,12 @@
 //! `tide-agent`: the node QoS agent (DESIGN.md §7).
 //!
-//! Built so far: the agent's decisions as one pure function, [`plan`], from a
-//! [`NodeSnapshot`] to a list of [`Action`]s (CPU suppression, cold-memory reclaim, BE
-//! eviction and local kill), shared with the replay simulator. Collection from cgroups and
-//! procfs, publishing, core pinning, `oom_score_adj` and the executor are the subject of the
-//! "Node QoS agent" issue and are not built yet.
+//! Decisions are pure functions: [`plan`] from a [`NodeSnapshot`] to [`Action`]s (CPU
+//! suppression, cold-memory reclaim, BE eviction and local kill; shared with the replay),
+//! [`observe::observe`], [`pinning::pin`], [`oom::oom_score_adj`], the publish rules in
+//! [`publish`], and [`agent::Agent::decide`] tying them together. I/O is in [`cgroup`] (the
+//! kubelet's tree, v1 and v2), [`procfs`], [`executor`] (idempotent, safely ordered writes) and
+//! [`runtime`] (pod watch, evictions, NodeEstimate and Node status, `/metrics`); the
+//! `tide-agent` binary runs it as a DaemonSet.
 //!
 //! ```
 //! use tide_api::{Bytes, ResourceAmounts, TideConfig};
