@@ -88,7 +88,9 @@ async fn publishes_evicts_and_survives_an_unreachable_api() {
     let r = rt.tick(t0 + 4_000).await;
     assert!(r.evictions.is_empty(), "{r:?}");
 
-    // The API goes away: node-local work goes on, errors are reported, no panic.
+    // The API goes away while memory stays above the critical level (31 of 32 GiB > 95%):
+    // node-local work goes on, errors are reported, and the BE pod is killed locally through
+    // cgroup.kill — the HP pod is not touched.
     fake.set_unavailable(true);
     let r = rt.tick(t0 + 70_000).await;
     assert!(
@@ -98,6 +100,17 @@ async fn publishes_evicts_and_survives_an_unreachable_api() {
         "{:?}",
         r.errors
     );
+    let l = common::layout(&root);
+    let kill = |uid: &str, q: tide_api::KubeQosClass| {
+        std::fs::read_to_string(
+            root.join("cgroup")
+                .join(l.pod_dir(q, uid))
+                .join("cgroup.kill"),
+        )
+        .unwrap()
+    };
+    assert_eq!(kill(common::BE, tide_api::KubeQosClass::BestEffort), "1");
+    assert_eq!(kill(common::HP, tide_api::KubeQosClass::Burstable), "");
     fake.set_unavailable(false);
 
     // Metrics show the decisions and the OOM order.

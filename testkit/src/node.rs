@@ -37,6 +37,7 @@ pub fn cgroup_v2(
         ("cpuset.cpus", "\n"),
         ("cpu.max", "max 100000\n"),
         ("cgroup.procs", ""),
+        ("cgroup.kill", ""),
     ] {
         if !dir.join(f).exists() {
             w(f, default.into())?;
