@@ -81,6 +81,11 @@ pub struct Collected {
     pub counters: BTreeMap<String, PodCounters>,
     /// Node totals.
     pub totals: NodeTotals,
+    /// Raw usage per pod UID (throttling, PSI) for metrics.
+    pub usage: BTreeMap<String, crate::cgroup::Usage>,
+    /// PSI of all pods together (the kubepods cgroup), where the kernel offers it:
+    /// (cpu some avg10, memory some avg10).
+    pub pods_pressure: (Option<f64>, Option<f64>),
     /// Problems met (a vanished cgroup, an unreadable file); the tick goes on without them.
     pub errors: Vec<String>,
 }
@@ -151,6 +156,7 @@ impl Agent {
         for p in &cgroups {
             match layout.usage(&p.path) {
                 Ok(u) => {
+                    out.usage.insert(p.uid.clone(), u);
                     out.counters.insert(
                         p.uid.clone(),
                         PodCounters {
@@ -164,6 +170,9 @@ impl Agent {
             }
         }
         out.cgroups = cgroups;
+        if let Ok(u) = layout.usage(&layout.qos_dir(tide_api::KubeQosClass::Guaranteed)) {
+            out.pods_pressure = (u.cpu_psi_some_avg10, u.memory_psi_some_avg10);
+        }
         Ok(out)
     }
 

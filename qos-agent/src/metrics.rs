@@ -8,6 +8,8 @@
 //! | `tide_agent_be_cpu_limit_millicores` | gauge | | current BE CPU limit (allocatable when unsuppressed) |
 //! | `tide_agent_be_cpus` | gauge | | CPUs in the BE cpuset |
 //! | `tide_agent_oom_score_adj` | gauge | `pod`, `qos` | the adjustment given to each pod's processes (the OOM order) |
+//! | `tide_agent_cpu_throttled_seconds` | gauge | `class` (`hp`, `be`) | cumulative CFS throttled time of the class's pods now on the node |
+//! | `tide_agent_pods_pressure_avg10` | gauge | `resource` | PSI `some avg10` (%) of all pods together, where the kernel offers it |
 //! | `tide_agent_cgroup_writes_total` | counter | | files written (no-op writes are skipped) |
 //! | `tide_agent_errors_total` | counter | `stage` | problems per stage (`collect`, `apply`, `evict`, `publish`, `checkpoint`, `watch`) |
 //! | `tide_agent_tick_duration_seconds` | histogram | | one tick, collect to apply |
@@ -35,6 +37,10 @@ pub struct AgentMetrics {
     pub be_cpus: IntGauge,
     /// OOM order.
     pub oom_score_adj: GaugeVec,
+    /// Throttled time per class.
+    pub throttled: GaugeVec,
+    /// Pods' PSI.
+    pub pressure: GaugeVec,
     /// cgroup writes.
     pub cgroup_writes: IntCounter,
     /// Errors by stage.
@@ -85,6 +91,20 @@ impl AgentMetrics {
                 ),
                 &["pod", "qos"],
             )?,
+            throttled: GaugeVec::new(
+                Opts::new(
+                    "tide_agent_cpu_throttled_seconds",
+                    "Cumulative CFS throttled time of the class's pods",
+                ),
+                &["class"],
+            )?,
+            pressure: GaugeVec::new(
+                Opts::new(
+                    "tide_agent_pods_pressure_avg10",
+                    "PSI some avg10 (%) of all pods together",
+                ),
+                &["resource"],
+            )?,
             cgroup_writes: IntCounter::new(
                 "tide_agent_cgroup_writes_total",
                 "cgroup and proc files written",
@@ -115,6 +135,8 @@ impl AgentMetrics {
         m.registry.register(Box::new(m.be_cpu_limit.clone()))?;
         m.registry.register(Box::new(m.be_cpus.clone()))?;
         m.registry.register(Box::new(m.oom_score_adj.clone()))?;
+        m.registry.register(Box::new(m.throttled.clone()))?;
+        m.registry.register(Box::new(m.pressure.clone()))?;
         m.registry.register(Box::new(m.cgroup_writes.clone()))?;
         m.registry.register(Box::new(m.errors.clone()))?;
         m.registry.register(Box::new(m.tick_duration.clone()))?;

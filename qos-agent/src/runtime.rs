@@ -234,6 +234,7 @@ impl Runtime {
                 self.metrics.errors.with_label_values(&["collect"]).inc();
                 report.errors.push(format!("collect: {e}"));
             }
+            self.record_collected(&collected, &infos);
             let tick = agent.decide(now_ms, &collected, &infos, api_reachable);
             let applied = apply(&agent.setup.layout, &tick.desired, &agent.setup.proc_root);
             self.metrics.cgroup_writes.inc_by(applied.writes as u64);
@@ -267,6 +268,35 @@ impl Runtime {
             .tick_duration
             .observe(started.elapsed().as_secs_f64());
         report
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn record_collected(&self, c: &crate::agent::Collected, infos: &HashMap<String, PodInfo>) {
+        let (mut hp, mut be) = (0u64, 0u64);
+        for (uid, u) in &c.usage {
+            let is_be = infos
+                .get(uid)
+                .is_some_and(|i| !i.class.qos.is_high_priority());
+            if is_be {
+                be = be.saturating_add(u.throttled_ns);
+            } else {
+                hp = hp.saturating_add(u.throttled_ns);
+            }
+        }
+        self.metrics
+            .throttled
+            .with_label_values(&["hp"])
+            .set(hp as f64 / 1e9);
+        self.metrics
+            .throttled
+            .with_label_values(&["be"])
+            .set(be as f64 / 1e9);
+        if let Some(v) = c.pods_pressure.0 {
+            self.metrics.pressure.with_label_values(&["cpu"]).set(v);
+        }
+        if let Some(v) = c.pods_pressure.1 {
+            self.metrics.pressure.with_label_values(&["memory"]).set(v);
+        }
     }
 
     #[allow(clippy::cast_precision_loss)]

@@ -51,6 +51,8 @@ fn dashboard_queries_only_exported_metrics() {
         .with_label_values(&["ns/p", "BE"])
         .set(1.0);
     metrics.errors.with_label_values(&["collect"]).inc();
+    metrics.throttled.with_label_values(&["be"]).set(1.0);
+    metrics.pressure.with_label_values(&["cpu"]).set(1.0);
     let exported: BTreeSet<String> = metrics
         .render()
         .lines()

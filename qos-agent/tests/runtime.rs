@@ -124,6 +124,11 @@ async fn publishes_evicts_and_survives_an_unreachable_api() {
         m.contains("tide_agent_usage{class=\"be\",resource=\"memory\"} 4294967296"),
         "{m}"
     );
+    // PSI of the pods, from the kubepods cgroup's cpu.pressure in the tree.
+    assert!(
+        m.contains("tide_agent_pods_pressure_avg10{resource=\"cpu\"} 4.56"),
+        "{m}"
+    );
     // The checkpoint was written (every tick here) and restores.
     let mut fresh = Agent::new(
         rt.agent.lock().unwrap().setup.clone(),
