@@ -203,8 +203,11 @@ mod tests {
     use crate::topology::write_fake_sysfs;
 
     fn topo(cores: u32, threads: u32, numa: u32) -> Topology {
+        // Tests run in parallel: every call gets its own tree.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "tide-pin-{}-{cores}-{threads}-{numa}",
+            "tide-pin-{}-{n}-{cores}-{threads}-{numa}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,390 @@
+//! The reclaim loop the `tide-coldmem` daemon runs (inside a sandbox VM, or on a node for one
+//! cgroup): probe what the kernel offers, find cold file bytes, reclaim up to the guard's
+//! budget, measure refaults and pressure, adjust the budget, report.
+//!
+//! Every path is under configurable roots so tests run it against fake trees; the VM test runs
+//! it against the guest kernel's real files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::guard::{Guard, GuardSettings, Verdict};
+use crate::{damon, memcg, mglru};
+
+/// Which detection/reclaim backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// DAMON (paddr, anon filtered out): `stat` to find, `pageout` with a quota to reclaim.
+    Damon,
+    /// MGLRU generations: ages to find, eviction of old generations to reclaim.
+    Mglru,
+    /// memcg `inactive_file` to find, `memory.reclaim` to reclaim.
+    Memcg,
+}
+
+impl Backend {
+    /// Name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Damon => "damon",
+            Backend::Mglru => "mglru",
+            Backend::Memcg => "memcg",
+        }
+    }
+}
+
+/// Where the kernel's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// sysfs (`/sys`).
+    pub sysfs: PathBuf,
+    /// debugfs (`/sys/kernel/debug`).
+    pub debugfs: PathBuf,
+    /// The cgroup v2 directory managed (`/sys/fs/cgroup` for a whole VM).
+    pub cgroup: PathBuf,
+}
+
+impl Roots {
+    fn damon_admin(&self) -> PathBuf {
+        self.sysfs.join("kernel/mm/damon/admin")
+    }
+    fn lru_gen(&self) -> PathBuf {
+        self.debugfs.join("lru_gen")
+    }
+}
+
+/// What the kernel offers, in order of preference.
+pub fn probe(roots: &Roots) -> Vec<Backend> {
+    let mut out = Vec::new();
+    if roots.damon_admin().join("kdamonds/nr_kdamonds").exists() {
+        out.push(Backend::Damon);
+    }
+    let mglru_on = std::fs::read_to_string(roots.sysfs.join("kernel/mm/lru_gen/enabled"))
+        .ok()
+        .and_then(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|v| v & 1 == 1);
+    if mglru_on && std::fs::read_to_string(roots.lru_gen()).is_ok() {
+        out.push(Backend::Mglru);
+    }
+    if roots.cgroup.join("memory.stat").exists() {
+        out.push(Backend::Memcg);
+    }
+    out
+}
+
+/// One period's outcome (the daemon's JSON status line).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Backend used.
+    pub backend: Backend,
+    /// Cold file bytes found.
+    pub cold_bytes: u64,
+    /// Age threshold behind them, ms (0 for memcg: the inactive list has no ages).
+    pub age_ms: u64,
+    /// Bytes asked to reclaim.
+    pub requested_bytes: u64,
+    /// Bytes the cgroup's file pages shrank by (measured, not claimed).
+    pub reclaimed_bytes: u64,
+    /// File refaults since the previous period, pages.
+    pub refaults: u64,
+    /// Memory PSI `some avg10`, if available.
+    pub psi_some_avg10: Option<f64>,
+    /// The guard's budget for the next period, bytes.
+    pub next_budget: u64,
+    /// What the guard decided.
+    pub verdict: String,
+    /// Problems met (the period still completes).
+    pub errors: Vec<String>,
+}
+
+/// The loop's state.
+#[derive(Debug)]
+pub struct Reclaimer {
+    /// Roots.
+    pub roots: Roots,
+    /// Backend in use.
+    pub backend: Backend,
+    /// Pages idle this long are cold, ms.
+    pub min_age_ms: u64,
+    /// The guard.
+    pub guard: Guard,
+    page_size: u64,
+    last_refaults: Option<u64>,
+    damon_started: bool,
+}
+
+fn psi_some(text: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+impl Reclaimer {
+    /// A reclaimer on `backend`.
+    pub fn new(roots: Roots, backend: Backend, min_age_ms: u64, guard: GuardSettings) -> Self {
+        Self {
+            roots,
+            backend,
+            min_age_ms,
+            guard: Guard::new(guard),
+            page_size: 4096,
+            last_refaults: None,
+            damon_started: false,
+        }
+    }
+
+    fn file_bytes(&self) -> Result<memcg::FileStats, String> {
+        memcg::read(&self.roots.cgroup)
+    }
+
+    fn detect(&mut self) -> Result<(u64, u64), String> {
+        match self.backend {
+            Backend::Memcg => Ok((self.file_bytes()?.inactive_file, 0)),
+            Backend::Mglru => {
+                let text = std::fs::read_to_string(self.roots.lru_gen())
+                    .map_err(|e| format!("{}: {e}", self.roots.lru_gen().display()))?;
+                let gens = mglru::parse(&text);
+                Ok((
+                    mglru::cold_file_bytes(&gens, None, self.min_age_ms, self.page_size),
+                    self.min_age_ms,
+                ))
+            }
+            Backend::Damon => {
+                let admin = self.roots.damon_admin();
+                if !self.damon_started {
+                    let iomem = std::fs::read_to_string("/proc/iomem").unwrap_or_default();
+                    let region = damon::system_ram(&iomem)
+                        .into_iter()
+                        .max_by_key(|(s, e)| e - s)
+                        .ok_or("no System RAM range in /proc/iomem (needs root)")?;
+                    let cfg = damon::DamonConfig {
+                        sample_us: 5_000,
+                        aggr_us: 100_000,
+                        min_age_us: self.min_age_ms.saturating_mul(1000),
+                        action: damon::SchemeAction::Pageout,
+                        quota_bytes: self.guard.budget,
+                        quota_reset_ms: 1_000,
+                        region,
+                    };
+                    damon::apply(&admin, &damon::setup_writes(&cfg))?;
+                    self.damon_started = true;
+                }
+                let s = damon::read_stats(&admin)?;
+                Ok((s.sz_tried, self.min_age_ms))
+            }
+        }
+    }
+
+    fn reclaim(&self, cold: u64, budget: u64) -> Result<u64, String> {
+        let want = cold.min(budget);
+        if want == 0 {
+            return Ok(0);
+        }
+        match self.backend {
+            Backend::Memcg => memcg::reclaim(&self.roots.cgroup, want).map(|()| want),
+            Backend::Mglru => {
+                let text = std::fs::read_to_string(self.roots.lru_gen())
+                    .map_err(|e| format!("{}: {e}", self.roots.lru_gen().display()))?;
+                let gens = mglru::parse(&text);
+                for cmd in mglru::evict_commands(&gens, self.min_age_ms, want / self.page_size) {
+                    std::fs::write(self.roots.lru_gen(), &cmd)
+                        .map_err(|e| format!("{}: {cmd:?}: {e}", self.roots.lru_gen().display()))?;
+                }
+                Ok(want)
+            }
+            Backend::Damon => {
+                // The pageout scheme runs by itself; the budget is its quota.
+                let q = self
+                    .roots
+                    .damon_admin()
+                    .join("kdamonds/0/contexts/0/schemes/0/quotas/bytes");
+                std::fs::write(&q, budget.to_string())
+                    .map_err(|e| format!("{}: {e}", q.display()))?;
+                let state = self.roots.damon_admin().join("kdamonds/0/state");
+                std::fs::write(&state, "commit")
+                    .map_err(|e| format!("{}: {e}", state.display()))?;
+                Ok(want)
+            }
+        }
+    }
+
+    /// One period: detect, reclaim, measure, adjust. `settle` runs between the reclaim and the
+    /// measurement (the daemon sleeps; tests change the fake files).
+    pub fn period(&mut self, settle: impl FnOnce()) -> Status {
+        let mut errors = Vec::new();
+        let before = self.file_bytes().ok();
+        let (cold_bytes, age_ms) = self.detect().unwrap_or_else(|e| {
+            errors.push(e);
+            (0, 0)
+        });
+        let budget = self.guard.budget;
+        let requested = self.reclaim(cold_bytes, budget).unwrap_or_else(|e| {
+            errors.push(e);
+            0
+        });
+        settle();
+        let after = self.file_bytes().ok();
+        let file = |s: &memcg::FileStats| s.inactive_file + s.active_file;
+        let reclaimed_bytes = match (&before, &after) {
+            (Some(b), Some(a)) => file(b).saturating_sub(file(a)),
+            _ => 0,
+        };
+        let refaults_total = after.map(|a| a.refaults);
+        let refaults = match (self.last_refaults, refaults_total) {
+            (Some(p), Some(n)) => n.saturating_sub(p),
+            _ => 0,
+        };
+        self.last_refaults = refaults_total.or(self.last_refaults);
+        let psi_some_avg10 = std::fs::read_to_string(self.roots.cgroup.join("memory.pressure"))
+            .ok()
+            .and_then(|t| psi_some(&t));
+        let verdict = self.guard.update(
+            reclaimed_bytes.max(requested),
+            refaults.saturating_mul(self.page_size),
+            psi_some_avg10,
+        );
+        Status {
+            backend: self.backend,
+            cold_bytes,
+            age_ms,
+            requested_bytes: requested,
+            reclaimed_bytes,
+            refaults,
+            psi_some_avg10,
+            next_budget: self.guard.budget,
+            verdict: match verdict {
+                Verdict::Grow => "grow",
+                Verdict::BackOffRefaults => "back-off-refaults",
+                Verdict::BackOffPressure => "back-off-pressure",
+            }
+            .into(),
+            errors,
+        }
+    }
+}
+
+/// Convenience for tests and the binary: the roots of a whole machine or VM.
+pub fn system_roots() -> Roots {
+    Roots {
+        sysfs: Path::new("/sys").to_path_buf(),
+        debugfs: Path::new("/sys/kernel/debug").to_path_buf(),
+        cgroup: Path::new("/sys/fs/cgroup").to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(name: &str) -> (PathBuf, Roots) {
+        let dir = std::env::temp_dir().join(format!("tide-coldmem-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let roots = Roots {
+            sysfs: dir.join("sys"),
+            debugfs: dir.join("debug"),
+            cgroup: dir.join("cgroup"),
+        };
+        std::fs::create_dir_all(&roots.cgroup).unwrap();
+        std::fs::create_dir_all(&roots.debugfs).unwrap();
+        std::fs::create_dir_all(roots.sysfs.join("kernel/mm/lru_gen")).unwrap();
+        (dir, roots)
+    }
+
+    fn stat(inactive: u64, active: u64, refaults: u64) -> String {
+        format!(
+            "anon 0\nfile {}\nactive_file {active}\ninactive_file {inactive}\nworkingset_refault_file {refaults}\n",
+            inactive + active
+        )
+    }
+
+    #[test]
+    fn probes_in_order_of_preference() {
+        let (dir, roots) = tree("probe");
+        assert!(probe(&roots).is_empty());
+        std::fs::write(roots.cgroup.join("memory.stat"), stat(1, 1, 0)).unwrap();
+        assert_eq!(probe(&roots), vec![Backend::Memcg]);
+        std::fs::write(roots.sysfs.join("kernel/mm/lru_gen/enabled"), "0x0007\n").unwrap();
+        std::fs::write(roots.debugfs.join("lru_gen"), "").unwrap();
+        assert_eq!(probe(&roots), vec![Backend::Mglru, Backend::Memcg]);
+        std::fs::write(roots.sysfs.join("kernel/mm/lru_gen/enabled"), "0x0000\n").unwrap();
+        assert_eq!(probe(&roots), vec![Backend::Memcg]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memcg_period_reclaims_within_budget_and_backs_off_on_refaults() {
+        let (dir, roots) = tree("memcg");
+        let cg = roots.cgroup.clone();
+        std::fs::write(cg.join("memory.stat"), stat(500 << 20, 100 << 20, 0)).unwrap();
+        std::fs::write(cg.join("memory.reclaim"), "").unwrap();
+        let mut r = Reclaimer::new(roots, Backend::Memcg, 0, GuardSettings::default());
+        let st = r.period(|| {
+            std::fs::write(cg.join("memory.stat"), stat(496 << 20, 100 << 20, 0)).unwrap()
+        });
+        assert_eq!(st.cold_bytes, 500 << 20);
+        assert_eq!(
+            st.requested_bytes,
+            4 << 20,
+            "the guard starts at its minimum"
+        );
+        assert_eq!(
+            std::fs::read_to_string(cg.join("memory.reclaim")).unwrap(),
+            (4u64 << 20).to_string()
+        );
+        assert_eq!(st.reclaimed_bytes, 4 << 20);
+        assert_eq!(st.verdict, "grow");
+        assert_eq!(st.next_budget, (4 << 20) + (32 << 20));
+        // Next period: reclaiming made 2,000 pages (8 MiB) come back — hot data: back off.
+        let st = r.period(|| {
+            std::fs::write(cg.join("memory.stat"), stat(460 << 20, 100 << 20, 2_000)).unwrap()
+        });
+        assert_eq!(st.refaults, 2_000);
+        assert_eq!(st.verdict, "back-off-refaults");
+        assert_eq!(st.next_budget, 18 << 20);
+        let json = serde_json::to_string(&st).unwrap();
+        assert!(json.contains("\"backend\":\"memcg\""), "{json}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn mglru_period_evicts_old_generations_only() {
+        let (dir, roots) = tree("mglru");
+        std::fs::write(roots.cgroup.join("memory.stat"), stat(0, 0, 0)).unwrap();
+        let lru = roots.debugfs.join("lru_gen");
+        std::fs::write(
+            &lru,
+            "memcg 1 /\n node 0\n  3 90000 0 20000\n  4 500 0 9000\n",
+        )
+        .unwrap();
+        let mut r = Reclaimer::new(
+            roots,
+            Backend::Mglru,
+            30_000,
+            GuardSettings {
+                min_bytes: 1 << 30,
+                max_bytes: 1 << 30,
+                ..GuardSettings::default()
+            },
+        );
+        let st = r.period(|| {});
+        assert_eq!(st.cold_bytes, 20_000 * 4096);
+        assert_eq!(std::fs::read_to_string(&lru).unwrap(), "- 1 0 3 0 20000");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_in_the_status_not_a_crash() {
+        let (dir, roots) = tree("missing");
+        let mut r = Reclaimer::new(roots, Backend::Memcg, 0, GuardSettings::default());
+        let st = r.period(|| {});
+        assert_eq!(st.cold_bytes, 0);
+        assert!(st.errors[0].contains("memory.stat"), "{:?}", st.errors);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
