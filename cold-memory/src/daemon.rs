@@ -139,6 +139,13 @@ impl Reclaimer {
         }
     }
 
+    /// The same reclaimer with the guard's first budget at `bytes`.
+    #[must_use]
+    pub fn with_initial_budget(mut self, bytes: u64) -> Self {
+        self.guard = Guard::starting_at(self.guard.settings, bytes);
+        self
+    }
+
     fn file_bytes(&self) -> Result<memcg::FileStats, String> {
         memcg::read(&self.roots.cgroup)
     }

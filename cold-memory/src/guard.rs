@@ -53,8 +53,15 @@ pub enum Verdict {
 impl Guard {
     /// A guard starting at the minimum budget.
     pub fn new(settings: GuardSettings) -> Self {
+        Self::starting_at(settings, settings.min_bytes)
+    }
+
+    /// A guard starting at `initial` bytes (clamped to the settings' range): for cold-only
+    /// backends (DAMON, MGLRU ages) a large first step is safe, and the guard still halves on
+    /// the first sign of refaults.
+    pub fn starting_at(settings: GuardSettings, initial: u64) -> Self {
         Self {
-            budget: settings.min_bytes,
+            budget: initial.clamp(settings.min_bytes, settings.max_bytes),
             settings,
         }
     }

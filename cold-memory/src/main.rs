@@ -49,6 +49,9 @@ struct Args {
     /// Most bytes to reclaim per period.
     #[arg(long, default_value_t = 1 << 30)]
     max_bytes_per_period: u64,
+    /// The first period's budget (the guard starts here, then adapts).
+    #[arg(long, default_value_t = 64 << 20)]
+    initial_bytes: u64,
     /// One period, then print the status and exit.
     #[arg(long)]
     once: bool,
@@ -87,7 +90,8 @@ fn main() -> ExitCode {
             .max(GuardSettings::default().min_bytes),
         ..GuardSettings::default()
     };
-    let mut r = Reclaimer::new(roots, backend, a.min_age_ms, guard);
+    let mut r =
+        Reclaimer::new(roots, backend, a.min_age_ms, guard).with_initial_budget(a.initial_bytes);
     let period = Duration::from_millis(a.period_ms.max(100));
     let mut seq = 0u64;
     loop {

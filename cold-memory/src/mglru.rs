@@ -80,6 +80,21 @@ pub fn cold_file_bytes(
         .fold(0, u64::saturating_add)
 }
 
+/// The aging commands that start a new generation for every memcg and node
+/// (`+ <memcg> <node> <max_gen> 0 1`: no anon scan, force a full scan). Aging moves pages
+/// accessed since the last walk to the new, youngest generation, so what stays behind in the
+/// older generations has not been touched since.
+pub fn aging_commands(gens: &[Generation]) -> Vec<String> {
+    let mut max: std::collections::BTreeMap<(u64, u32), u64> = std::collections::BTreeMap::new();
+    for g in gens {
+        let e = max.entry((g.memcg, g.node)).or_insert(g.generation);
+        *e = (*e).max(g.generation);
+    }
+    max.into_iter()
+        .map(|((memcg, node), generation)| format!("+ {memcg} {node} {generation} 0 1"))
+        .collect()
+}
+
 /// The eviction commands (one per memcg and node) that drop file pages of generations at least
 /// `min_age_ms` old: `- <memcg> <node> <gen> 0 <nr_to_reclaim>` with swappiness 0 (file pages
 /// only), up to `budget_pages` in all, oldest first.
@@ -140,6 +155,12 @@ memcg    37 /sandbox
         );
         assert_eq!(cold_file_bytes(&g, None, 1_000_000, 4096), 0);
         assert!(parse("garbage\n1 2\n").is_empty());
+    }
+
+    #[test]
+    fn aging_starts_a_new_generation_per_memcg_and_node() {
+        let g = parse(SAMPLE);
+        assert_eq!(aging_commands(&g), vec!["+ 1 0 7 0 1", "+ 37 0 3 0 1"]);
     }
 
     #[test]

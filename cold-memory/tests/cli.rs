@@ -17,7 +17,7 @@ fn once_prints_status_and_writes_a_frame() {
     std::fs::write(cg.join("memory.reclaim"), "").unwrap();
     let report = dir.join("report.bin");
     let out = Command::new(env!("CARGO_BIN_EXE_tide-coldmem"))
-        .args(["--once", "--backend", "memcg"])
+        .args(["--once", "--backend", "memcg", "--initial-bytes", "4194304"])
         .arg("--cgroup")
         .arg(&cg)
         .arg("--sysfs")
