@@ -164,15 +164,20 @@ impl Reclaimer {
             }
             Backend::Damon => {
                 let admin = self.roots.damon_admin();
-                if !self.damon_started {
+                // A kdamond this daemon (an earlier run) already started keeps running.
+                let running = std::fs::read_to_string(admin.join("kdamonds/0/state"))
+                    .is_ok_and(|s| s.trim() == "on");
+                if !self.damon_started && !running {
                     let iomem = std::fs::read_to_string("/proc/iomem").unwrap_or_default();
                     let region = damon::system_ram(&iomem)
                         .into_iter()
                         .max_by_key(|(s, e)| e - s)
                         .ok_or("no System RAM range in /proc/iomem (needs root)")?;
+                    // One-second aggregations: a page read every half second shows up as
+                    // accessed in every window, so only what sat idle for whole windows ages.
                     let cfg = damon::DamonConfig {
-                        sample_us: 5_000,
-                        aggr_us: 100_000,
+                        sample_us: 20_000,
+                        aggr_us: 1_000_000,
                         min_age_us: self.min_age_ms.saturating_mul(1000),
                         action: damon::SchemeAction::Pageout,
                         quota_bytes: self.guard.budget,
@@ -182,8 +187,9 @@ impl Reclaimer {
                     damon::apply(&admin, &damon::setup_writes(&cfg))?;
                     self.damon_started = true;
                 }
-                let s = damon::read_stats(&admin)?;
-                Ok((s.sz_tried, self.min_age_ms))
+                let cold = damon::read_tried_bytes(&admin)
+                    .or_else(|_| damon::read_stats(&admin).map(|s| s.sz_tried))?;
+                Ok((cold, self.min_age_ms))
             }
         }
     }
@@ -366,7 +372,7 @@ mod tests {
         let lru = roots.debugfs.join("lru_gen");
         std::fs::write(
             &lru,
-            "memcg 1 /\n node 0\n  3 90000 0 20000\n  4 500 0 9000\n",
+            "memcg 1 /\n node 0\n  3 90000 0 20000\n  4 60000 0 100\n  5 500 0 9000\n",
         )
         .unwrap();
         let mut r = Reclaimer::new(
@@ -380,7 +386,7 @@ mod tests {
             },
         );
         let st = r.period(|| {});
-        assert_eq!(st.cold_bytes, 20_000 * 4096);
+        assert_eq!(st.cold_bytes, 20_100 * 4096);
         assert_eq!(std::fs::read_to_string(&lru).unwrap(), "- 1 0 3 0 20000");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -132,6 +132,21 @@ pub struct SchemeStats {
     pub qt_exceeds: u64,
 }
 
+/// Bytes in the regions the scheme matches right now (`tried_regions/total_bytes`, after
+/// writing `update_schemes_tried_bytes` to the kdamond's state): the current cold amount,
+/// where `sz_tried` is cumulative.
+pub fn read_tried_bytes(admin: &Path) -> Result<u64, String> {
+    let state = admin.join("kdamonds/0/state");
+    std::fs::write(&state, "update_schemes_tried_bytes")
+        .map_err(|e| format!("{}: {e}", state.display()))?;
+    let p = admin.join("kdamonds/0/contexts/0/schemes/0/tried_regions/total_bytes");
+    std::fs::read_to_string(&p)
+        .map_err(|e| format!("{}: {e}", p.display()))?
+        .trim()
+        .parse()
+        .map_err(|_| format!("{}: not a number", p.display()))
+}
+
 /// Asks the kdamond to refresh scheme stats and reads them.
 pub fn read_stats(admin: &Path) -> Result<SchemeStats, String> {
     let state = admin.join("kdamonds/0/state");

@@ -97,21 +97,33 @@ pub fn aging_commands(gens: &[Generation]) -> Vec<String> {
 
 /// The eviction commands (one per memcg and node) that drop file pages of generations at least
 /// `min_age_ms` old: `- <memcg> <node> <gen> 0 <nr_to_reclaim>` with swappiness 0 (file pages
-/// only), up to `budget_pages` in all, oldest first.
+/// only), up to `budget_pages` in all, oldest first. The kernel never evicts its two youngest
+/// generations, so `<gen>` is capped at `max_gen − 2`.
 pub fn evict_commands(gens: &[Generation], min_age_ms: u64, budget_pages: u64) -> Vec<String> {
-    let mut left = budget_pages;
-    let mut by_target: std::collections::BTreeMap<(u64, u32), (u64, u64)> =
-        std::collections::BTreeMap::new();
+    use std::collections::BTreeMap;
+    let mut max_seq: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    for g in gens {
+        let e = max_seq.entry((g.memcg, g.node)).or_insert(g.generation);
+        *e = (*e).max(g.generation);
+    }
+    let mut by_target: BTreeMap<(u64, u32), (u64, u64)> = BTreeMap::new();
     for g in gens
         .iter()
         .filter(|g| g.age_ms >= min_age_ms && g.file_pages > 0)
     {
+        let Some(cap) = max_seq[&(g.memcg, g.node)].checked_sub(2) else {
+            continue;
+        };
+        if g.generation > cap {
+            continue;
+        }
         let e = by_target
             .entry((g.memcg, g.node))
             .or_insert((g.generation, 0));
         e.0 = e.0.max(g.generation);
         e.1 = e.1.saturating_add(g.file_pages);
     }
+    let mut left = budget_pages;
     let mut out = Vec::new();
     for ((memcg, node), (generation, pages)) in by_target {
         if left == 0 {
@@ -168,7 +180,9 @@ memcg    37 /sandbox
         let g = parse(SAMPLE);
         assert_eq!(
             evict_commands(&g, 30_000, 1_000_000),
-            vec!["- 1 0 5 0 70000", "- 37 0 2 0 8000"]
+            // Root: max gen 7, so gens up to 5 may go (4 and 5 are old enough). /sandbox: max
+            // gen 3, so gen 2 is among the two youngest the kernel never evicts: kept.
+            vec!["- 1 0 5 0 70000"]
         );
         assert_eq!(evict_commands(&g, 30_000, 10_000), vec!["- 1 0 5 0 10000"]);
     }

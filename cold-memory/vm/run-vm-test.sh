@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The cold-memory test in a real sandbox VM: qemu-system-x86_64 (TCG) boots Debian's
+# bookworm-backports kernel (6.12: DAMON, MGLRU, memcg v2, PSI) with an initramfs holding
+# busybox, the statically linked tide-coldmem and the modules it needs; a virtio disk holds a
+# hot file set and a cold one; virtio-balloon reports freed pages to the host.
+# The guest (cold-memory/vm/init) runs every backend; this script checks, per backend, that
+# >= 90% of the cold file pages are gone within two periods, the hot set stays resident with
+# refaults <= 1% of its pages, and qemu's RSS on the host falls by a clear share of what the
+# guest reclaimed. Nothing here touches the host's DAMON, caches or cgroups.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+work=target/vm
+mkdir -p "$work"
+log() { printf '[vm-test] %s\n' "$*"; }
+
+# --- The kernel, from bookworm-backports, through a private apt configuration (the host's
+# apt sources and package state are not touched).
+apt_dir=$work/apt
+if ! ls "$work"/linux-image-*.deb >/dev/null 2>&1; then
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$apt_dir/sources.list"
+  A=(-o Dir::Etc::SourceList="$PWD/$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+     -o Dir::State::Lists="$PWD/$apt_dir/lists" -o Dir::Cache="$PWD/$apt_dir/cache")
+  apt-get "${A[@]}" update -qq
+  pkg=$(apt-cache "${A[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  log "downloading $pkg"
+  (cd "$work" && apt-get "${A[@]}" download "$pkg" 2>/dev/null)
+fi
+rm -rf "$work/k" && mkdir -p "$work/k"
+dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
+kver=$(ls "$work/k/lib/modules")
+vmlinuz=$work/k/boot/vmlinuz-$kver
+grep -q '^CONFIG_DAMON_SYSFS=y' "$work/k/boot/config-$kver" || { log "kernel $kver has no DAMON sysfs"; exit 1; }
+
+# --- The daemon, statically linked.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p tide-coldmem \
+  --bin tide-coldmem --target x86_64-unknown-linux-gnu
+daemon=target/x86_64-unknown-linux-gnu/release/tide-coldmem
+
+# --- initramfs: busybox, init, daemon, modules (decompressed: busybox insmod reads plain .ko).
+root=$work/initramfs
+rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys,lib/modules,data}
+cp /bin/busybox "$root/bin/busybox"
+cp cold-memory/vm/init "$root/init" && chmod +x "$root/init"
+cp "$daemon" "$root/tide-coldmem"
+mods=$work/k/lib/modules/$kver/kernel
+for m in lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4 drivers/block/virtio_blk drivers/virtio/virtio_balloon; do
+  xz -dc "$mods/$m.ko.xz" > "$root/lib/modules/$(basename "$m").ko"
+done
+(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
+
+# --- The data disk: 64 MiB hot, 384 MiB cold (of a 1 GiB guest).
+if [[ ! -f $work/data.img ]]; then
+  src=$work/data && rm -rf "$src" && mkdir -p "$src/hot" "$src/cold"
+  for i in $(seq 1 8); do head -c $((8 << 20)) /dev/urandom > "$src/hot/h$i"; done
+  for i in $(seq 1 12); do head -c $((32 << 20)) /dev/urandom > "$src/cold/c$i"; done
+  mkfs.ext4 -q -F -d "$src" "$work/data.img" 600M
+  rm -rf "$src"
+fi
+
+# --- Boot, follow the guest's TIDE lines, sample qemu's RSS at the phase markers.
+out=$work/console.log
+: > "$out"
+log "booting $kver under qemu (TCG)"
+qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 1024 -smp 2 \
+  -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+  -append "console=ttyS0 panic=-1 psi=1 loglevel=3" \
+  -drive file="$work/data.img",if=virtio,format=raw,readonly=on \
+  -device virtio-balloon-pci,free-page-reporting=on \
+  -display none -serial file:"$out" -no-reboot &
+qemu=$!
+trap 'kill $qemu 2>/dev/null || true' EXIT
+rss() { awk '/^VmRSS:/ {print $2 * 1024}' /proc/$qemu/status 2>/dev/null || echo 0; }
+declare -A rss_loaded rss_reported
+deadline=$((SECONDS + 900))
+seen=0
+while kill -0 $qemu 2>/dev/null; do
+  ((SECONDS > deadline)) && { log "timed out"; exit 1; }
+  mapfile -t lines < <(grep -a '^TIDE ' "$out" | tail -n +$((seen + 1)))
+  for l in "${lines[@]}"; do
+    seen=$((seen + 1))
+    echo "  $l"
+    b=$(sed -n 's/.*backend=\([a-z]*\).*/\1/p' <<<"$l")
+    case "$l" in
+      *phase=loaded*) rss_loaded[$b]=$(rss) ;;
+      *phase=reported*) rss_reported[$b]=$(rss) ;;
+      *error=*) log "guest failed: $l"; exit 1 ;;
+    esac
+  done
+  sleep 0.5
+done
+trap - EXIT
+grep -aq 'TIDE phase=done' "$out" || { log "guest did not finish"; tail -n 30 "$out"; exit 1; }
+
+# --- Checks and report.
+fail=0
+printf '\n%-7s %12s %12s %9s %10s %9s %12s %12s\n' backend cold_MiB gone_MiB gone_% hot_kept% refault% guest_freed host_rss_drop
+while read -r l; do
+  b=$(sed -n 's/.*backend=\([a-z]*\).*/\1/p' <<<"$l")
+  get() { sed -n "s/.* $1=\([0-9-]*\).*/\1/p" <<<"$l"; }
+  c0=$(get cold_before); c1=$(get cold_after); h0=$(get hot_before); h1=$(get hot_after); hr=$(get hot_refaults)
+  gone=$((c0 - c1))
+  drop=$(( ${rss_loaded[$b]:-0} - ${rss_reported[$b]:-0} ))
+  read -r gone_pct kept_pct ref_pct share <<<"$(awk -v c0="$c0" -v g="$gone" -v h0="$h0" -v h1="$h1" -v r="$hr" -v d="$drop" 'BEGIN {
+    printf "%.1f %.1f %.2f %.0f", (c0 > 0 ? 100 * g / c0 : 0), (h0 > 0 ? 100 * h1 / h0 : 0), (h0 > 0 ? 100 * r * 4096 / h0 : 0), (g > 0 ? 100 * d / g : 0) }')"
+  printf '%-7s %12d %12d %8s%% %9s%% %8s%% %11dM %8dM (%s%%)\n' "$b" $((c0 >> 20)) $((gone >> 20)) "$gone_pct" "$kept_pct" "$ref_pct" $((gone >> 20)) $((drop >> 20)) "$share"
+  awk -v x="$gone_pct" 'BEGIN { exit !(x >= 90) }' || { log "$b: only $gone_pct% of the cold file pages reclaimed (need >= 90%)"; fail=1; }
+  awk -v x="$kept_pct" 'BEGIN { exit !(x >= 90) }' || { log "$b: hot set not resident ($kept_pct% kept)"; fail=1; }
+  awk -v x="$ref_pct" 'BEGIN { exit !(x <= 1) }' || { log "$b: hot refaults $ref_pct% of its pages (limit 1%)"; fail=1; }
+  awk -v x="$share" 'BEGIN { exit !(x >= 25) }' || { log "$b: host RSS fell by only $share% of what the guest reclaimed (floor 25%, target 80%)"; fail=1; }
+done < <(grep -a '^TIDE result ' "$out")
+[[ $(grep -ac '^TIDE result ' "$out") -ge 1 ]] || { log "no results"; fail=1; }
+exit $fail
