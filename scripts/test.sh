@@ -27,7 +27,7 @@ apt_install() {
 log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-apt_install ca-certificates openssl procps prometheus
+apt_install ca-certificates openssl procps prometheus qemu-system-x86 busybox-static cpio xz-utils e2fsprogs
 # Kubernetes manifest validation against the OpenAPI schemas (kubernetes-validate, PyPI).
 if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
@@ -53,4 +53,6 @@ bash scripts/validate-manifests.sh
 
 log "cargo test (unit, integration, doc tests)"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+log "cold memory in a sandbox VM (qemu, Debian bookworm-backports kernel)"
+bash cold-memory/vm/run-vm-test.sh 2>&1 | tee target/vm-test-output.txt
 grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i}'

@@ -55,18 +55,23 @@ impl Roots {
     }
 }
 
-/// What the kernel offers, in order of preference.
+/// What the kernel offers, in order of preference. With MGLRU enabled, MGLRU comes before
+/// DAMON: MGLRU's `folio_mark_accessed` records page-cache reads in its own reference counts
+/// and leaves the idle flag DAMON's physical-address check reads untouched, so DAMON would
+/// take unmapped page cache read through `read(2)` for idle (seen in the VM test: the hot set
+/// was paged out and refaulted). DAMON is preferred when MGLRU is off.
 pub fn probe(roots: &Roots) -> Vec<Backend> {
     let mut out = Vec::new();
-    if roots.damon_admin().join("kdamonds/nr_kdamonds").exists() {
-        out.push(Backend::Damon);
-    }
+    let damon = roots.damon_admin().join("kdamonds/nr_kdamonds").exists();
     let mglru_on = std::fs::read_to_string(roots.sysfs.join("kernel/mm/lru_gen/enabled"))
         .ok()
         .and_then(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
         .is_some_and(|v| v & 1 == 1);
     if mglru_on && std::fs::read_to_string(roots.lru_gen()).is_ok() {
         out.push(Backend::Mglru);
+    }
+    if damon {
+        out.push(Backend::Damon);
     }
     if roots.cgroup.join("memory.stat").exists() {
         out.push(Backend::Memcg);

@@ -81,7 +81,8 @@ pub fn cold_file_bytes(
 }
 
 /// The aging commands that start a new generation for every memcg and node
-/// (`+ <memcg> <node> <max_gen> 0 1`: no anon scan, force a full scan). Aging moves pages
+/// (`+ <memcg> <node> <max_gen> 1 1`: age anon too — otherwise the anon generations pin
+/// `min_seq` and the kernel cannot add a generation — and force a full scan). Aging moves pages
 /// accessed since the last walk to the new, youngest generation, so what stays behind in the
 /// older generations has not been touched since.
 pub fn aging_commands(gens: &[Generation]) -> Vec<String> {
@@ -91,7 +92,7 @@ pub fn aging_commands(gens: &[Generation]) -> Vec<String> {
         *e = (*e).max(g.generation);
     }
     max.into_iter()
-        .map(|((memcg, node), generation)| format!("+ {memcg} {node} {generation} 0 1"))
+        .map(|((memcg, node), generation)| format!("+ {memcg} {node} {generation} 1 1"))
         .collect()
 }
 
@@ -172,7 +173,7 @@ memcg    37 /sandbox
     #[test]
     fn aging_starts_a_new_generation_per_memcg_and_node() {
         let g = parse(SAMPLE);
-        assert_eq!(aging_commands(&g), vec!["+ 1 0 7 0 1", "+ 37 0 3 0 1"]);
+        assert_eq!(aging_commands(&g), vec!["+ 1 0 7 1 1", "+ 37 0 3 1 1"]);
     }
 
     #[test]
