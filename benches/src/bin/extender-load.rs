@@ -25,19 +25,10 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tide_api::{ResourceAmounts, TideConfig};
-use tide_benches::Seq;
+use tide_benches::{Seq, arg};
 use tide_scheduler::server::{ExtenderState, router};
 use tide_scheduler::{ClusterSnapshot, EstimateView, NodeView, serve};
 use tide_testkit::FakeApi;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn snapshot(n: usize, now: u64) -> ClusterSnapshot {
     let mut seq = Seq::new(7);
