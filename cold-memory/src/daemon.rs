@@ -101,8 +101,20 @@ pub struct Status {
     pub next_budget: u64,
     /// What the guard decided.
     pub verdict: String,
+    /// CPU time this process has used so far, seconds (the scan and reclaim cost).
+    pub cpu_seconds: f64,
     /// Problems met (the period still completes).
     pub errors: Vec<String>,
+}
+
+/// CPU time (user + system) this process has used, seconds, from `/proc/self/stat`.
+#[allow(clippy::cast_precision_loss)]
+pub fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// The loop's state.
@@ -282,6 +294,7 @@ impl Reclaimer {
                 Verdict::BackOffPressure => "back-off-pressure",
             }
             .into(),
+            cpu_seconds: own_cpu_seconds(),
             errors,
         }
     }

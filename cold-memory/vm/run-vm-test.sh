@@ -120,4 +120,8 @@ for b in memcg damon; do
   grep -aq "^TIDE result backend=$b " "$out" || { log "no result for $b"; fail=1; }
 done
 ((fail == 0)) && log "passed: memcg and damon reclaimed >= 90% of the cold set within two periods, hot set resident, refaults <= 1%"
+# Scan and reclaim cost: CPU seconds of each daemon run over its period (under TCG every
+# instruction is emulated, so this is an upper bound of the cost on real hardware).
+grep -a '^TIDE status ' "$out" | sed -n 's/.*backend=\([a-z]*\) period=\([0-9]*\) .*"cpuSeconds":\([0-9.e-]*\).*/\1 \2 \3/p' |
+  awk '{ p = ($1 == "damon") ? 15 : 10; printf "[vm-test] cost %s period %s: %.2f CPU s = %.2f%% of one CPU over a %d s period (TCG)\n", $1, $2, $3, 100 * $3 / p, p }'  || true
 exit $fail
