@@ -151,7 +151,8 @@ impl V1Subtree {
     }
 
     /// Starts a process and moves it into `rel` in every controller. It spins briefly once
-    /// inside (so the cgroup is charged CPU time), then becomes `sleep` (same PID).
+    /// inside (so the cgroup is charged CPU time), then becomes `sleep` (same PID); returns
+    /// after that.
     pub fn spawn_in(&mut self, rel: &str) -> std::io::Result<u32> {
         let child = std::process::Command::new("sh")
             .args([
@@ -163,6 +164,20 @@ impl V1Subtree {
         self.children.push(child);
         for c in V1_CONTROLLERS {
             std::fs::write(self.abs(c, rel).join("cgroup.procs"), pid.to_string())?;
+        }
+        // Return once it has become `sleep`: while a process execs, its /proc files briefly
+        // belong to the kernel's root and writes to them (oom_score_adj) are refused.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() != "sleep")
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("process {pid} did not start sleeping within 20 s"),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Ok(pid)
     }
