@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::guard::{Guard, GuardSettings, Verdict};
-use crate::{damon, memcg, mglru};
+use crate::{damon, kernel_text, memcg, mglru};
 
 /// Which detection/reclaim backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,11 +110,10 @@ pub struct Status {
 /// CPU time (user + system) this process has used, seconds, from `/proc/self/stat`.
 #[allow(clippy::cast_precision_loss)]
 pub fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| kernel_text::proc_stat_cpu_ticks(&s))
+        .map_or(0.0, |t| t as f64 / 100.0)
 }
 
 /// The loop's state.
@@ -131,15 +130,6 @@ pub struct Reclaimer {
     page_size: u64,
     last_refaults: Option<u64>,
     damon_started: bool,
-}
-
-fn psi_some(text: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with("some "))?
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("avg10="))?
-        .parse()
-        .ok()
 }
 
 impl Reclaimer {
@@ -273,7 +263,7 @@ impl Reclaimer {
         self.last_refaults = refaults_total.or(self.last_refaults);
         let psi_some_avg10 = std::fs::read_to_string(self.roots.cgroup.join("memory.pressure"))
             .ok()
-            .and_then(|t| psi_some(&t));
+            .and_then(|t| kernel_text::psi_some_avg10(&t));
         let verdict = self.guard.update(
             reclaimed_bytes.max(requested),
             refaults.saturating_mul(self.page_size),

@@ -16,6 +16,7 @@
 pub mod daemon;
 pub mod damon;
 pub mod guard;
+pub mod kernel_text;
 pub mod memcg;
 pub mod mglru;
 pub mod proto;

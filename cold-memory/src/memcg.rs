@@ -5,13 +5,7 @@
 
 use std::path::Path;
 
-/// A `key value` line's value.
-fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
-}
+use crate::kernel_text::keyed;
 
 /// What `memory.stat` says about file pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

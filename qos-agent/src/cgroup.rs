@@ -295,23 +295,7 @@ fn read_u64(path: &Path) -> Result<u64, CgroupError> {
         .map_err(|_| invalid(path, "not an unsigned integer"))
 }
 
-/// A `key value` line's value from a flat-keyed file (`memory.stat`, `cpu.stat`).
-pub fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
-}
-
-/// `some avg10=` from a PSI file.
-pub fn psi_some_avg10(text: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with("some "))?
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("avg10="))?
-        .parse()
-        .ok()
-}
+pub use tide_coldmem::kernel_text::{keyed, psi_some_avg10};
 
 impl Layout {
     /// Reads the usage of the cgroup at `rel`. A missing PSI file is `None`; a missing
@@ -488,17 +472,5 @@ mod tests {
             l.path("memory", "tide-test-1/kubepods").unwrap(),
             PathBuf::from("/sys/fs/cgroup/tide-test-1/kubepods")
         );
-    }
-
-    #[test]
-    fn flat_keyed_and_psi_files() {
-        assert_eq!(
-            keyed("cache 10\ninactive_file 4096\n", "inactive_file"),
-            Some(4096)
-        );
-        assert_eq!(keyed("total_inactive_file 1\n", "inactive_file"), None);
-        let psi = "some avg10=1.50 avg60=0.20 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
-        assert_eq!(psi_some_avg10(psi), Some(1.5));
-        assert_eq!(psi_some_avg10("garbage"), None);
     }
 }

@@ -148,16 +148,14 @@ impl AgentMetrics {
     /// Refreshes the agent's own CPU and RSS from `/proc/self`.
     #[allow(clippy::cast_precision_loss)]
     pub fn refresh_process(&self) {
-        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-            // Fields after the command name: utime is the 14th, stime the 15th overall.
-            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                self.process_cpu.set((ticks(11) + ticks(12)) as f64 / 100.0);
-            }
+        if let Some(ticks) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| tide_coldmem::kernel_text::proc_stat_cpu_ticks(&s))
+        {
+            self.process_cpu.set(ticks as f64 / 100.0);
         }
         if let Ok(status) = std::fs::read_to_string("/proc/self/status")
-            && let Some(kb) = crate::procfs::meminfo_bytes(&status, "VmRSS")
+            && let Some(kb) = tide_coldmem::kernel_text::kib_field_bytes(&status, "VmRSS")
         {
             self.process_rss.set(i64::try_from(kb).unwrap_or(i64::MAX));
         }

@@ -24,13 +24,7 @@ pub fn cpu_busy_ns(stat: &str) -> Option<u64> {
 }
 
 /// A `/proc/meminfo` field in bytes.
-pub fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kb.saturating_mul(1024))
-    })
-}
+pub use tide_coldmem::kernel_text::kib_field_bytes as meminfo_bytes;
 
 /// Reads the node totals under `proc_root`.
 pub fn read_totals(proc_root: &Path) -> Result<NodeTotals, String> {

@@ -12,24 +12,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tide_benches::arg;
+use tide_coldmem::kernel_text;
 use tide_testkit::FakeApi;
 use tide_testkit::node::V1Subtree;
 
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    t(11) + t(12)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| kernel_text::proc_stat_cpu_ticks(&s))
+        .unwrap_or(0)
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok()
+        .and_then(|s| kernel_text::kib_field_bytes(&s, key))
         .unwrap_or(0)
+        / 1024
 }
 
 #[tokio::main]
@@ -107,8 +106,8 @@ async fn main() {
     println!("tide-agent CPU: {cpu_share:.2}% of one core ({dc} ticks in {dt:.1} s)");
     println!(
         "tide-agent memory: RSS {:.1} MiB, peak {:.1} MiB",
-        status_kib(pid, "VmRSS:") as f64 / 1024.0,
-        status_kib(pid, "VmHWM:") as f64 / 1024.0
+        status_kib(pid, "VmRSS") as f64 / 1024.0,
+        status_kib(pid, "VmHWM") as f64 / 1024.0
     );
     let published = fake
         .get(tide_testkit::Kind::NodeEstimate, "", "bench-node")

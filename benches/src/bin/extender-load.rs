@@ -221,11 +221,10 @@ fn pod(i: usize, nodes: usize, seq: &mut Seq) -> Value {
 
 fn proc_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok()
+        .and_then(|s| tide_coldmem::kernel_text::kib_field_bytes(&s, field))
         .unwrap_or(0)
+        / 1024
 }
 
 async fn memory() {
@@ -300,7 +299,7 @@ async fn memory() {
     }
     let ready = ready.expect("tide-scheduler did not become ready within 5 minutes");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (rss, hwm) = (proc_kib(pid, "VmRSS:"), proc_kib(pid, "VmHWM:"));
+    let (rss, hwm) = (proc_kib(pid, "VmRSS"), proc_kib(pid, "VmHWM"));
     println!("extender-load memory: {nodes} nodes + {nodes} NodeEstimates + {pods} pods cached");
     println!(
         "ready (all three watches listed) after {:.1} s",
