@@ -44,6 +44,8 @@ pub struct Roots {
     pub debugfs: PathBuf,
     /// The cgroup v2 directory managed (`/sys/fs/cgroup` for a whole VM).
     pub cgroup: PathBuf,
+    /// procfs (`/proc`).
+    pub proc: PathBuf,
 }
 
 impl Roots {
@@ -157,13 +159,44 @@ impl Reclaimer {
         memcg::read(&self.roots.cgroup)
     }
 
+    fn read_generations(&self) -> Result<Vec<mglru::Generation>, String> {
+        let path = self.roots.lru_gen();
+        std::fs::read_to_string(&path)
+            .map(|t| mglru::parse(&t))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// One command to `lru_gen`, in its own write (the kernel stops at the first failing
+    /// command of a write). Opened for appending and never created: the real file ignores the
+    /// offset, and a fake one in a test keeps every command.
+    fn lru_gen_command(&self, cmd: &str) -> Result<(), String> {
+        use std::io::Write;
+        let path = self.roots.lru_gen();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{cmd}\n").as_bytes()))
+            .map_err(|e| format!("{}: {cmd:?}: {e}", path.display()))
+    }
+
+    /// MGLRU: starts a new generation in every lruvec, so that by the next period the pages
+    /// not accessed since now sit in evictable generations.
+    fn age(&self) -> Result<(), String> {
+        let gens = self.read_generations()?;
+        let can_swap = std::fs::read_to_string(self.roots.proc.join("meminfo"))
+            .ok()
+            .and_then(|t| kernel_text::kib_field_bytes(&t, "SwapTotal"))
+            .is_some_and(|b| b > 0);
+        mglru::aging_commands(&gens, can_swap)
+            .iter()
+            .try_for_each(|cmd| self.lru_gen_command(cmd))
+    }
+
     fn detect(&mut self) -> Result<(u64, u64), String> {
         match self.backend {
             Backend::Memcg => Ok((self.file_bytes()?.inactive_file, 0)),
             Backend::Mglru => {
-                let text = std::fs::read_to_string(self.roots.lru_gen())
-                    .map_err(|e| format!("{}: {e}", self.roots.lru_gen().display()))?;
-                let gens = mglru::parse(&text);
+                let gens = self.read_generations()?;
                 Ok((
                     mglru::cold_file_bytes(&gens, None, self.min_age_ms, self.page_size),
                     self.min_age_ms,
@@ -175,7 +208,8 @@ impl Reclaimer {
                 let running = std::fs::read_to_string(admin.join("kdamonds/0/state"))
                     .is_ok_and(|s| s.trim() == "on");
                 if !self.damon_started && !running {
-                    let iomem = std::fs::read_to_string("/proc/iomem").unwrap_or_default();
+                    let iomem =
+                        std::fs::read_to_string(self.roots.proc.join("iomem")).unwrap_or_default();
                     let region = damon::system_ram(&iomem)
                         .into_iter()
                         .max_by_key(|(s, e)| e - s)
@@ -209,12 +243,9 @@ impl Reclaimer {
         match self.backend {
             Backend::Memcg => memcg::reclaim(&self.roots.cgroup, want).map(|()| want),
             Backend::Mglru => {
-                let text = std::fs::read_to_string(self.roots.lru_gen())
-                    .map_err(|e| format!("{}: {e}", self.roots.lru_gen().display()))?;
-                let gens = mglru::parse(&text);
+                let gens = self.read_generations()?;
                 for cmd in mglru::evict_commands(&gens, self.min_age_ms, want / self.page_size) {
-                    std::fs::write(self.roots.lru_gen(), &cmd)
-                        .map_err(|e| format!("{}: {cmd:?}: {e}", self.roots.lru_gen().display()))?;
+                    self.lru_gen_command(&cmd)?;
                 }
                 Ok(want)
             }
@@ -248,6 +279,11 @@ impl Reclaimer {
             errors.push(e);
             0
         });
+        if self.backend == Backend::Mglru
+            && let Err(e) = self.age()
+        {
+            errors.push(e);
+        }
         settle();
         let after = self.file_bytes().ok();
         let file = |s: &memcg::FileStats| s.inactive_file + s.active_file;
@@ -296,6 +332,7 @@ pub fn system_roots() -> Roots {
         sysfs: Path::new("/sys").to_path_buf(),
         debugfs: Path::new("/sys/kernel/debug").to_path_buf(),
         cgroup: Path::new("/sys/fs/cgroup").to_path_buf(),
+        proc: Path::new("/proc").to_path_buf(),
     }
 }
 
@@ -310,9 +347,11 @@ mod tests {
             sysfs: dir.join("sys"),
             debugfs: dir.join("debug"),
             cgroup: dir.join("cgroup"),
+            proc: dir.join("proc"),
         };
         std::fs::create_dir_all(&roots.cgroup).unwrap();
         std::fs::create_dir_all(&roots.debugfs).unwrap();
+        std::fs::create_dir_all(&roots.proc).unwrap();
         std::fs::create_dir_all(roots.sysfs.join("kernel/mm/lru_gen")).unwrap();
         (dir, roots)
     }
@@ -374,17 +413,15 @@ mod tests {
     }
 
     #[test]
-    fn mglru_period_evicts_old_generations_only() {
+    fn mglru_period_evicts_cold_generations_then_ages() {
         let (dir, roots) = tree("mglru");
         std::fs::write(roots.cgroup.join("memory.stat"), stat(0, 0, 0)).unwrap();
+        std::fs::write(roots.proc.join("meminfo"), "SwapTotal:  0 kB\n").unwrap();
         let lru = roots.debugfs.join("lru_gen");
-        std::fs::write(
-            &lru,
-            "memcg 1 /\n node 0\n  3 90000 0 20000\n  4 60000 0 100\n  5 500 0 9000\n",
-        )
-        .unwrap();
+        let gens = "memcg 1 /\n node 0\n  3 90000 0 20000\n  4 60000 0 100\n  5 500 0 9000\n";
+        std::fs::write(&lru, gens).unwrap();
         let mut r = Reclaimer::new(
-            roots,
+            roots.clone(),
             Backend::Mglru,
             30_000,
             GuardSettings {
@@ -394,8 +431,28 @@ mod tests {
             },
         );
         let st = r.period(|| {});
-        assert_eq!(st.cold_bytes, 20_100 * 4096);
-        assert_eq!(std::fs::read_to_string(&lru).unwrap(), "- 1 0 3 0 20000");
+        // Gen 3 is cold (gen 4 was made 60 s ago); gen 4 is among the two youngest.
+        assert_eq!(st.cold_bytes, 20_000 * 4096);
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        // The eviction, then the aging for the next period, each in its own write.
+        assert_eq!(
+            std::fs::read_to_string(&lru).unwrap(),
+            format!("{gens}- 1 0 3 0 20000\n+ 1 0 5 0 1\n")
+        );
+        // With swap, anon pages age too.
+        std::fs::write(roots.proc.join("meminfo"), "SwapTotal:  1024 kB\n").unwrap();
+        std::fs::write(&lru, gens).unwrap();
+        r.period(|| {});
+        assert!(
+            std::fs::read_to_string(&lru)
+                .unwrap()
+                .ends_with("+ 1 0 5 1 1\n")
+        );
+        // A missing lru_gen is reported, never created.
+        std::fs::remove_file(&lru).unwrap();
+        let st = r.period(|| {});
+        assert!(st.errors[0].contains("lru_gen"), "{:?}", st.errors);
+        assert!(!lru.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

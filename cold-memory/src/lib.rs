@@ -13,6 +13,7 @@
 //! Not built yet: the probing daemon loop and binary, `fadvise` per file, the vsock transport,
 //! the host side in the agent, and the VM test (see the "Cold memory" issue).
 
+pub mod channel;
 pub mod daemon;
 pub mod damon;
 pub mod guard;

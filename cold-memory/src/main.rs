@@ -55,6 +55,10 @@ struct Args {
     /// One period, then print the status and exit.
     #[arg(long)]
     once: bool,
+    /// Stop after this many periods (0: run until killed); exits non-zero if the last period
+    /// met errors.
+    #[arg(long, default_value_t = 0)]
+    periods: u64,
     /// Print a JSON status line per period.
     #[arg(long)]
     json: bool,
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         sysfs: a.sysfs.clone(),
         debugfs: a.debugfs.clone(),
         cgroup: a.cgroup.clone(),
+        proc: PathBuf::from("/proc"),
     };
     let offered = probe(&roots);
     let backend = match a.backend {
@@ -131,7 +136,7 @@ fn main() -> ExitCode {
                 eprintln!("tide-coldmem: report: {e}");
             }
         }
-        if a.once {
+        if a.once || seq == a.periods {
             return if status.errors.is_empty() {
                 ExitCode::SUCCESS
             } else {

@@ -66,69 +66,93 @@ pub fn parse(text: &str) -> Vec<Generation> {
     out
 }
 
-/// Cold file bytes of the memcg at `path` (all memcgs when `None`): file pages in generations
-/// at least `min_age_ms` old.
+/// The oldest-first generations of each lruvec (memcg, node) whose pages are cold: a page left
+/// in generation `g` has not been seen accessed since generation `g + 1` was made (aging moves
+/// the pages it finds accessed to the youngest generation), so `g` is cold when `g + 1` is at
+/// least `min_age_ms` old. The kernel never evicts the two youngest generations, so `g` is also
+/// at most `max_gen − 2`. Returns, per lruvec, the youngest cold generation and the file pages
+/// in it and all older ones.
+pub fn cold_generations(
+    gens: &[Generation],
+    min_age_ms: u64,
+) -> std::collections::BTreeMap<(u64, u32), (u64, u64)> {
+    use std::collections::BTreeMap;
+    let mut by_lruvec: BTreeMap<(u64, u32), Vec<&Generation>> = BTreeMap::new();
+    for g in gens {
+        by_lruvec.entry((g.memcg, g.node)).or_default().push(g);
+    }
+    let mut out = BTreeMap::new();
+    for (key, mut list) in by_lruvec {
+        list.sort_by_key(|g| g.generation);
+        let Some(max) = list.last().map(|g| g.generation) else {
+            continue;
+        };
+        let mut youngest_cold = None;
+        let mut pages = 0u64;
+        for pair in list.windows(2) {
+            let (g, next) = (pair[0], pair[1]);
+            if g.generation.saturating_add(2) > max || next.age_ms < min_age_ms {
+                break;
+            }
+            youngest_cold = Some(g.generation);
+            pages = pages.saturating_add(g.file_pages);
+        }
+        if let Some(generation) = youngest_cold {
+            out.insert(key, (generation, pages));
+        }
+    }
+    out
+}
+
+/// Cold file bytes of the memcg at `path` (all memcgs when `None`), per [`cold_generations`].
 pub fn cold_file_bytes(
     gens: &[Generation],
     path: Option<&str>,
     min_age_ms: u64,
     page_size: u64,
 ) -> u64 {
-    gens.iter()
-        .filter(|g| path.is_none_or(|p| g.path == p) && g.age_ms >= min_age_ms)
-        .map(|g| g.file_pages.saturating_mul(page_size))
+    let cold = cold_generations(gens, min_age_ms);
+    let wanted =
+        |memcg: u64| path.is_none_or(|p| gens.iter().any(|g| g.memcg == memcg && g.path == p));
+    cold.iter()
+        .filter(|((memcg, _), _)| wanted(*memcg))
+        .map(|(_, (_, pages))| pages.saturating_mul(page_size))
         .fold(0, u64::saturating_add)
 }
 
 /// The aging commands that start a new generation for every memcg and node
-/// (`+ <memcg> <node> <max_gen> 1 1`: age anon too — otherwise the anon generations pin
-/// `min_seq` and the kernel cannot add a generation — and force a full scan). Aging moves pages
-/// accessed since the last walk to the new, youngest generation, so what stays behind in the
-/// older generations has not been touched since.
-pub fn aging_commands(gens: &[Generation]) -> Vec<String> {
+/// (`+ <memcg> <node> <max_gen> <can_swap> 1`, forcing a full scan). Aging moves pages
+/// accessed (through page tables) since the last walk to the new, youngest generation, so what
+/// stays behind in the older generations has not been touched since. Page cache read with
+/// `read(2)` is not mapped: the kernel protects it at eviction time instead, by how often it
+/// was read (its tier), and moves it to a younger generation rather than evicting it.
+/// `can_swap` is 1 only when the kernel has swap (anon generations must be able to age too, or
+/// they pin the minimum and no generation is added).
+pub fn aging_commands(gens: &[Generation], can_swap: bool) -> Vec<String> {
     let mut max: std::collections::BTreeMap<(u64, u32), u64> = std::collections::BTreeMap::new();
     for g in gens {
         let e = max.entry((g.memcg, g.node)).or_insert(g.generation);
         *e = (*e).max(g.generation);
     }
     max.into_iter()
-        .map(|((memcg, node), generation)| format!("+ {memcg} {node} {generation} 1 1"))
+        .map(|((memcg, node), generation)| {
+            format!("+ {memcg} {node} {generation} {} 1", u8::from(can_swap))
+        })
         .collect()
 }
 
-/// The eviction commands (one per memcg and node) that drop file pages of generations at least
-/// `min_age_ms` old: `- <memcg> <node> <gen> 0 <nr_to_reclaim>` with swappiness 0 (file pages
-/// only), up to `budget_pages` in all, oldest first. The kernel never evicts its two youngest
-/// generations, so `<gen>` is capped at `max_gen − 2`.
+/// The eviction commands (one per memcg and node) that drop the file pages of the cold
+/// generations ([`cold_generations`]): `- <memcg> <node> <gen> 0 <nr_to_reclaim>` with
+/// swappiness 0 (file pages only), up to `budget_pages` in all.
 pub fn evict_commands(gens: &[Generation], min_age_ms: u64, budget_pages: u64) -> Vec<String> {
-    use std::collections::BTreeMap;
-    let mut max_seq: BTreeMap<(u64, u32), u64> = BTreeMap::new();
-    for g in gens {
-        let e = max_seq.entry((g.memcg, g.node)).or_insert(g.generation);
-        *e = (*e).max(g.generation);
-    }
-    let mut by_target: BTreeMap<(u64, u32), (u64, u64)> = BTreeMap::new();
-    for g in gens
-        .iter()
-        .filter(|g| g.age_ms >= min_age_ms && g.file_pages > 0)
-    {
-        let Some(cap) = max_seq[&(g.memcg, g.node)].checked_sub(2) else {
-            continue;
-        };
-        if g.generation > cap {
-            continue;
-        }
-        let e = by_target
-            .entry((g.memcg, g.node))
-            .or_insert((g.generation, 0));
-        e.0 = e.0.max(g.generation);
-        e.1 = e.1.saturating_add(g.file_pages);
-    }
     let mut left = budget_pages;
     let mut out = Vec::new();
-    for ((memcg, node), (generation, pages)) in by_target {
+    for ((memcg, node), (generation, pages)) in cold_generations(gens, min_age_ms) {
         if left == 0 {
             break;
+        }
+        if pages == 0 {
+            continue;
         }
         let n = pages.min(left);
         left -= n;
@@ -150,6 +174,7 @@ memcg     1 /
           7        100       4000        500
 memcg    37 /sandbox
  node     0
+          1      90000          0       6000
           2      70000          0       8000
           3        500         10        100
 ";
@@ -157,34 +182,42 @@ memcg    37 /sandbox
     #[test]
     fn parses_generations_and_sums_cold_file_pages() {
         let g = parse(SAMPLE);
-        assert_eq!(g.len(), 6);
+        assert_eq!(g.len(), 7);
         assert_eq!(g[0].path, "/");
         assert_eq!(g[4].memcg, 37);
-        // ≥ 30 s old: root gens 4, 5 (70,000 pages) + sandbox gen 2 (8,000).
-        assert_eq!(cold_file_bytes(&g, None, 30_000, 4096), 78_000 * 4096);
+        // Idle ≥ 30 s: root gen 4 (gen 5 was made 31 s ago; gen 5 itself is younger: gen 6
+        // is only 1.2 s old) and /sandbox gen 1 (gen 2 is 70 s old; gen 2 is among the two
+        // youngest, never evicted).
+        assert_eq!(cold_file_bytes(&g, None, 30_000, 4096), 56_000 * 4096);
         assert_eq!(
             cold_file_bytes(&g, Some("/sandbox"), 30_000, 4096),
-            8_000 * 4096
+            6_000 * 4096
         );
+        // Idle ≥ 1 s: root gens 4 and 5 (gen 6 is max − 1: kept).
+        assert_eq!(cold_file_bytes(&g, None, 1_000, 4096), 76_000 * 4096);
         assert_eq!(cold_file_bytes(&g, None, 1_000_000, 4096), 0);
-        assert!(parse("garbage\n1 2\n").is_empty());
+        assert!(parse("garbage\n1 2\n- 1 0 3 0 5\n").is_empty());
     }
 
     #[test]
     fn aging_starts_a_new_generation_per_memcg_and_node() {
         let g = parse(SAMPLE);
-        assert_eq!(aging_commands(&g), vec!["+ 1 0 7 1 1", "+ 37 0 3 1 1"]);
+        assert_eq!(
+            aging_commands(&g, false),
+            vec!["+ 1 0 7 0 1", "+ 37 0 3 0 1"]
+        );
+        assert_eq!(aging_commands(&g, true)[0], "+ 1 0 7 1 1");
     }
 
     #[test]
-    fn eviction_commands_take_old_generations_within_budget() {
+    fn eviction_commands_take_cold_generations_within_budget() {
         let g = parse(SAMPLE);
         assert_eq!(
             evict_commands(&g, 30_000, 1_000_000),
-            // Root: max gen 7, so gens up to 5 may go (4 and 5 are old enough). /sandbox: max
-            // gen 3, so gen 2 is among the two youngest the kernel never evicts: kept.
-            vec!["- 1 0 5 0 70000"]
+            vec!["- 1 0 4 0 50000", "- 37 0 1 0 6000"]
         );
-        assert_eq!(evict_commands(&g, 30_000, 10_000), vec!["- 1 0 5 0 10000"]);
+        assert_eq!(evict_commands(&g, 30_000, 10_000), vec!["- 1 0 4 0 10000"]);
+        assert_eq!(evict_commands(&g, 1_000, 1_000_000)[0], "- 1 0 5 0 70000");
+        assert!(evict_commands(&g, 1_000_000, 1_000_000).is_empty());
     }
 }
