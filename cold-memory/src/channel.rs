@@ -10,8 +10,8 @@
 //! - `unix://<path>`: a plain Unix stream socket, e.g. QEMU's `-chardev socket,server=on`
 //!   behind a `virtserialport`.
 //!
-//! Guest side ([`Listen`], [`GuestChannel`]): listen on a vsock port (the host connects), or
-//! open a virtio-serial port (`/dev/vport*`, found by name through
+//! Guest side ([`Listen`], [`GuestChannel`]): listen on a vsock port (the host connects) or,
+//! for the daemon on a node, a Unix socket; or open a virtio-serial port (`/dev/vport*`, found by name through
 //! `/sys/class/virtio-ports/*/name`). The guest never blocks on the host: it polls without
 //! blocking between periods and drops a report it cannot send at once (the next period sends
 //! a fresh one).
@@ -181,6 +181,10 @@ pub struct LinkState {
     /// The last error.
     pub last_error: Option<String>,
     target_sent: Option<Target>,
+    /// Reports since the target was last sent (the first may have been on its way already).
+    reports_since_sent: u64,
+    /// The last report's sequence number on this connection.
+    last_seq: Option<u64>,
 }
 
 /// The host's link to one sandbox's daemon: a thread that connects (and reconnects with
@@ -251,6 +255,7 @@ fn run_link(endpoint: &Endpoint, state: &Mutex<LinkState>, stop: &AtomicBool) {
                     let mut s = lock(state);
                     s.connected = true;
                     s.target_sent = None;
+                    s.last_seq = None;
                 }
                 if let Err(e) = serve(sock, state, stop) {
                     note_error(state, e);
@@ -283,7 +288,9 @@ fn serve(mut sock: Socket, state: &Mutex<LinkState>, stop: &AtomicBool) -> Resul
             let frame = encode(&Message::Target(t.clone())).map_err(|e| e.to_string())?;
             sock.write_all(&frame)
                 .map_err(|e| format!("send target: {e}"))?;
-            lock(state).target_sent = Some(t);
+            let mut s = lock(state);
+            s.target_sent = Some(t);
+            s.reports_since_sent = 0;
         }
         match sock.read(&mut buf) {
             Ok(0) => return Err("the daemon closed the connection".into()),
@@ -299,6 +306,22 @@ fn serve(mut sock: Socket, state: &Mutex<LinkState>, stop: &AtomicBool) -> Resul
             match decoder.next_message() {
                 Ok(Some(Message::Report(r))) => {
                     let mut s = lock(state);
+                    // A daemon still not holding the target a report after it was sent
+                    // (restarted, or the frame was lost, as virtio-serial drops what the host
+                    // sends before the guest opens the port) gets it again.
+                    // A sequence number going back is a new daemon behind the same stream (a
+                    // virtio-serial port outlives the process that has it open): it has not
+                    // seen the target either.
+                    s.reports_since_sent += 1;
+                    let restarted = s.last_seq.is_some_and(|l| r.seq < l);
+                    let differs = s.target.as_ref().is_some_and(|t| {
+                        (t.max_bytes_per_period, t.min_age_ms)
+                            != (r.max_bytes_per_period, r.min_age_ms)
+                    });
+                    if restarted || (differs && s.reports_since_sent >= 2) {
+                        s.target_sent = None;
+                    }
+                    s.last_seq = Some(r.seq);
                     s.report = Some((Instant::now(), r));
                     s.reports += 1;
                 }
@@ -319,6 +342,8 @@ fn serve(mut sock: Socket, state: &Mutex<LinkState>, stop: &AtomicBool) -> Resul
 pub enum Listen {
     /// Listen on this vsock port (any CID).
     Vsock(u32),
+    /// Listen on a Unix socket (the daemon on a node, next to the agent).
+    Unix(PathBuf),
     /// A virtio-serial port, by name (`/sys/class/virtio-ports/*/name`).
     VirtioPort(String),
     /// A character device (or any file) opened read-write.
@@ -333,6 +358,8 @@ impl FromStr for Listen {
             p.parse()
                 .map(Listen::Vsock)
                 .map_err(|_| format!("{s:?}: the vsock port is not a number"))
+        } else if let Some(path) = s.strip_prefix("unix:") {
+            Ok(Listen::Unix(path.into()))
         } else if let Some(name) = s.strip_prefix("virtio-port:") {
             Ok(Listen::VirtioPort(name.to_owned()))
         } else if s.is_empty() {
@@ -376,7 +403,14 @@ impl Stream {
 /// The guest's end: polled without blocking.
 pub struct GuestChannel {
     listener: Option<Socket>,
+    /// The Unix socket file this channel made (removed on drop).
+    socket_file: Option<PathBuf>,
     stream: Option<Stream>,
+    /// A host is at the other end of the port (virtio-serial reads 0 while none is).
+    host_there: bool,
+    /// The last report's frame, replayed to a host as it connects so it learns the daemon's
+    /// state (and settings) at once rather than a period later.
+    last: Option<Vec<u8>>,
     decoder: Decoder,
     /// Reports dropped because the host was not there or not reading.
     pub dropped: u64,
@@ -399,7 +433,10 @@ impl GuestChannel {
     pub fn open(listen: &Listen, sysfs: &Path) -> io::Result<Self> {
         let mut ch = Self {
             listener: None,
+            socket_file: None,
             stream: None,
+            host_there: false,
+            last: None,
             decoder: Decoder::default(),
             dropped: 0,
             errors: Vec::new(),
@@ -411,6 +448,21 @@ impl GuestChannel {
                 s.listen(1)?;
                 s.set_nonblocking(true)?;
                 ch.listener = Some(s);
+            }
+            Listen::Unix(path) => {
+                // A socket left by an earlier run is replaced; anything else is an error.
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    std::fs::remove_file(path)?;
+                }
+                let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+                s.bind(&SockAddr::unix(path)?)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                s.listen(1)?;
+                s.set_nonblocking(true)?;
+                ch.listener = Some(s);
+                ch.socket_file = Some(path.clone());
             }
             Listen::VirtioPort(name) => {
                 let dev = virtio_port_device(sysfs, name).ok_or_else(|| {
@@ -442,7 +494,16 @@ impl GuestChannel {
         }
     }
 
-    /// Accepts a waiting host, reads what arrived; returns the newest target, if any.
+    /// A host has just connected: give it the last report.
+    fn greet(&mut self) {
+        self.host_there = true;
+        if let Some(frame) = self.last.clone() {
+            self.write_frame(&frame);
+        }
+    }
+
+    /// Accepts a waiting host, reads what arrived; returns the newest target, if any. A host
+    /// that has just connected is sent the last report at once.
     pub fn poll(&mut self) -> Option<Target> {
         if let Some(l) = &self.listener {
             match l.accept() {
@@ -451,6 +512,7 @@ impl GuestChannel {
                         // A newer host connection replaces the old one.
                         self.stream = Some(Stream::Socket(s));
                         self.decoder = Decoder::default();
+                        self.greet();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -465,13 +527,26 @@ impl GuestChannel {
             };
             match stream.read(&mut buf) {
                 // A virtio-serial port reads 0 while no host is connected.
-                Ok(0) if self.listener.is_none() => break,
+                Ok(0) if self.listener.is_none() => {
+                    self.host_there = false;
+                    break;
+                }
                 Ok(0) => {
                     self.drop_connection("the host closed the connection".into());
                     break;
                 }
-                Ok(n) => self.decoder.push(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(n) => {
+                    if !self.host_there {
+                        self.greet();
+                    }
+                    self.decoder.push(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.host_there {
+                        self.greet();
+                    }
+                    break;
+                }
                 Err(e) => {
                     self.drop_connection(format!("read: {e}"));
                     break;
@@ -495,24 +570,39 @@ impl GuestChannel {
         target
     }
 
-    /// Sends a report if a host is there to take it now; otherwise counts it as dropped.
+    /// Sends a report if a host is there to take it now; otherwise counts it as dropped. The
+    /// report is kept and replayed to the next host that connects.
     pub fn send(&mut self, report: &Report) {
         let frame = match encode(&Message::Report(report.clone())) {
             Ok(f) => f,
             Err(e) => return self.error(format!("encode: {e}")),
         };
+        self.write_frame(&frame);
+        self.last = Some(frame);
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) {
         let Some(stream) = self.stream.as_mut() else {
             self.dropped += 1;
             return;
         };
         // A frame is at most 16 KiB + 8: one write (virtio-serial takes up to 32 KiB whole).
-        match stream.write_all(&frame) {
+        match stream.write_all(frame) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.dropped += 1,
             Err(e) => {
                 self.dropped += 1;
                 self.drop_connection(format!("write: {e}"));
             }
+        }
+    }
+}
+
+impl Drop for GuestChannel {
+    fn drop(&mut self) {
+        if let Some(path) = &self.socket_file {
+            // Nobody can connect any more; a host sees "no such file", not "refused".
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -563,6 +653,10 @@ mod tests {
             "virtio-port:tide.coldmem".parse(),
             Ok(Listen::VirtioPort("tide.coldmem".into()))
         );
+        assert_eq!(
+            "unix:/run/c.sock".parse(),
+            Ok(Listen::Unix("/run/c.sock".into()))
+        );
         assert!("vsock:x".parse::<Listen>().is_err());
     }
 
@@ -575,6 +669,8 @@ mod tests {
             reclaimed_bytes: 60 << 20,
             refaults: 0,
             psi_some_avg10: Some(0.0),
+            max_bytes_per_period: 64 << 20,
+            min_age_ms: 30_000,
         }
     }
 
@@ -619,6 +715,7 @@ mod tests {
         let target = Target {
             max_bytes_per_period: 256 << 20,
             min_age_ms: 10_000,
+            reclaim_bytes: 128 << 20,
         };
         let link = HostLink::spawn(
             Endpoint::HybridVsock {
@@ -678,9 +775,12 @@ mod tests {
         guest.set_nonblocking(true).unwrap();
         let mut ch = GuestChannel {
             listener: None,
+            socket_file: None,
             stream: Some(Stream::Socket(Socket::from(std::os::fd::OwnedFd::from(
                 guest,
             )))),
+            host_there: true,
+            last: None,
             decoder: Decoder::default(),
             dropped: 0,
             errors: Vec::new(),
@@ -697,6 +797,7 @@ mod tests {
         let t = Target {
             max_bytes_per_period: 1 << 30,
             min_age_ms: 4_000,
+            reclaim_bytes: 0,
         };
         host.write_all(&encode(&Message::Target(t.clone())).unwrap())
             .unwrap();
@@ -707,5 +808,85 @@ mod tests {
         assert_eq!(ch.poll(), None);
         assert!(ch.errors[0].contains("bad magic"), "{:?}", ch.errors);
         assert_eq!(ch.dropped, 0);
+    }
+
+    /// A daemon serving a Unix socket: a report sent before any host came is kept and given
+    /// to the host as it connects; the socket file goes when the channel does.
+    #[test]
+    fn a_host_that_connects_late_gets_the_last_report_at_once() {
+        use std::os::unix::net::UnixStream;
+        let dir = temp("late");
+        let sock = dir.join("coldmem.sock");
+        std::fs::write(&sock, "").unwrap();
+        // Not a socket: refused rather than replaced.
+        assert!(GuestChannel::open(&Listen::Unix(sock.clone()), &dir).is_err());
+        std::fs::remove_file(&sock).unwrap();
+        let mut ch = GuestChannel::open(&Listen::Unix(sock.clone()), &dir).unwrap();
+        ch.send(&report(0));
+        ch.send(&report(1));
+        assert_eq!(ch.dropped, 2);
+        let mut host = UnixStream::connect(&sock).unwrap();
+        host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(ch.poll(), None);
+        let mut d = Decoder::default();
+        let mut buf = [0u8; 512];
+        let n = host.read(&mut buf).unwrap();
+        d.push(&buf[..n]);
+        assert_eq!(d.next_message().unwrap(), Some(Message::Report(report(1))));
+        assert_eq!(d.next_message().unwrap(), None);
+        drop(ch);
+        assert!(!sock.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The host sends its target again when the daemon has not taken it a report later, and
+    /// when the sequence numbers start over (a new daemon behind the same port).
+    #[test]
+    fn the_target_is_sent_again_to_a_daemon_that_lacks_it() {
+        let dir = temp("resend");
+        let sock = dir.join("qemu.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let target = Target {
+            max_bytes_per_period: 256 << 20,
+            min_age_ms: 10_000,
+            reclaim_bytes: 0,
+        };
+        let holding = |seq| Report {
+            max_bytes_per_period: 256 << 20,
+            min_age_ms: 10_000,
+            ..report(seq)
+        };
+        let t = target.clone();
+        let guest = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut d = Decoder::default();
+            let mut next = |c: &mut std::os::unix::net::UnixStream| loop {
+                if let Some(m) = d.next_message().unwrap() {
+                    return m;
+                }
+                let mut buf = [0u8; 256];
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "the host hung up");
+                d.push(&buf[..n]);
+            };
+            let send = |c: &mut std::os::unix::net::UnixStream, r: Report| {
+                c.write_all(&encode(&Message::Report(r)).unwrap()).unwrap();
+            };
+            assert_eq!(next(&mut c), Message::Target(t.clone()));
+            // The frame was lost: two reports with the old settings.
+            send(&mut c, report(1));
+            send(&mut c, report(2));
+            assert_eq!(next(&mut c), Message::Target(t.clone()), "sent again");
+            send(&mut c, holding(3));
+            // A new daemon: seq starts over, default settings happen to match.
+            send(&mut c, holding(0));
+            assert_eq!(next(&mut c), Message::Target(t), "sent to the new daemon");
+        });
+        let link = HostLink::spawn(Endpoint::Unix(sock), Some(target)).unwrap();
+        guest.join().unwrap();
+        assert!(link.state().reports >= 4);
+        drop(link);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

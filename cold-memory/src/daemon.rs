@@ -103,6 +103,8 @@ pub struct Status {
     pub next_budget: u64,
     /// What the guard decided.
     pub verdict: String,
+    /// The most the guard may reclaim per period (the host's target sets it), bytes.
+    pub max_bytes_per_period: u64,
     /// CPU time this process has used so far, seconds (the scan and reclaim cost).
     pub cpu_seconds: f64,
     /// Problems met (the period still completes).
@@ -146,6 +148,19 @@ impl Reclaimer {
             last_refaults: None,
             damon_started: false,
         }
+    }
+
+    /// Applies the host's target from the next period on: the age threshold, the most bytes
+    /// per period, and a one-time raise of the budget to what the host asks reclaimed.
+    pub fn apply_target(&mut self, t: &crate::proto::Target) {
+        let s = &mut self.guard.settings;
+        s.max_bytes = t.max_bytes_per_period.max(s.min_bytes);
+        self.min_age_ms = t.min_age_ms;
+        self.guard.budget = self
+            .guard
+            .budget
+            .max(t.reclaim_bytes)
+            .clamp(s.min_bytes, s.max_bytes);
     }
 
     /// The same reclaimer with the guard's first budget at `bytes`.
@@ -320,6 +335,7 @@ impl Reclaimer {
                 Verdict::BackOffPressure => "back-off-pressure",
             }
             .into(),
+            max_bytes_per_period: self.guard.settings.max_bytes,
             cpu_seconds: own_cpu_seconds(),
             errors,
         }
@@ -409,6 +425,16 @@ mod tests {
         assert_eq!(st.next_budget, 18 << 20);
         let json = serde_json::to_string(&st).unwrap();
         assert!(json.contains("\"backend\":\"memcg\""), "{json}");
+        // The host asks for 300 MiB within a 256 MiB cap: the next budget is the cap.
+        r.apply_target(&crate::proto::Target {
+            max_bytes_per_period: 256 << 20,
+            min_age_ms: 5_000,
+            reclaim_bytes: 300 << 20,
+        });
+        assert_eq!((r.guard.budget, r.min_age_ms), (256 << 20, 5_000));
+        let st = r.period(|| {});
+        assert_eq!(st.requested_bytes, 256 << 20);
+        assert_eq!(st.max_bytes_per_period, 256 << 20);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

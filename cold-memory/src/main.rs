@@ -2,18 +2,22 @@
 //! sandbox VM; also usable on a node for one cgroup).
 //!
 //! `--once` runs one period and prints its status as JSON; otherwise it loops, printing a JSON
-//! status line per period (`--json`) and, with `--report PATH`, writing a versioned frame
-//! ([`tide_coldmem::proto`]) per period to PATH (a virtio-serial port or a file).
+//! status line per period (`--json`) and, with `--channel`, serving the host: a report frame
+//! ([`tide_coldmem::proto`]) per period, targets taken between periods
+//! ([`tide_coldmem::channel`]).
+//!
+//! `--connect ENDPOINT` runs the host's end instead (what the agent does for each sandbox): it
+//! prints each report as a JSON line and holds the daemon to the target given.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use tide_coldmem::daemon::{Backend, Reclaimer, Roots, probe};
+use tide_coldmem::channel::{Endpoint, GuestChannel, HostLink, Listen};
+use tide_coldmem::daemon::{Backend, Reclaimer, Roots, Status, probe};
 use tide_coldmem::guard::GuardSettings;
-use tide_coldmem::proto::{Message, Report, encode};
+use tide_coldmem::proto::{Report, Target};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Choice {
@@ -62,13 +66,81 @@ struct Args {
     /// Print a JSON status line per period.
     #[arg(long)]
     json: bool,
-    /// Write a report frame per period here.
+    /// Serve the host here: `vsock:PORT` or `unix:PATH` (listen; the host connects),
+    /// `virtio-port:NAME` (a virtio-serial port by name) or the path of a character device.
     #[arg(long)]
-    report: Option<PathBuf>,
+    channel: Option<Listen>,
+    /// Run the host's end instead: connect to a daemon at `vsock://CID:PORT`,
+    /// `hvsock://PATH:PORT` or `unix://PATH`, print its reports as JSON lines.
+    #[arg(long)]
+    connect: Option<Endpoint>,
+    /// With --connect: the target to send — most bytes per period.
+    #[arg(long, requires = "connect")]
+    target_max_bytes: Option<u64>,
+    /// With --connect: bytes to ask reclaimed next period.
+    #[arg(long, default_value_t = 0)]
+    target_reclaim_bytes: u64,
+    /// With --connect: stop after this many reports (0: run until killed).
+    #[arg(long, default_value_t = 0)]
+    reports: u64,
+    /// With --connect: give up (exit 1) if the reports asked for have not all come within
+    /// this many seconds (0: wait for ever).
+    #[arg(long, default_value_t = 0)]
+    deadline_s: u64,
+}
+
+/// The host's end: print reports as they come, hold the daemon to the target.
+fn host(a: &Args, endpoint: Endpoint) -> ExitCode {
+    let target = a.target_max_bytes.map(|max| Target {
+        max_bytes_per_period: max,
+        min_age_ms: a.min_age_ms,
+        reclaim_bytes: a.target_reclaim_bytes,
+    });
+    let link = match HostLink::spawn(endpoint.clone(), target) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tide-coldmem: {endpoint}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut printed, mut errors) = (0u64, 0u64);
+    let deadline = (a.deadline_s > 0).then(|| Instant::now() + Duration::from_secs(a.deadline_s));
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let st = link.state();
+        if st.errors > errors {
+            errors = st.errors;
+            if let Some(e) = &st.last_error {
+                eprintln!("tide-coldmem: {e} (retrying)");
+            }
+        }
+        if st.reports > printed {
+            printed = st.reports;
+            if let Some((_, r)) = &st.report {
+                match serde_json::to_string(r) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => eprintln!("tide-coldmem: report: {e}"),
+                }
+            }
+        }
+        if a.reports > 0 && printed >= a.reports {
+            return ExitCode::SUCCESS;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            eprintln!(
+                "tide-coldmem: {printed} of {} reports within {} s",
+                a.reports, a.deadline_s
+            );
+            return ExitCode::FAILURE;
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let a = Args::parse();
+    if let Some(endpoint) = a.connect.clone() {
+        return host(&a, endpoint);
+    }
     let roots = Roots {
         sysfs: a.sysfs.clone(),
         debugfs: a.debugfs.clone(),
@@ -97,16 +169,52 @@ fn main() -> ExitCode {
     };
     let mut r =
         Reclaimer::new(roots, backend, a.min_age_ms, guard).with_initial_budget(a.initial_bytes);
+    let mut channel = match a.channel.as_ref().map(|l| GuestChannel::open(l, &a.sysfs)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            eprintln!("tide-coldmem: channel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = |r: &Reclaimer, seq: u64, st: Option<&Status>| Report {
+        seq,
+        backend: backend.as_str().into(),
+        cold_bytes: st.map_or(0, |s| s.cold_bytes),
+        age_ms: st.map_or(0, |s| s.age_ms),
+        reclaimed_bytes: st.map_or(0, |s| s.reclaimed_bytes),
+        refaults: st.map_or(0, |s| s.refaults),
+        psi_some_avg10: st.and_then(|s| s.psi_some_avg10),
+        max_bytes_per_period: r.guard.settings.max_bytes,
+        min_age_ms: r.min_age_ms,
+    };
+    // Hello: the settings in force, with no measurements yet; kept and given to a host as it
+    // connects, so it can send its target before the first period ends.
+    if let Some(ch) = channel.as_mut() {
+        ch.send(&report(&r, 0, None));
+    }
     let period = Duration::from_millis(a.period_ms.max(100));
     let mut seq = 0u64;
     loop {
+        let mut target = None;
         let status = r.period(|| {
-            std::thread::sleep(if a.once {
+            let settle = if a.once {
                 Duration::from_millis(200)
             } else {
                 period
-            })
+            };
+            // Between reclaim and measurement: take what the host sends, in short steps.
+            let until = Instant::now() + settle;
+            while Instant::now() < until {
+                if let Some(t) = channel.as_mut().and_then(GuestChannel::poll) {
+                    target = Some(t);
+                }
+                std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+            }
         });
+        if let Some(t) = &target {
+            r.apply_target(t);
+        }
         seq += 1;
         if a.json || a.once {
             match serde_json::to_string(&status) {
@@ -114,26 +222,10 @@ fn main() -> ExitCode {
                 Err(e) => eprintln!("tide-coldmem: status: {e}"),
             }
         }
-        if let Some(path) = &a.report {
-            let frame = encode(&Message::Report(Report {
-                seq,
-                backend: backend.as_str().into(),
-                cold_bytes: status.cold_bytes,
-                age_ms: status.age_ms,
-                reclaimed_bytes: status.reclaimed_bytes,
-                refaults: status.refaults,
-                psi_some_avg10: status.psi_some_avg10,
-            }));
-            let written = frame.map_err(|e| e.to_string()).and_then(|f| {
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(path)
-                    .and_then(|mut file| file.write_all(&f))
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            });
-            if let Err(e) = written {
-                eprintln!("tide-coldmem: report: {e}");
+        if let Some(ch) = channel.as_mut() {
+            ch.send(&report(&r, seq, Some(&status)));
+            for e in ch.errors.drain(..) {
+                eprintln!("tide-coldmem: channel: {e}");
             }
         }
         if a.once || seq == a.periods {

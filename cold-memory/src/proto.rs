@@ -18,7 +18,8 @@ pub const VERSION: u8 = 1;
 pub const MAX_BODY: usize = 16 * 1024;
 const HEADER: usize = 8;
 
-/// What the guest daemon reports each period.
+/// What the guest daemon reports each period (and once at start, with `seq` 0 and no
+/// measurements, so the host can send its target at once).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Report {
@@ -36,6 +37,11 @@ pub struct Report {
     pub refaults: u64,
     /// Memory PSI `some avg10`, if available.
     pub psi_some_avg10: Option<f64>,
+    /// The most bytes per period the daemon holds itself to now (the host's target, once
+    /// taken).
+    pub max_bytes_per_period: u64,
+    /// The age threshold in force now, ms.
+    pub min_age_ms: u64,
 }
 
 /// What the host asks of the guest.
@@ -46,6 +52,10 @@ pub struct Target {
     pub max_bytes_per_period: u64,
     /// Pages idle at least this long count as cold, ms.
     pub min_age_ms: u64,
+    /// Bytes the host asks to have reclaimed next period (raises the budget once, up to
+    /// `max_bytes_per_period`; the guard still backs off if that hurts). 0: no request.
+    #[serde(default)]
+    pub reclaim_bytes: u64,
 }
 
 /// A decoded frame.
@@ -155,6 +165,8 @@ mod tests {
             reclaimed_bytes: 512 << 20,
             refaults: 3,
             psi_some_avg10: Some(0.12),
+            max_bytes_per_period: 1 << 30,
+            min_age_ms: 30_000,
         })
     }
 
@@ -163,6 +175,7 @@ mod tests {
         let target = Message::Target(Target {
             max_bytes_per_period: 64 << 20,
             min_age_ms: 10_000,
+            reclaim_bytes: 0,
         });
         let mut bytes = encode(&report()).unwrap();
         bytes.extend(encode(&target).unwrap());

@@ -67,9 +67,20 @@ qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 1024 -smp 2 \
   -append "console=ttyS0 panic=-1 psi=1 loglevel=3 ${TIDE_VM_APPEND:-}" \
   -drive file="$work/data.img",if=virtio,format=raw,readonly=on \
   -device virtio-balloon-pci,free-page-reporting=on \
+  -device virtio-serial-pci -chardev socket,id=tc,path="$work/coldmem.sock",server=on,wait=off \
+  -device virtserialport,chardev=tc,name=tide.coldmem \
   -display none -serial file:"$out" -no-reboot &
 qemu=$!
-trap 'kill $qemu 2>/dev/null || true' EXIT
+# The host's end, as the agent runs it for each sandbox: reads the daemon's reports over the
+# virtio-serial port and holds it to a target (min age 4 s, and "reclaim up to 1 GiB" — the
+# guest starts with a 64 MiB budget, so the cold set goes within two periods only if the
+# target got through).
+host_link=
+trap 'kill $qemu ${host_link:-} 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [[ -S $work/coldmem.sock ]] && break; sleep 0.1; done
+"$daemon" --connect "unix://$PWD/$work/coldmem.sock" --target-max-bytes $((1 << 30)) \
+  --target-reclaim-bytes $((1 << 30)) --min-age-ms 4000 > "$work/host-reports.jsonl" 2> "$work/host-link.log" &
+host_link=$!
 rss() { awk '/^VmRSS:/ {print $2 * 1024}' /proc/$qemu/status 2>/dev/null || echo 0; }
 declare -A rss_loaded rss_reported
 deadline=$((SECONDS + 900))
@@ -89,6 +100,8 @@ while kill -0 $qemu 2>/dev/null; do
   done
   sleep 0.5
 done
+kill "$host_link" 2>/dev/null || true
+wait "$host_link" 2>/dev/null || true
 trap - EXIT
 grep -aq 'TIDE phase=done' "$out" || { log "guest did not finish"; tail -n 30 "$out"; exit 1; }
 
@@ -115,6 +128,14 @@ while read -r l; do
 done < <(grep -a '^TIDE result ' "$out")
 for b in memcg mglru damon; do
   grep -aq "^TIDE result backend=$b " "$out" || { log "no result for $b"; fail=1; }
+done
+# The host saw each daemon's reports (what the agent credits as reclaimable memory).
+for b in ${TIDE_ONLY:-memcg mglru damon}; do
+  n=$(grep -c "\"backend\":\"$b\"" "$work/host-reports.jsonl" || true)
+  cold=$(grep "\"backend\":\"$b\"" "$work/host-reports.jsonl" | sed -n 's/.*"coldBytes":\([0-9]*\).*/\1/p' | sort -n | tail -1)
+  freed=$(grep "\"backend\":\"$b\"" "$work/host-reports.jsonl" | sed -n 's/.*"reclaimedBytes":\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  log "host link: $b: $n reports over virtio-serial, cold up to $((${cold:-0} >> 20)) MiB, reclaimed $((freed >> 20)) MiB"
+  ((n >= 2 && ${cold:-0} > 0)) || { log "host link: no reports with cold bytes from $b"; cat "$work/host-link.log"; fail=1; }
 done
 ((fail == 0)) && log "passed: cold set reclaimed within two periods (memcg, mglru >= 90%, damon >= 75%), hot set resident, refaults <= 1%"
 # Scan and reclaim cost: the daemon's CPU seconds in each period (its status carries the
