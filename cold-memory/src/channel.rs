@@ -225,9 +225,18 @@ impl HostLink {
         lock(&self.state).clone()
     }
 
-    /// Sets the target; the thread sends it within a second (and again after a reconnect).
+    /// Sets the standing target; the thread sends it within a second if it changed (and
+    /// again after a reconnect or to a restarted daemon).
     pub fn set_target(&self, target: Target) {
         lock(&self.state).target = Some(target);
+    }
+
+    /// Sets the target and sends it even if unchanged: a `reclaim_bytes` ask is one period's
+    /// worth, so asking again means sending again.
+    pub fn push_target(&self, target: Target) {
+        let mut s = lock(&self.state);
+        s.target = Some(target);
+        s.target_sent = None;
     }
 }
 

@@ -88,6 +88,9 @@ pub struct Collected {
     pub pods_pressure: (Option<f64>, Option<f64>),
     /// Problems met (a vanished cgroup, an unreadable file); the tick goes on without them.
     pub errors: Vec<String>,
+    /// Cold memory the sandbox VMs on this node report they can give back, bytes
+    /// ([`crate::sandbox::fresh_cold`]; filled by the runtime, 0 without sandboxes).
+    pub sandbox_cold: u64,
 }
 
 /// One tick's decisions.
@@ -116,13 +119,19 @@ struct Checkpoint {
 
 const CHECKPOINT_VERSION: u32 = 1;
 
-fn crd(est: &ResourceEstimate, allocatable: u64, reserve: u64, hp: u64, be: u64) -> CrdEstimate {
+fn crd(
+    est: &ResourceEstimate,
+    allocatable: u64,
+    reserve: u64,
+    (hp, be): (u64, u64),
+    cold_credit: u64,
+) -> CrdEstimate {
     CrdEstimate {
         allocatable,
         predicted_peak: f64_to_u64_saturating(est.predicted_peak),
         margin: f64_to_u64_saturating(est.margin),
         system_reserve: reserve,
-        cold_credit: 0,
+        cold_credit,
         reclaimable: f64_to_u64_saturating(est.reclaimable),
         hp_usage: hp,
         be_usage: be,
@@ -195,6 +204,9 @@ impl Agent {
         );
         let alloc = self.setup.allocatable;
         let reserve = self.config.reserve.amounts();
+        // Sandbox cold memory is credited up to the HP memory in use: a guest may report
+        // anything, but it cannot give back more than the pods hold.
+        let cold = collected.sandbox_cold.min(obs.hp.memory.0);
         #[allow(clippy::cast_precision_loss)]
         let (cpu_est, mem_est) = {
             let cpu_samples = obs.samples(false);
@@ -220,7 +232,7 @@ impl Agent {
                 self.cpu
                     .estimate(&cpu_obs, now, s, reserve.cpu.0 as f64, 0.0),
                 self.memory
-                    .estimate(&mem_obs, now, s, reserve.memory.0 as f64, 0.0),
+                    .estimate(&mem_obs, now, s, reserve.memory.0 as f64, cold as f64),
             )
         };
         // The most fundamental reason first: a young history explains a missing CPU rate too.
@@ -242,15 +254,15 @@ impl Agent {
                 &cpu_est,
                 alloc.cpu.0,
                 reserve.cpu.0,
-                obs.hp.cpu.0,
-                obs.be.cpu.0,
+                (obs.hp.cpu.0, obs.be.cpu.0),
+                0,
             ),
             memory: crd(
                 &mem_est,
                 alloc.memory.0,
                 reserve.memory.0,
-                obs.hp.memory.0,
-                obs.be.memory.0,
+                (obs.hp.memory.0, obs.be.memory.0),
+                cold,
             ),
             confidence: EstimateConfidence {
                 history_seconds: cpu_est.history_secs.min(mem_est.history_secs),
@@ -263,7 +275,7 @@ impl Agent {
         let snapshot = obs.snapshot(
             now,
             alloc,
-            Bytes(0),
+            Bytes(cold),
             self.last_eviction,
             self.evicting,
             api_reachable,

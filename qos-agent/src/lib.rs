@@ -5,7 +5,8 @@
 //! [`observe::observe`], [`pinning::pin`], [`oom::oom_score_adj`], the publish rules in
 //! [`publish`], and [`agent::Agent::decide`] tying them together. I/O is in [`cgroup`] (the
 //! kubelet's tree, v1 and v2), [`procfs`], [`executor`] (idempotent, safely ordered writes) and
-//! [`runtime`] (pod watch, evictions, NodeEstimate and Node status, `/metrics`); the
+//! [`runtime`] (pod watch, evictions, NodeEstimate and Node status, `/metrics`) and
+//! [`sandbox`] (the links to the cold-memory daemons in sandbox VMs); the
 //! `tide-agent` binary runs it as a DaemonSet.
 //!
 //! ```
@@ -48,6 +49,7 @@ mod plan;
 pub mod procfs;
 pub mod publish;
 pub mod runtime;
+pub mod sandbox;
 pub mod topology;
 
 pub use plan::{Action, BePod, NodeSnapshot, Plan, Reason, plan};

@@ -12,6 +12,7 @@ use clap::{Parser, ValueEnum};
 use tide_agent::agent::{Agent, NodeSetup, Suppression};
 use tide_agent::cgroup::{Driver, Hierarchy, Layout, v1_mounts, v2_mount};
 use tide_agent::runtime::{Runtime, RuntimeOptions, router, run};
+use tide_agent::sandbox::{SandboxOptions, Sandboxes};
 use tide_agent::topology::Topology;
 use tide_api::{ResourceAmounts, TideConfig};
 
@@ -81,6 +82,26 @@ struct Args {
     /// Timeout of each API call, ms.
     #[arg(long, default_value_t = 2_000)]
     api_timeout_ms: u64,
+    /// A sandbox VM's cold-memory daemon (`vsock://CID:PORT`, `hvsock://PATH:PORT`,
+    /// `unix://PATH`); repeatable. Its cold memory is credited as reclaimable.
+    #[arg(long = "sandbox")]
+    sandboxes: Vec<tide_coldmem::channel::Endpoint>,
+    /// Find sandboxes by their hybrid-vsock sockets, e.g. `/run/kata/*/root/kata.hvsock`
+    /// (`*` within one path component), looked at again every tick.
+    #[arg(long)]
+    sandbox_hvsock: Option<String>,
+    /// The daemon's vsock port inside each discovered sandbox.
+    #[arg(long, default_value_t = 2048)]
+    sandbox_port: u32,
+    /// Sandbox reports older than this are not credited, s.
+    #[arg(long, default_value_t = 60)]
+    sandbox_stale_s: u64,
+    /// The age threshold sandbox daemons are held to, ms.
+    #[arg(long, default_value_t = 30_000)]
+    sandbox_min_age_ms: u64,
+    /// The most bytes per period sandbox daemons may reclaim.
+    #[arg(long, default_value_t = 1 << 30)]
+    sandbox_max_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -182,7 +203,24 @@ async fn start(args: Args) -> Result<(), String> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: 60,
     };
-    let rt = Arc::new(Runtime::new(agent, client, opts).map_err(|e| format!("metrics: {e}"))?);
+    let sandboxes = Sandboxes::new(SandboxOptions {
+        endpoints: args.sandboxes.clone(),
+        discover: args
+            .sandbox_hvsock
+            .clone()
+            .map(|pattern| (pattern, args.sandbox_port)),
+        stale_after: Duration::from_secs(args.sandbox_stale_s),
+        target: tide_coldmem::proto::Target {
+            max_bytes_per_period: args.sandbox_max_bytes,
+            min_age_ms: args.sandbox_min_age_ms,
+            reclaim_bytes: 0,
+        },
+    });
+    let rt = Arc::new(
+        Runtime::new(agent, client, opts)
+            .map_err(|e| format!("metrics: {e}"))?
+            .with_sandboxes(sandboxes),
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;

@@ -4,12 +4,14 @@
 //! |---|---|---|---|
 //! | `tide_agent_actions_total` | counter | `action`, `reason`, `outcome` | every planner action and what came of it |
 //! | `tide_agent_usage` | gauge | `class` (`hp`, `be`, `system`), `resource` | usage this tick (millicores, bytes) |
-//! | `tide_agent_estimate` | gauge | `kind` (`predicted_peak`, `margin`, `reclaimable`), `resource` | the published estimate |
+//! | `tide_agent_estimate` | gauge | `kind` (`predicted_peak`, `margin`, `cold_credit`, `reclaimable`), `resource` | the published estimate |
 //! | `tide_agent_be_cpu_limit_millicores` | gauge | | current BE CPU limit (allocatable when unsuppressed) |
 //! | `tide_agent_be_cpus` | gauge | | CPUs in the BE cpuset |
 //! | `tide_agent_oom_score_adj` | gauge | `pod`, `qos` | the adjustment given to each pod's processes (the OOM order) |
 //! | `tide_agent_cpu_throttled_seconds` | gauge | `class` (`hp`, `be`) | cumulative CFS throttled time of the class's pods now on the node |
 //! | `tide_agent_pods_pressure_avg10` | gauge | `resource` | PSI `some avg10` (%) of all pods together, where the kernel offers it |
+//! | `tide_agent_sandbox_cold_bytes` | gauge | `sandbox` | cold memory each sandbox VM's daemon reports it can give back (fresh reports only) |
+//! | `tide_agent_sandboxes` | gauge | `state` (`linked`, `connected`, `fresh`) | sandbox VMs: linked, link up, report fresh enough to credit |
 //! | `tide_agent_cgroup_writes_total` | counter | | files written (no-op writes are skipped) |
 //! | `tide_agent_errors_total` | counter | `stage` | problems per stage (`collect`, `apply`, `evict`, `publish`, `checkpoint`, `watch`) |
 //! | `tide_agent_tick_duration_seconds` | histogram | | one tick, collect to apply |
@@ -17,8 +19,8 @@
 //! | `tide_agent_process_resident_bytes` | gauge | | the agent's own RSS |
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The agent's metrics and their registry.
@@ -41,6 +43,10 @@ pub struct AgentMetrics {
     pub throttled: GaugeVec,
     /// Pods' PSI.
     pub pressure: GaugeVec,
+    /// Cold memory per sandbox.
+    pub sandbox_cold: GaugeVec,
+    /// Sandbox links by state.
+    pub sandboxes: IntGaugeVec,
     /// cgroup writes.
     pub cgroup_writes: IntCounter,
     /// Errors by stage.
@@ -105,6 +111,17 @@ impl AgentMetrics {
                 ),
                 &["resource"],
             )?,
+            sandbox_cold: GaugeVec::new(
+                Opts::new(
+                    "tide_agent_sandbox_cold_bytes",
+                    "Cold memory a sandbox VM reports it can give back",
+                ),
+                &["sandbox"],
+            )?,
+            sandboxes: IntGaugeVec::new(
+                Opts::new("tide_agent_sandboxes", "Sandbox VMs by link state"),
+                &["state"],
+            )?,
             cgroup_writes: IntCounter::new(
                 "tide_agent_cgroup_writes_total",
                 "cgroup and proc files written",
@@ -137,6 +154,8 @@ impl AgentMetrics {
         m.registry.register(Box::new(m.oom_score_adj.clone()))?;
         m.registry.register(Box::new(m.throttled.clone()))?;
         m.registry.register(Box::new(m.pressure.clone()))?;
+        m.registry.register(Box::new(m.sandbox_cold.clone()))?;
+        m.registry.register(Box::new(m.sandboxes.clone()))?;
         m.registry.register(Box::new(m.cgroup_writes.clone()))?;
         m.registry.register(Box::new(m.errors.clone()))?;
         m.registry.register(Box::new(m.tick_duration.clone()))?;

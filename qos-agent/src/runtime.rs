@@ -27,6 +27,7 @@ use crate::plan::Action;
 use crate::publish::{
     Published, estimate_object, estimate_patch, node_resources_patch, node_shows, should_publish,
 };
+use crate::sandbox::{SandboxView, Sandboxes, fresh_cold};
 
 /// Pods on this node as the API reports them.
 #[derive(Debug, Default)]
@@ -109,6 +110,8 @@ pub struct Runtime {
     pub pods: Mutex<PodIndex>,
     /// Metrics.
     pub metrics: AgentMetrics,
+    /// Links to the sandbox VMs' cold-memory daemons.
+    pub sandboxes: Mutex<Sandboxes>,
     client: kube::Client,
     opts: RuntimeOptions,
     ticks: Mutex<u64>,
@@ -143,11 +146,19 @@ impl Runtime {
             agent: Mutex::new(agent),
             pods: Mutex::new(PodIndex::default()),
             metrics: AgentMetrics::new()?,
+            sandboxes: Mutex::new(Sandboxes::new(crate::sandbox::SandboxOptions::default())),
             client,
             opts,
             ticks: Mutex::new(0),
             api_ok: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// The same runtime linked to sandbox VMs.
+    #[must_use]
+    pub fn with_sandboxes(mut self, sandboxes: Sandboxes) -> Self {
+        self.sandboxes = Mutex::new(sandboxes);
+        self
     }
 
     /// Watches this node's pods into [`Runtime::pods`] until dropped.
@@ -220,9 +231,10 @@ impl Runtime {
         // (the Node read each tick) answered.
         let api_reachable =
             lock(&self.pods).synced && self.api_ok.load(std::sync::atomic::Ordering::Acquire);
+        let sandbox_cold = self.sandbox_cold(&mut report);
         let tick = {
             let mut agent = lock(&self.agent);
-            let collected = match agent.collect() {
+            let mut collected = match agent.collect() {
                 Ok(c) => c,
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["collect"]).inc();
@@ -234,6 +246,7 @@ impl Runtime {
                 self.metrics.errors.with_label_values(&["collect"]).inc();
                 report.errors.push(format!("collect: {e}"));
             }
+            collected.sandbox_cold = sandbox_cold;
             self.record_collected(&collected, &infos);
             let tick = agent.decide(now_ms, &collected, &infos, api_reachable);
             let applied = apply(&agent.setup.layout, &tick.desired, &agent.setup.proc_root);
@@ -268,6 +281,46 @@ impl Runtime {
             .tick_duration
             .observe(started.elapsed().as_secs_f64());
         report
+    }
+
+    /// Links new sandboxes, records each one's state; returns the cold memory the fresh ones
+    /// report.
+    fn sandbox_cold(&self, report: &mut TickReport) -> u64 {
+        let mut sb = lock(&self.sandboxes);
+        if !sb.is_enabled() {
+            return 0;
+        }
+        for e in sb.refresh() {
+            self.metrics.errors.with_label_values(&["sandbox"]).inc();
+            report.errors.push(e);
+        }
+        let views = sb.views(Instant::now());
+        drop(sb);
+        self.record_sandboxes(&views);
+        fresh_cold(&views)
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn record_sandboxes(&self, views: &[SandboxView]) {
+        let m = &self.metrics;
+        m.sandbox_cold.reset();
+        for v in views.iter().filter(|v| v.fresh) {
+            m.sandbox_cold
+                .with_label_values(&[v.endpoint.as_str()])
+                .set(v.remaining_cold as f64);
+        }
+        let count = |f: fn(&SandboxView) -> bool| {
+            i64::try_from(views.iter().filter(|v| f(v)).count()).unwrap_or(i64::MAX)
+        };
+        m.sandboxes
+            .with_label_values(&["linked"])
+            .set(count(|_| true));
+        m.sandboxes
+            .with_label_values(&["connected"])
+            .set(count(|v| v.connected));
+        m.sandboxes
+            .with_label_values(&["fresh"])
+            .set(count(|v| v.fresh));
     }
 
     #[allow(clippy::cast_precision_loss)]
@@ -319,6 +372,9 @@ impl Runtime {
                 .with_label_values(&["margin", r])
                 .set(e.margin as f64);
             m.estimate
+                .with_label_values(&["cold_credit", r])
+                .set(e.cold_credit as f64);
+            m.estimate
                 .with_label_values(&["reclaimable", r])
                 .set(e.reclaimable as f64);
         }
@@ -339,6 +395,19 @@ impl Runtime {
     }
 
     async fn act(&self, tick: &Tick, now: u64, report: &mut TickReport) {
+        // Every tick: the sandboxes get this tick's reclaim ask, or the standing target.
+        let reclaim = tick.plan.actions.iter().find_map(|a| match a {
+            Action::ReclaimColdMemory { bytes } => Some(bytes.0),
+            _ => None,
+        });
+        let asked = {
+            let sb = lock(&self.sandboxes);
+            if sb.is_enabled() {
+                sb.request_reclaim(reclaim.unwrap_or(0), Instant::now())
+            } else {
+                0
+            }
+        };
         for a in &tick.plan.actions {
             match a {
                 Action::SetBeCpuLimit { reason, .. } => {
@@ -348,14 +417,16 @@ impl Runtime {
                         .inc();
                 }
                 Action::ReclaimColdMemory { .. } => {
-                    // The cold-memory reclaimer is not part of this agent yet.
+                    // The credit came from fresh sandbox reports; "unavailable" means they all
+                    // went stale or disconnected since the tick began.
+                    let outcome = if asked > 0 {
+                        "requested"
+                    } else {
+                        "unavailable"
+                    };
                     self.metrics
                         .actions
-                        .with_label_values(&[
-                            "reclaim-cold-memory",
-                            "memory-reclaim",
-                            "unavailable",
-                        ])
+                        .with_label_values(&["reclaim-cold-memory", "memory-reclaim", outcome])
                         .inc();
                 }
                 Action::EvictBe { uid, reason } => {
