@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::guard::{Guard, GuardSettings, Verdict};
-use crate::{damon, kernel_text, memcg, mglru};
+use crate::{damon, files, kernel_text, memcg, mglru};
 
 /// Which detection/reclaim backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +22,9 @@ pub enum Backend {
     Mglru,
     /// memcg `inactive_file` to find, `memory.reclaim` to reclaim.
     Memcg,
+    /// Files under given directories: `cachestat(2)` and the atime rule to find,
+    /// `posix_fadvise(DONTNEED)` to reclaim ([`files`]).
+    Files,
 }
 
 impl Backend {
@@ -31,6 +34,7 @@ impl Backend {
             Backend::Damon => "damon",
             Backend::Mglru => "mglru",
             Backend::Memcg => "memcg",
+            Backend::Files => "files",
         }
     }
 }
@@ -134,6 +138,10 @@ pub struct Reclaimer {
     page_size: u64,
     last_refaults: Option<u64>,
     damon_started: bool,
+    /// Directories the files backend scans.
+    pub files: Vec<PathBuf>,
+    scanned: Vec<files::CachedFile>,
+    dropped: Option<u64>,
 }
 
 impl Reclaimer {
@@ -147,7 +155,17 @@ impl Reclaimer {
             page_size: 4096,
             last_refaults: None,
             damon_started: false,
+            files: Vec::new(),
+            scanned: Vec::new(),
+            dropped: None,
         }
+    }
+
+    /// The same reclaimer with the directories the files backend scans.
+    #[must_use]
+    pub fn with_files(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.files = dirs;
+        self
     }
 
     /// Applies the host's target from the next period on: the age threshold, the most bytes
@@ -209,6 +227,27 @@ impl Reclaimer {
 
     fn detect(&mut self) -> Result<(u64, u64), String> {
         match self.backend {
+            Backend::Files => {
+                let mountinfo = std::fs::read_to_string(self.roots.proc.join("self/mountinfo"))
+                    .unwrap_or_default();
+                let (found, errors) = files::scan(
+                    &self.files,
+                    &mountinfo,
+                    std::time::SystemTime::now(),
+                    self.page_size,
+                    100_000,
+                );
+                self.scanned = found;
+                let cold = files::cold_bytes(
+                    &self.scanned,
+                    std::time::Duration::from_millis(self.min_age_ms),
+                );
+                match errors.first() {
+                    // The cold files found still count; the first problem is reported.
+                    Some(e) if cold == 0 => Err(format!("{e} ({} problems)", errors.len())),
+                    _ => Ok((cold, self.min_age_ms)),
+                }
+            }
             Backend::Memcg => Ok((self.file_bytes()?.inactive_file, 0)),
             Backend::Mglru => {
                 let gens = self.read_generations()?;
@@ -250,12 +289,29 @@ impl Reclaimer {
         }
     }
 
-    fn reclaim(&self, cold: u64, budget: u64) -> Result<u64, String> {
+    fn reclaim(&mut self, cold: u64, budget: u64) -> Result<u64, String> {
         let want = cold.min(budget);
         if want == 0 {
             return Ok(0);
         }
         match self.backend {
+            Backend::Files => {
+                let chosen = files::select(
+                    &self.scanned,
+                    std::time::Duration::from_millis(self.min_age_ms),
+                    want,
+                );
+                let asked = chosen
+                    .iter()
+                    .map(|f| f.cached_bytes)
+                    .fold(0, u64::saturating_add);
+                let (dropped, errors) = files::reclaim(&chosen, self.page_size);
+                self.dropped = Some(dropped);
+                match errors.first() {
+                    Some(e) if dropped == 0 => Err(e.clone()),
+                    _ => Ok(asked),
+                }
+            }
             Backend::Memcg => memcg::reclaim(&self.roots.cgroup, want).map(|()| want),
             Backend::Mglru => {
                 let gens = self.read_generations()?;
@@ -302,8 +358,10 @@ impl Reclaimer {
         settle();
         let after = self.file_bytes().ok();
         let file = |s: &memcg::FileStats| s.inactive_file + s.active_file;
-        let reclaimed_bytes = match (&before, &after) {
-            (Some(b), Some(a)) => file(b).saturating_sub(file(a)),
+        let reclaimed_bytes = match (self.dropped.take(), &before, &after) {
+            // The files backend measured each file before and after.
+            (Some(d), _, _) => d,
+            (None, Some(b), Some(a)) => file(b).saturating_sub(file(a)),
             _ => 0,
         };
         let refaults_total = after.map(|a| a.refaults);

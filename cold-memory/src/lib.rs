@@ -16,6 +16,7 @@
 pub mod channel;
 pub mod daemon;
 pub mod damon;
+pub mod files;
 pub mod guard;
 pub mod kernel_text;
 pub mod memcg;

@@ -26,6 +26,8 @@ enum Choice {
     Damon,
     Mglru,
     Memcg,
+    /// Files under `--files` directories (cachestat + atime, fadvise).
+    Files,
 }
 
 /// Finds and reclaims cold page cache.
@@ -35,6 +37,10 @@ struct Args {
     /// Backend.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Choice,
+    /// A directory whose files' cold page cache the files backend drops (repeatable; with
+    /// it, `auto` picks the files backend).
+    #[arg(long = "files")]
+    files: Vec<PathBuf>,
     /// The cgroup v2 directory to manage.
     #[arg(long, default_value = "/sys/fs/cgroup")]
     cgroup: PathBuf,
@@ -147,12 +153,17 @@ fn main() -> ExitCode {
         cgroup: a.cgroup.clone(),
         proc: PathBuf::from("/proc"),
     };
-    let offered = probe(&roots);
+    let mut offered = probe(&roots);
+    if !a.files.is_empty() && tide_coldmem::files::supported(std::path::Path::new("/proc/self/exe"))
+    {
+        offered.insert(0, Backend::Files);
+    }
     let backend = match a.backend {
         Choice::Auto => offered.first().copied(),
         Choice::Damon => offered.contains(&Backend::Damon).then_some(Backend::Damon),
         Choice::Mglru => offered.contains(&Backend::Mglru).then_some(Backend::Mglru),
         Choice::Memcg => offered.contains(&Backend::Memcg).then_some(Backend::Memcg),
+        Choice::Files => offered.contains(&Backend::Files).then_some(Backend::Files),
     };
     let Some(backend) = backend else {
         eprintln!(
@@ -167,8 +178,9 @@ fn main() -> ExitCode {
             .max(GuardSettings::default().min_bytes),
         ..GuardSettings::default()
     };
-    let mut r =
-        Reclaimer::new(roots, backend, a.min_age_ms, guard).with_initial_budget(a.initial_bytes);
+    let mut r = Reclaimer::new(roots, backend, a.min_age_ms, guard)
+        .with_initial_budget(a.initial_bytes)
+        .with_files(a.files.clone());
     let mut channel = match a.channel.as_ref().map(|l| GuestChannel::open(l, &a.sysfs)) {
         None => None,
         Some(Ok(c)) => Some(c),
