@@ -111,6 +111,10 @@ pub struct Status {
     pub max_bytes_per_period: u64,
     /// CPU time this process has used so far, seconds (the scan and reclaim cost).
     pub cpu_seconds: f64,
+    /// CPU time the kernel's `kdamond` thread has used so far, seconds (DAMON only: its
+    /// sampling runs there, not in this process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kdamond_cpu_seconds: Option<f64>,
     /// Problems met (the period still completes).
     pub errors: Vec<String>,
 }
@@ -122,6 +126,21 @@ pub fn own_cpu_seconds() -> f64 {
         .ok()
         .and_then(|s| kernel_text::proc_stat_cpu_ticks(&s))
         .map_or(0.0, |t| t as f64 / 100.0)
+}
+
+/// CPU time (user + system) of the running kdamond 0 under `admin`, seconds, read from
+/// `proc/<pid>/stat`; `None` when none runs.
+#[allow(clippy::cast_precision_loss)]
+pub fn kdamond_cpu_seconds(admin: &Path, proc: &Path) -> Option<f64> {
+    let pid: u32 = std::fs::read_to_string(admin.join("kdamonds/0/pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::fs::read_to_string(proc.join(pid.to_string()).join("stat"))
+        .ok()
+        .and_then(|s| kernel_text::proc_stat_cpu_ticks(&s))
+        .map(|t| t as f64 / 100.0)
 }
 
 /// The loop's state.
@@ -395,6 +414,9 @@ impl Reclaimer {
             .into(),
             max_bytes_per_period: self.guard.settings.max_bytes,
             cpu_seconds: own_cpu_seconds(),
+            kdamond_cpu_seconds: (self.backend == Backend::Damon)
+                .then(|| kdamond_cpu_seconds(&self.roots.damon_admin(), &self.roots.proc))
+                .flatten(),
             errors,
         }
     }
@@ -547,6 +569,28 @@ mod tests {
         let st = r.period(|| {});
         assert_eq!(st.cold_bytes, 0);
         assert!(st.errors[0].contains("memory.stat"), "{:?}", st.errors);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kdamond_cpu_time_is_read_through_its_pid() {
+        let (dir, roots) = tree("kdamond");
+        let admin = roots.damon_admin();
+        std::fs::create_dir_all(admin.join("kdamonds/0")).unwrap();
+        assert_eq!(kdamond_cpu_seconds(&admin, &roots.proc), None);
+        std::fs::write(admin.join("kdamonds/0/pid"), "4242\n").unwrap();
+        std::fs::create_dir_all(roots.proc.join("4242")).unwrap();
+        // A kernel thread's stat line (6.12): utime 0, stime 4521 ticks.
+        std::fs::write(
+            roots.proc.join("4242/stat"),
+            "4242 (kdamond.0) S 2 0 0 0 -1 2129984 0 0 0 0 0 4521 0 0 20 0 1 0 1234 0 0 \
+             18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        assert_eq!(kdamond_cpu_seconds(&admin, &roots.proc), Some(45.21));
+        // A stopped kdamond shows pid -1.
+        std::fs::write(admin.join("kdamonds/0/pid"), "-1\n").unwrap();
+        assert_eq!(kdamond_cpu_seconds(&admin, &roots.proc), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
