@@ -53,6 +53,11 @@ fn dashboard_queries_only_exported_metrics() {
     metrics.errors.with_label_values(&["collect"]).inc();
     metrics.throttled.with_label_values(&["be"]).set(1.0);
     metrics.pressure.with_label_values(&["cpu"]).set(1.0);
+    metrics
+        .sandbox_cold
+        .with_label_values(&["unix:///s"])
+        .set(1.0);
+    metrics.sandboxes.with_label_values(&["fresh"]).set(1);
     let exported: BTreeSet<String> = metrics
         .render()
         .lines()
