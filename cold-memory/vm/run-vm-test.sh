@@ -44,7 +44,8 @@ cp /bin/busybox "$root/bin/busybox"
 cp cold-memory/vm/init "$root/init" && chmod +x "$root/init"
 cp "$daemon" "$root/tide-coldmem"
 mods=$work/k/lib/modules/$kver/kernel
-for m in lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4 drivers/block/virtio_blk drivers/virtio/virtio_balloon; do
+for m in lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4 drivers/block/virtio_blk drivers/virtio/virtio_balloon \
+         net/vmw_vsock/vsock net/vmw_vsock/vmw_vsock_virtio_transport_common net/vmw_vsock/vsock_loopback; do
   xz -dc "$mods/$m.ko.xz" > "$root/lib/modules/$(basename "$m").ko"
 done
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
@@ -130,6 +131,16 @@ done < <(grep -a '^TIDE result ' "$out")
 for b in memcg mglru damon; do
   grep -aq "^TIDE result backend=$b " "$out" || { log "no result for $b"; fail=1; }
 done
+# AF_VSOCK in the guest's kernel (vsock_loopback: the host has no /dev/vhost-vsock): the daemon
+# listened on a vsock port and the host's end connected to it, reports came, the target went.
+if grep -aq '^TIDE vsock ' "$out"; then
+  vl=$(grep -a '^TIDE vsock ' "$out" | tail -1)
+  n=$(sed -n 's/.* reports=\([0-9]*\).*/\1/p' <<<"$vl"); took=$(sed -n 's/.* target_taken=\([a-z]*\).*/\1/p' <<<"$vl")
+  log "vsock: $n reports from a daemon on vsock:2048 to vsock://1:2048, target taken: $took"
+  ((${n:-0} >= 2)) && [[ $took == yes ]] || { log "vsock: the daemon and its host did not talk"; fail=1; }
+elif [[ -z ${TIDE_ONLY:-} ]]; then
+  log "vsock: no result from the guest"; fail=1
+fi
 # The host saw each daemon's reports (what the agent credits as reclaimable memory).
 for b in ${TIDE_ONLY:-memcg mglru damon}; do
   n=$(grep -c "\"backend\":\"$b\"" "$work/host-reports.jsonl" || true)
