@@ -683,6 +683,23 @@ mod tests {
         }
     }
 
+    /// The next whole frame from `c` (reading as needed; a hang-up fails the test).
+    fn next_frame(c: &mut impl Read, d: &mut Decoder) -> Message {
+        let mut buf = [0u8; 512];
+        loop {
+            if let Some(m) = d.next_message().unwrap() {
+                return m;
+            }
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "the other end hung up");
+            d.push(&buf[..n]);
+        }
+    }
+
+    fn send_frame(c: &mut impl Write, m: Message) {
+        c.write_all(&encode(&m).unwrap()).unwrap();
+    }
+
     fn temp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tide-chan-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -708,18 +725,9 @@ mod tests {
             assert_eq!(line, b"CONNECT 2048");
             c.write_all(b"OK 1073741824\n").unwrap();
             for seq in 1..=2 {
-                c.write_all(&encode(&Message::Report(report(seq))).unwrap())
-                    .unwrap();
+                send_frame(&mut c, Message::Report(report(seq)));
             }
-            let mut d = Decoder::default();
-            let mut buf = [0u8; 256];
-            loop {
-                let n = c.read(&mut buf).unwrap();
-                d.push(&buf[..n]);
-                if let Some(m) = d.next_message().unwrap() {
-                    return m;
-                }
-            }
+            next_frame(&mut c, &mut Decoder::default())
         });
         let target = Target {
             max_bytes_per_period: 256 << 20,
@@ -798,18 +806,16 @@ mod tests {
         ch.send(&report(1));
         let mut host = host;
         host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut d = Decoder::default();
-        let mut buf = [0u8; 512];
-        let n = host.read(&mut buf).unwrap();
-        d.push(&buf[..n]);
-        assert_eq!(d.next_message().unwrap(), Some(Message::Report(report(1))));
+        assert_eq!(
+            next_frame(&mut host, &mut Decoder::default()),
+            Message::Report(report(1))
+        );
         let t = Target {
             max_bytes_per_period: 1 << 30,
             min_age_ms: 4_000,
             reclaim_bytes: 0,
         };
-        host.write_all(&encode(&Message::Target(t.clone())).unwrap())
-            .unwrap();
+        send_frame(&mut host, Message::Target(t.clone()));
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(ch.poll(), Some(t));
         host.write_all(b"XXgarbage").unwrap();
@@ -838,10 +844,7 @@ mod tests {
         host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(ch.poll(), None);
         let mut d = Decoder::default();
-        let mut buf = [0u8; 512];
-        let n = host.read(&mut buf).unwrap();
-        d.push(&buf[..n]);
-        assert_eq!(d.next_message().unwrap(), Some(Message::Report(report(1))));
+        assert_eq!(next_frame(&mut host, &mut d), Message::Report(report(1)));
         assert_eq!(d.next_message().unwrap(), None);
         drop(ch);
         assert!(!sock.exists());
@@ -870,17 +873,9 @@ mod tests {
             let (mut c, _) = listener.accept().unwrap();
             c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut d = Decoder::default();
-            let mut next = |c: &mut std::os::unix::net::UnixStream| loop {
-                if let Some(m) = d.next_message().unwrap() {
-                    return m;
-                }
-                let mut buf = [0u8; 256];
-                let n = c.read(&mut buf).unwrap();
-                assert!(n > 0, "the host hung up");
-                d.push(&buf[..n]);
-            };
+            let mut next = |c: &mut std::os::unix::net::UnixStream| next_frame(c, &mut d);
             let send = |c: &mut std::os::unix::net::UnixStream, r: Report| {
-                c.write_all(&encode(&Message::Report(r)).unwrap()).unwrap();
+                send_frame(c, Message::Report(r));
             };
             assert_eq!(next(&mut c), Message::Target(t.clone()));
             // The frame was lost: two reports with the old settings.

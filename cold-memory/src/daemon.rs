@@ -65,9 +65,14 @@ impl Roots {
 /// DAMON: MGLRU's `folio_mark_accessed` records page-cache reads in its own reference counts
 /// and leaves the idle flag DAMON's physical-address check reads untouched, so DAMON would
 /// take unmapped page cache read through `read(2)` for idle (seen in the VM test: the hot set
-/// was paged out and refaulted). DAMON is preferred when MGLRU is off.
-pub fn probe(roots: &Roots) -> Vec<Backend> {
+/// was paged out and refaulted). DAMON is preferred when MGLRU is off. The files backend comes
+/// first when directories are given for it (the operator asked for it) and the kernel has
+/// `cachestat(2)` (tried on `proc/self/exe`).
+pub fn probe(roots: &Roots, file_dirs: &[PathBuf]) -> Vec<Backend> {
     let mut out = Vec::new();
+    if !file_dirs.is_empty() && files::supported(&roots.proc.join("self/exe")) {
+        out.push(Backend::Files);
+    }
     let damon = roots.damon_admin().join("kdamonds/nr_kdamonds").exists();
     let mglru_on = std::fs::read_to_string(roots.sysfs.join("kernel/mm/lru_gen/enabled"))
         .ok()
@@ -119,28 +124,29 @@ pub struct Status {
     pub errors: Vec<String>,
 }
 
-/// CPU time (user + system) this process has used, seconds, from `/proc/self/stat`.
+/// CPU time (user + system) of a process, seconds, from its `stat` file.
 #[allow(clippy::cast_precision_loss)]
-pub fn own_cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
+fn stat_cpu_seconds(stat: &Path) -> Option<f64> {
+    std::fs::read_to_string(stat)
         .ok()
         .and_then(|s| kernel_text::proc_stat_cpu_ticks(&s))
-        .map_or(0.0, |t| t as f64 / 100.0)
+        .map(|t| t as f64 / 100.0)
+}
+
+/// CPU time (user + system) this process has used, seconds, from `/proc/self/stat`.
+pub fn own_cpu_seconds() -> f64 {
+    stat_cpu_seconds(Path::new("/proc/self/stat")).unwrap_or(0.0)
 }
 
 /// CPU time (user + system) of the running kdamond 0 under `admin`, seconds, read from
 /// `proc/<pid>/stat`; `None` when none runs.
-#[allow(clippy::cast_precision_loss)]
 pub fn kdamond_cpu_seconds(admin: &Path, proc: &Path) -> Option<f64> {
     let pid: u32 = std::fs::read_to_string(admin.join("kdamonds/0/pid"))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    std::fs::read_to_string(proc.join(pid.to_string()).join("stat"))
-        .ok()
-        .and_then(|s| kernel_text::proc_stat_cpu_ticks(&s))
-        .map(|t| t as f64 / 100.0)
+    stat_cpu_seconds(&proc.join(pid.to_string()).join("stat"))
 }
 
 /// The loop's state.
@@ -462,14 +468,20 @@ mod tests {
     #[test]
     fn probes_in_order_of_preference() {
         let (dir, roots) = tree("probe");
-        assert!(probe(&roots).is_empty());
+        assert!(probe(&roots, &[]).is_empty());
         std::fs::write(roots.cgroup.join("memory.stat"), stat(1, 1, 0)).unwrap();
-        assert_eq!(probe(&roots), vec![Backend::Memcg]);
+        assert_eq!(probe(&roots, &[]), vec![Backend::Memcg]);
         std::fs::write(roots.sysfs.join("kernel/mm/lru_gen/enabled"), "0x0007\n").unwrap();
         std::fs::write(roots.debugfs.join("lru_gen"), "").unwrap();
-        assert_eq!(probe(&roots), vec![Backend::Mglru, Backend::Memcg]);
+        assert_eq!(probe(&roots, &[]), vec![Backend::Mglru, Backend::Memcg]);
         std::fs::write(roots.sysfs.join("kernel/mm/lru_gen/enabled"), "0x0000\n").unwrap();
-        assert_eq!(probe(&roots), vec![Backend::Memcg]);
+        assert_eq!(probe(&roots, &[]), vec![Backend::Memcg]);
+        // Files are offered only where cachestat(2) can be tried (this fake /proc has no
+        // self/exe); the real kernel's case is tests/files.rs.
+        assert_eq!(
+            probe(&roots, std::slice::from_ref(&dir)),
+            vec![Backend::Memcg]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -153,18 +153,15 @@ fn main() -> ExitCode {
         cgroup: a.cgroup.clone(),
         proc: PathBuf::from("/proc"),
     };
-    let mut offered = probe(&roots);
-    if !a.files.is_empty() && tide_coldmem::files::supported(std::path::Path::new("/proc/self/exe"))
-    {
-        offered.insert(0, Backend::Files);
-    }
+    let offered = probe(&roots, &a.files);
     let backend = match a.backend {
         Choice::Auto => offered.first().copied(),
-        Choice::Damon => offered.contains(&Backend::Damon).then_some(Backend::Damon),
-        Choice::Mglru => offered.contains(&Backend::Mglru).then_some(Backend::Mglru),
-        Choice::Memcg => offered.contains(&Backend::Memcg).then_some(Backend::Memcg),
-        Choice::Files => offered.contains(&Backend::Files).then_some(Backend::Files),
-    };
+        Choice::Damon => Some(Backend::Damon),
+        Choice::Mglru => Some(Backend::Mglru),
+        Choice::Memcg => Some(Backend::Memcg),
+        Choice::Files => Some(Backend::Files),
+    }
+    .filter(|b| offered.contains(b));
     let Some(backend) = backend else {
         eprintln!(
             "tide-coldmem: backend {:?} is not offered by this kernel (offered: {:?})",
@@ -221,7 +218,9 @@ fn main() -> ExitCode {
                 if let Some(t) = channel.as_mut().and_then(GuestChannel::poll) {
                     target = Some(t);
                 }
-                std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+                std::thread::sleep(
+                    Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())),
+                );
             }
         });
         if let Some(t) = &target {

@@ -13,7 +13,7 @@
 //! | `tide_agent_sandbox_cold_bytes` | gauge | `sandbox` | cold memory each sandbox VM's daemon reports it can give back (fresh reports only) |
 //! | `tide_agent_sandboxes` | gauge | `state` (`linked`, `connected`, `fresh`) | sandbox VMs: linked, link up, report fresh enough to credit |
 //! | `tide_agent_cgroup_writes_total` | counter | | files written (no-op writes are skipped) |
-//! | `tide_agent_errors_total` | counter | `stage` | problems per stage (`collect`, `apply`, `evict`, `publish`, `checkpoint`, `watch`) |
+//! | `tide_agent_errors_total` | counter | `stage` | problems per stage (`collect`, `apply`, `evict`, `publish`, `checkpoint`, `watch`, `sandbox`) |
 //! | `tide_agent_tick_duration_seconds` | histogram | | one tick, collect to apply |
 //! | `tide_agent_process_cpu_seconds_total` | gauge | | the agent's own CPU time |
 //! | `tide_agent_process_resident_bytes` | gauge | | the agent's own RSS |

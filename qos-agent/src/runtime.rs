@@ -400,14 +400,7 @@ impl Runtime {
             Action::ReclaimColdMemory { bytes } => Some(bytes.0),
             _ => None,
         });
-        let asked = {
-            let sb = lock(&self.sandboxes);
-            if sb.is_enabled() {
-                sb.request_reclaim(reclaim.unwrap_or(0), Instant::now())
-            } else {
-                0
-            }
-        };
+        let asked = lock(&self.sandboxes).request_reclaim(reclaim.unwrap_or(0), Instant::now());
         for a in &tick.plan.actions {
             match a {
                 Action::SetBeCpuLimit { reason, .. } => {

@@ -67,12 +67,6 @@ pub struct SandboxView {
     pub fresh: bool,
     /// Cold bytes left after the latest period's reclaim (`cold − reclaimed`).
     pub remaining_cold: u64,
-    /// Bytes reclaimed in the latest period.
-    pub reclaimed: u64,
-    /// Reports received.
-    pub reports: u64,
-    /// The link's last error.
-    pub last_error: Option<String>,
 }
 
 /// What one link's state means now (pure).
@@ -85,9 +79,6 @@ pub fn view(endpoint: &str, st: &LinkState, now: Instant, stale_after: Duration)
         connected: st.connected,
         fresh,
         remaining_cold: latest.map_or(0, |(_, r)| r.cold_bytes.saturating_sub(r.reclaimed_bytes)),
-        reclaimed: latest.map_or(0, |(_, r)| r.reclaimed_bytes),
-        reports: st.reports,
-        last_error: st.last_error.clone(),
     }
 }
 
@@ -180,7 +171,15 @@ pub fn expand(pattern: &str) -> Vec<PathBuf> {
 #[derive(Debug)]
 pub struct Sandboxes {
     opts: SandboxOptions,
-    links: BTreeMap<String, (HostLink, bool)>,
+    links: BTreeMap<String, Linked>,
+}
+
+/// One link and the last of its errors already reported (each distinct error is reported
+/// once, not every tick while a sandbox stays unreachable).
+#[derive(Debug)]
+struct Linked {
+    link: HostLink,
+    reported: Option<String>,
 }
 
 impl Sandboxes {
@@ -199,36 +198,49 @@ impl Sandboxes {
         !self.opts.endpoints.is_empty() || self.opts.discover.is_some()
     }
 
-    /// Links new sandboxes, drops links to discovered ones that vanished; returns problems
-    /// (a link thread that could not start).
+    /// Links new sandboxes, drops links to discovered ones that vanished; returns problems:
+    /// a link thread that could not start, and each link's new error while it is down.
     pub fn refresh(&mut self) -> Vec<String> {
-        let mut want: Vec<(Endpoint, bool)> = self
-            .opts
-            .endpoints
-            .iter()
-            .map(|e| (e.clone(), false))
-            .collect();
+        let mut want = self.opts.endpoints.clone();
         if let Some((pattern, port)) = &self.opts.discover {
             want.extend(
                 expand(pattern)
                     .into_iter()
-                    .map(|path| (Endpoint::HybridVsock { path, port: *port }, true)),
+                    .map(|path| Endpoint::HybridVsock { path, port: *port }),
             );
         }
         let keys: std::collections::BTreeSet<String> =
-            want.iter().map(|(e, _)| e.to_string()).collect();
+            want.iter().map(Endpoint::to_string).collect();
         self.links.retain(|k, _| keys.contains(k));
         let mut errors = Vec::new();
-        for (e, discovered) in want {
+        for e in want {
             let key = e.to_string();
             if self.links.contains_key(&key) {
                 continue;
             }
             match HostLink::spawn(e, Some(self.opts.target.clone())) {
-                Ok(l) => {
-                    self.links.insert(key, (l, discovered));
+                Ok(link) => {
+                    self.links.insert(
+                        key,
+                        Linked {
+                            link,
+                            reported: None,
+                        },
+                    );
                 }
                 Err(err) => errors.push(format!("sandbox {key}: {err}")),
+            }
+        }
+        for (key, l) in &mut self.links {
+            let st = l.link.state();
+            if st.connected {
+                l.reported = None;
+            } else if st.last_error.is_some() && st.last_error != l.reported {
+                errors.push(format!(
+                    "sandbox {key}: {}",
+                    st.last_error.as_deref().unwrap_or_default()
+                ));
+                l.reported = st.last_error;
             }
         }
         errors
@@ -238,7 +250,7 @@ impl Sandboxes {
     pub fn views(&self, now: Instant) -> Vec<SandboxView> {
         self.links
             .iter()
-            .map(|(k, (l, _))| view(k, &l.state(), now, self.opts.stale_after))
+            .map(|(k, l)| view(k, &l.link.state(), now, self.opts.stale_after))
             .collect()
     }
 
@@ -257,7 +269,7 @@ impl Sandboxes {
             .zip(split_reclaim(bytes, &cold))
             .collect();
         let mut asked = 0u64;
-        for (key, (link, _)) in &self.links {
+        for (key, Linked { link, .. }) in &self.links {
             match shares.get(key.as_str()) {
                 Some(&share) if share > 0 => {
                     link.push_target(Target {

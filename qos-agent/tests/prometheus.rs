@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Dir, cluster, node_tree, start};
+use common::live_node;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -55,12 +55,7 @@ async fn get(port: u16, path: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_agent() {
-    let root = std::env::temp_dir().join(format!("tide-agent-prom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let _dir = Dir(root.clone());
-    node_tree(&root, 16);
-    let fake = cluster().await;
-    let rt = start(&fake, &root).await;
+    let (root, _dir, _fake, rt) = live_node("prom").await;
     rt.tick(1_800_000_000_000).await;
     rt.tick(1_800_000_001_000).await;
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Dir, GIB_KIB, cluster, node_object, node_tree, start};
+use common::{GIB_KIB, live_node, node_object};
 use tide_agent::agent::Agent;
 use tide_api::TideConfig;
 use tide_testkit::Kind;
@@ -15,12 +15,7 @@ use tide_testkit::node::proc_files;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_evicts_and_survives_an_unreachable_api() {
-    let root = std::env::temp_dir().join(format!("tide-agent-rt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let _dir = Dir(root.clone());
-    node_tree(&root, 16);
-    let fake = cluster().await;
-    let rt = start(&fake, &root).await;
+    let (root, _dir, fake, rt) = live_node("rt").await;
     // The watch used the node's field selector and saw only this node's pods.
     assert!(
         fake.requests_to("GET", "/api/v1/pods")

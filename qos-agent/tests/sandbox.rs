@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Dir, GIB_KIB, cluster, node_tree, start};
+use common::{GIB_KIB, live_node};
 use tide_agent::sandbox::{SandboxOptions, Sandboxes};
 use tide_coldmem::channel::{Endpoint, GuestChannel, Listen};
 use tide_coldmem::proto::{Report, Target};
@@ -90,12 +90,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_cold_memory_is_credited_and_reclaimed_on_demand() {
-    let root = std::env::temp_dir().join(format!("tide-agent-sbx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let _dir = Dir(root.clone());
-    node_tree(&root, 16);
-    let fake = cluster().await;
-    let rt = start(&fake, &root).await;
+    let (root, _dir, fake, rt) = live_node("sbx").await;
     let sock = root.join("sandbox.sock");
     let mut guest = Guest::start(Listen::Unix(sock.clone()));
     let endpoint = Endpoint::Unix(sock.clone());
@@ -204,7 +199,15 @@ async fn sandbox_cold_memory_is_credited_and_reclaimed_on_demand() {
         !rt.sandboxes.lock().unwrap().views(Instant::now())[0].connected
     })
     .await;
-    rt.tick(t0 + 4_000).await;
+    // Its error is reported (once per distinct error, not every tick).
+    let r = rt.tick(t0 + 4_000).await;
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.starts_with(&format!("sandbox {label}: "))),
+        "{:?}",
+        r.errors
+    );
     let m = rt.metrics.render();
     assert_eq!(
         metric(

@@ -136,3 +136,15 @@ pub fn node_object() -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
            "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}, "capacity": {"cpu": "8", "memory": "32Gi"}}})
 }
+
+/// A live agent on a fresh node tree (16 GiB of 32 in use) against a fresh fake cluster, its
+/// tree under the temp dir named by `tag` (removed when the returned `Dir` drops).
+pub async fn live_node(tag: &str) -> (PathBuf, Dir, FakeApi, Arc<Runtime>) {
+    let root = std::env::temp_dir().join(format!("tide-agent-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = Dir(root.clone());
+    node_tree(&root, 16);
+    let fake = cluster().await;
+    let rt = start(&fake, &root).await;
+    (root, dir, fake, rt)
+}
