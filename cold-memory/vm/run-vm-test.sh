@@ -63,7 +63,13 @@ fi
 out=$work/console.log
 : > "$out"
 log "booting $kver under qemu (TCG)"
-qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 1024 -smp 2 \
+# Two vCPUs on one host thread (thread=single): with multi-threaded TCG a vCPU once ran a
+# half-rewritten instruction while the guest flipped MGLRU's static key (a jump into the middle
+# of folio_mark_accessed's patched branch, a guest panic in CI). Round-robin TCG finishes each
+# rewrite before another vCPU runs. Two vCPUs, not one: with one the host got back ~60% of
+# what the guest freed instead of ~85%, we think because a single per-CPU page list interleaves
+# the cold set's pages with the hot reader's, leaving fewer whole 2 MiB blocks to report.
+qemu-system-x86_64 -machine q35 -accel tcg,thread=single -cpu max -m 1024 -smp 2 \
   -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 panic=-1 psi=1 loglevel=3 ${TIDE_VM_APPEND:-}" \
   -drive file="$work/data.img",if=virtio,format=raw,readonly=on \
