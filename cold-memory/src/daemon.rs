@@ -158,6 +158,8 @@ pub struct Reclaimer {
     pub backend: Backend,
     /// Pages idle this long are cold, ms.
     pub min_age_ms: u64,
+    /// The period, ms: DAMON's pageout quota is the guard's budget per period.
+    pub period_ms: u64,
     /// The guard.
     pub guard: Guard,
     page_size: u64,
@@ -176,6 +178,7 @@ impl Reclaimer {
             roots,
             backend,
             min_age_ms,
+            period_ms: 10_000,
             guard: Guard::new(guard),
             page_size: 4096,
             last_refaults: None,
@@ -184,6 +187,13 @@ impl Reclaimer {
             scanned: Vec::new(),
             dropped: None,
         }
+    }
+
+    /// The same reclaimer with a period of `ms` milliseconds (default 10 s).
+    #[must_use]
+    pub fn with_period_ms(mut self, ms: u64) -> Self {
+        self.period_ms = ms.max(1);
+        self
     }
 
     /// The same reclaimer with the directories the files backend scans.
@@ -215,6 +225,21 @@ impl Reclaimer {
 
     fn file_bytes(&self) -> Result<memcg::FileStats, String> {
         memcg::read(&self.roots.cgroup)
+    }
+
+    /// DAMON's cold file bytes now: the bytes of the regions its scheme matches, capped at the
+    /// cgroup's inactive file bytes. The regions are physical memory never accessed for
+    /// `min_age`, free and anonymous memory included (the kernel applies the anon filter to
+    /// what it pages out, not to what it reports as tried), and idle page cache sits on the
+    /// inactive list.
+    fn damon_cold(&self) -> Result<u64, String> {
+        let admin = self.roots.damon_admin();
+        let tried = damon::read_tried_bytes(&admin)
+            .or_else(|_| damon::read_stats(&admin).map(|s| s.sz_tried))?;
+        Ok(match self.file_bytes() {
+            Ok(f) => tried.min(f.inactive_file),
+            Err(_) => tried,
+        })
     }
 
     fn read_generations(&self) -> Result<Vec<mglru::Generation>, String> {
@@ -293,30 +318,29 @@ impl Reclaimer {
                         .into_iter()
                         .max_by_key(|(s, e)| e - s)
                         .ok_or("no System RAM range in /proc/iomem (needs root)")?;
-                    // One-second aggregations: a page read every half second shows up as
-                    // accessed in every window, so only what sat idle for whole windows ages.
+                    // The quota resets once per period, so the guard's budget bounds what
+                    // kdamond pages out per period, as it bounds the other backends.
                     let cfg = damon::DamonConfig {
-                        sample_us: 20_000,
-                        aggr_us: 1_000_000,
                         min_age_us: self.min_age_ms.saturating_mul(1000),
                         action: damon::SchemeAction::Pageout,
                         quota_bytes: self.guard.budget,
-                        quota_reset_ms: 1_000,
+                        quota_reset_ms: self.period_ms,
                         region,
+                        ..damon::DamonConfig::default()
                     };
                     damon::apply(&admin, &damon::setup_writes(&cfg))?;
                     self.damon_started = true;
                 }
-                let cold = damon::read_tried_bytes(&admin)
-                    .or_else(|_| damon::read_stats(&admin).map(|s| s.sz_tried))?;
-                Ok((cold, self.min_age_ms))
+                Ok((self.damon_cold()?, self.min_age_ms))
             }
         }
     }
 
     fn reclaim(&mut self, cold: u64, budget: u64) -> Result<u64, String> {
         let want = cold.min(budget);
-        if want == 0 {
+        // DAMON is retuned every period, so a new budget or age reaches kdamond even while
+        // nothing is cold.
+        if want == 0 && self.backend != Backend::Damon {
             return Ok(0);
         }
         match self.backend {
@@ -346,16 +370,16 @@ impl Reclaimer {
                 Ok(want)
             }
             Backend::Damon => {
-                // The pageout scheme runs by itself; the budget is its quota.
-                let q = self
-                    .roots
-                    .damon_admin()
-                    .join("kdamonds/0/contexts/0/schemes/0/quotas/bytes");
-                std::fs::write(&q, budget.to_string())
-                    .map_err(|e| format!("{}: {e}", q.display()))?;
-                let state = self.roots.damon_admin().join("kdamonds/0/state");
-                std::fs::write(&state, "commit")
-                    .map_err(|e| format!("{}: {e}", state.display()))?;
+                // The pageout scheme runs by itself: its quota is the budget, and its age
+                // threshold follows the host's target.
+                let admin = self.roots.damon_admin();
+                let writes = damon::retune_writes(
+                    &admin,
+                    self.min_age_ms.saturating_mul(1000),
+                    budget,
+                    self.period_ms,
+                )?;
+                damon::apply(&admin, &writes)?;
                 Ok(want)
             }
         }
@@ -388,6 +412,14 @@ impl Reclaimer {
             (Some(d), _, _) => d,
             (None, Some(b), Some(a)) => file(b).saturating_sub(file(a)),
             _ => 0,
+        };
+        // kdamond pages out on its own during the period: what it found cold is what it
+        // reclaimed plus what is still cold at the end (the host credits the latter).
+        let cold_bytes = match self.backend {
+            Backend::Damon => self
+                .damon_cold()
+                .map_or(cold_bytes, |now| now.saturating_add(reclaimed_bytes)),
+            _ => cold_bytes,
         };
         let refaults_total = after.map(|a| a.refaults);
         let refaults = match (self.last_refaults, refaults_total) {
@@ -581,6 +613,83 @@ mod tests {
         let st = r.period(|| {});
         assert_eq!(st.cold_bytes, 0);
         assert!(st.errors[0].contains("memory.stat"), "{:?}", st.errors);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fake DAMON sysfs tree with the directories `cfg`'s setup writes to, /proc/iomem and
+    /// the cgroup's memory.stat.
+    fn damon_tree(name: &str, cfg: &damon::DamonConfig) -> (PathBuf, Roots) {
+        let (dir, roots) = tree(name);
+        let admin = roots.damon_admin();
+        for (p, _) in damon::setup_writes(cfg) {
+            std::fs::create_dir_all(admin.join(p).parent().unwrap()).unwrap();
+        }
+        std::fs::write(
+            roots.proc.join("iomem"),
+            "00001000-0009fbff : System RAM\n00100000-3ffdffff : System RAM\n",
+        )
+        .unwrap();
+        std::fs::write(
+            roots.cgroup.join("memory.stat"),
+            stat(400 << 20, 64 << 20, 0),
+        )
+        .unwrap();
+        (dir, roots)
+    }
+
+    fn set_tried(admin: &Path, bytes: u64) {
+        let d = admin.join("kdamonds/0/contexts/0/schemes/0/tried_regions");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("total_bytes"), format!("{bytes}\n")).unwrap();
+    }
+
+    #[test]
+    fn damon_quota_is_the_budget_per_period_and_follows_the_target() {
+        let pageout = damon::DamonConfig {
+            action: damon::SchemeAction::Pageout,
+            ..damon::DamonConfig::default()
+        };
+        let (dir, roots) = damon_tree("damon", &pageout);
+        let admin = roots.damon_admin();
+        set_tried(&admin, 400 << 20);
+        let cg = roots.cgroup.clone();
+        let mut r = Reclaimer::new(roots, Backend::Damon, 4_000, GuardSettings::default())
+            .with_initial_budget(64 << 20)
+            .with_period_ms(15_000);
+        let read = |rel: &str| {
+            std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes").join(rel)).unwrap()
+        };
+        // kdamond pages out 300 MiB during the period; 100 MiB of page cache stay cold, in
+        // 700 MiB of idle regions (the rest is free memory).
+        let st = r.period(|| {
+            std::fs::write(cg.join("memory.stat"), stat(100 << 20, 64 << 20, 0)).unwrap();
+            set_tried(&admin, 700 << 20);
+        });
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        assert_eq!(st.reclaimed_bytes, 300 << 20);
+        assert_eq!(st.cold_bytes, 400 << 20, "paged out + still cold");
+        assert_eq!(read("0/quotas/bytes"), (64u64 << 20).to_string());
+        assert_eq!(
+            read("0/quotas/reset_interval_ms"),
+            "15000",
+            "one quota per period"
+        );
+        assert_eq!(
+            read("0/access_pattern/age/min"),
+            "4",
+            "4 s in 1 s aggregations"
+        );
+        // The host's target: 10 s age, 256 MiB asked; it reaches kdamond though nothing is
+        // cold right now.
+        set_tried(&admin, 0);
+        r.apply_target(&crate::proto::Target {
+            max_bytes_per_period: 1 << 30,
+            min_age_ms: 10_000,
+            reclaim_bytes: 256 << 20,
+        });
+        r.period(|| {});
+        assert_eq!(read("0/access_pattern/age/min"), "10");
+        assert_eq!(read("0/quotas/bytes"), (256u64 << 20).to_string());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

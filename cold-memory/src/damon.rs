@@ -1,7 +1,8 @@
 //! DAMON through its sysfs interface (`/sys/kernel/mm/damon/admin`): physical-address
 //! monitoring with one scheme whose access pattern is "not accessed for at least `min_age`",
-//! anonymous pages filtered out so only file pages count. With action `stat` the scheme's
-//! `sz_tried` is the cold file bytes found; with `pageout` and a quota it reclaims them.
+//! anonymous pages filtered out of what it pages out. Its tried bytes are the idle regions'
+//! bytes (free and anonymous memory included: the daemon caps them at `inactive_file`); with
+//! `pageout` and a quota per period it reclaims the file pages among them.
 //!
 //! Never pointed at the host's DAMON (DESIGN.md §10): the daemon runs inside the sandbox VM,
 //! and tests use a fake tree.
@@ -36,11 +37,60 @@ pub struct DamonConfig {
     pub region: (u64, u64),
 }
 
+impl Default for DamonConfig {
+    /// 20 ms sampling and one-second aggregations: a page read every half second shows up as
+    /// accessed in every window, so only what sat idle for whole windows ages. Counting only
+    /// (`stat`), 30 s age, no quota, no region yet.
+    fn default() -> Self {
+        Self {
+            sample_us: 20_000,
+            aggr_us: 1_000_000,
+            min_age_us: 30_000_000,
+            action: SchemeAction::Stat,
+            quota_bytes: 0,
+            quota_reset_ms: 1_000,
+            region: (0, 0),
+        }
+    }
+}
+
+const SCHEME: &str = "kdamonds/0/contexts/0/schemes/0";
+
+/// The writes that move a running kdamond's scheme to a new age threshold and quota (bytes
+/// per `quota_reset_ms`), ending with `commit` so kdamond takes them.
+/// The age is counted in the running context's aggregation intervals, read from `admin`.
+pub fn retune_writes(
+    admin: &Path,
+    min_age_us: u64,
+    quota_bytes: u64,
+    quota_reset_ms: u64,
+) -> Result<Vec<(String, String)>, String> {
+    let p = admin.join("kdamonds/0/contexts/0/monitoring_attrs/intervals/aggr_us");
+    let aggr_us: u64 = std::fs::read_to_string(&p)
+        .map_err(|e| format!("{}: {e}", p.display()))?
+        .trim()
+        .parse()
+        .map_err(|_| format!("{}: not a number", p.display()))?;
+    let mut w = vec![
+        (
+            format!("{SCHEME}/access_pattern/age/min"),
+            min_age_us.div_ceil(aggr_us.max(1)).to_string(),
+        ),
+        (format!("{SCHEME}/quotas/bytes"), quota_bytes.to_string()),
+        (
+            format!("{SCHEME}/quotas/reset_interval_ms"),
+            quota_reset_ms.to_string(),
+        ),
+    ];
+    w.push(("kdamonds/0/state".into(), "commit".into()));
+    Ok(w)
+}
+
 /// The writes (relative path under `admin/`, value) that set up kdamond 0, in order, ending
 /// with turning it on.
 pub fn setup_writes(c: &DamonConfig) -> Vec<(String, String)> {
     let ctx = "kdamonds/0/contexts/0";
-    let sch = format!("{ctx}/schemes/0");
+    let sch = SCHEME;
     let age_aggrs = c.min_age_us.div_ceil(c.aggr_us.max(1));
     let mut w: Vec<(String, String)> = vec![
         ("kdamonds/nr_kdamonds".into(), "1".into()),
@@ -102,7 +152,7 @@ pub fn setup_writes(c: &DamonConfig) -> Vec<(String, String)> {
             format!("{sch}/quotas/reset_interval_ms"),
             c.quota_reset_ms.to_string(),
         ),
-        // Filter out anonymous pages: only file pages are counted or paged out.
+        // Filter out anonymous pages: only file pages are paged out.
         (format!("{sch}/filters/nr_filters"), "1".into()),
         (format!("{sch}/filters/0/type"), "anon".into()),
         (format!("{sch}/filters/0/matching"), "Y".into()),
@@ -139,7 +189,7 @@ pub fn read_tried_bytes(admin: &Path) -> Result<u64, String> {
     let state = admin.join("kdamonds/0/state");
     std::fs::write(&state, "update_schemes_tried_bytes")
         .map_err(|e| format!("{}: {e}", state.display()))?;
-    let p = admin.join("kdamonds/0/contexts/0/schemes/0/tried_regions/total_bytes");
+    let p = admin.join(SCHEME).join("tried_regions/total_bytes");
     std::fs::read_to_string(&p)
         .map_err(|e| format!("{}: {e}", p.display()))?
         .trim()
@@ -152,7 +202,7 @@ pub fn read_stats(admin: &Path) -> Result<SchemeStats, String> {
     let state = admin.join("kdamonds/0/state");
     std::fs::write(&state, "update_schemes_stats")
         .map_err(|e| format!("{}: {e}", state.display()))?;
-    let dir = admin.join("kdamonds/0/contexts/0/schemes/0/stats");
+    let dir = admin.join(SCHEME).join("stats");
     let read = |f: &str| -> Result<u64, String> {
         let p = dir.join(f);
         std::fs::read_to_string(&p)
@@ -201,6 +251,15 @@ mod tests {
         }
     }
 
+    fn fake_tree(name: &str, writes: &[(String, String)]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tide-damon-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (p, _) in writes {
+            std::fs::create_dir_all(dir.join(p).parent().unwrap()).unwrap();
+        }
+        dir
+    }
+
     #[test]
     fn setup_is_paddr_cold_file_only_and_ends_by_turning_on() {
         let w = setup_writes(&cfg(SchemeAction::Pageout));
@@ -224,12 +283,8 @@ mod tests {
 
     #[test]
     fn applies_to_and_reads_stats_from_a_fake_tree() {
-        let dir = std::env::temp_dir().join(format!("tide-damon-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         let w = setup_writes(&cfg(SchemeAction::Stat));
-        for (p, _) in &w {
-            std::fs::create_dir_all(dir.join(p).parent().unwrap()).unwrap();
-        }
+        let dir = fake_tree("stat", &w);
         apply(&dir, &w).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("kdamonds/0/state")).unwrap(),
@@ -249,6 +304,37 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.join("kdamonds/0/state")).unwrap(),
             "update_schemes_stats"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retune_counts_age_in_the_running_aggregation_and_commits() {
+        let dir = std::env::temp_dir().join(format!("tide-damon-rt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let attrs = dir.join("kdamonds/0/contexts/0/monitoring_attrs/intervals");
+        std::fs::create_dir_all(&attrs).unwrap();
+        assert!(retune_writes(&dir, 4_000_000, 1, 1).is_err(), "no aggr_us");
+        std::fs::write(attrs.join("aggr_us"), "500000\n").unwrap();
+        let w = retune_writes(&dir, 4_200_000, 256 << 20, 15_000).unwrap();
+        let get = |k: &str| {
+            w.iter()
+                .find(|(p, _)| p.ends_with(k))
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("age/min"),
+            Some("9"),
+            "4.2 s in 0.5 s aggregations, rounded up"
+        );
+        assert_eq!(get("quotas/bytes"), Some("268435456"));
+        assert_eq!(get("quotas/reset_interval_ms"), Some("15000"));
+        assert_eq!(w.last().unwrap().1, "commit");
+        std::fs::write(attrs.join("aggr_us"), "soon").unwrap();
+        assert!(
+            retune_writes(&dir, 4_000_000, 1, 1)
+                .unwrap_err()
+                .contains("not a number")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

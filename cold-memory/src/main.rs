@@ -177,6 +177,7 @@ fn main() -> ExitCode {
     };
     let mut r = Reclaimer::new(roots, backend, a.min_age_ms, guard)
         .with_initial_budget(a.initial_bytes)
+        .with_period_ms(a.period_ms)
         .with_files(a.files.clone());
     let mut channel = match a.channel.as_ref().map(|l| GuestChannel::open(l, &a.sysfs)) {
         None => None,
