@@ -5,6 +5,7 @@
 //! Every path is under configurable roots so tests run it against fake trees; the VM test runs
 //! it against the guest kernel's real files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -90,16 +91,35 @@ pub fn probe(roots: &Roots, file_dirs: &[PathBuf]) -> Vec<Backend> {
     out
 }
 
+/// Cold file bytes of one child cgroup of the daemon's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CgroupCold {
+    /// The child's path in the cgroup hierarchy (`/kubepods.slice`).
+    pub path: String,
+    /// Its cold file bytes, its subtree's included.
+    pub cold_bytes: u64,
+}
+
+/// Most child cgroups listed in a status.
+const MAX_CGROUPS: usize = 4096;
+
 /// One period's outcome (the daemon's JSON status line).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Backend used.
     pub backend: Backend,
-    /// Cold file bytes found.
+    /// Cold file bytes found in the daemon's cgroup (the node's, at the root; MGLRU always
+    /// counts the whole node).
     pub cold_bytes: u64,
     /// Age threshold behind them, ms (0 for memcg: the inactive list has no ages).
     pub age_ms: u64,
+    /// The same per child cgroup, by path (memcg: each child's `inactive_file`; MGLRU: the
+    /// cold generations of its subtree's memcgs; DAMON, whose physical regions have no owner:
+    /// what each child's file pages shrank by in the period, plus what is still cold split by
+    /// its share of `inactive_file`; files: none, they go by directory, not cgroup).
+    pub cgroups: Vec<CgroupCold>,
     /// Bytes asked to reclaim.
     pub requested_bytes: u64,
     /// Bytes the cgroup's file pages shrank by (measured, not claimed).
@@ -225,6 +245,97 @@ impl Reclaimer {
 
     fn file_bytes(&self) -> Result<memcg::FileStats, String> {
         memcg::read(&self.roots.cgroup)
+    }
+
+    /// The child cgroups of the daemon's cgroup (directories with a `memory.stat`), by
+    /// name, with their paths in the hierarchy.
+    fn children(&self) -> Vec<(String, PathBuf)> {
+        let mountinfo =
+            std::fs::read_to_string(self.roots.proc.join("self/mountinfo")).unwrap_or_default();
+        let base =
+            kernel_text::cgroup2_path(&mountinfo, &self.roots.cgroup).unwrap_or_else(|| "/".into());
+        let Ok(rd) = std::fs::read_dir(&self.roots.cgroup) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("memory.stat").is_file())
+            .filter_map(|p| {
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                Some((format!("{}/{name}", base.trim_end_matches('/')), p))
+            })
+            .collect();
+        out.sort();
+        out.truncate(MAX_CGROUPS);
+        out
+    }
+
+    /// Cold file bytes per child cgroup (see [`Status::cgroups`]).
+    fn cgroup_breakdown(&self) -> Vec<CgroupCold> {
+        let inactive = |dir: &Path| memcg::read(dir).ok().map(|f| f.inactive_file);
+        let children = self.children();
+        let each = |f: &dyn Fn(&str, &Path) -> Option<u64>| -> Vec<CgroupCold> {
+            children
+                .iter()
+                .filter_map(|(path, dir)| {
+                    f(path, dir).map(|b| CgroupCold {
+                        path: path.clone(),
+                        cold_bytes: b,
+                    })
+                })
+                .collect()
+        };
+        match self.backend {
+            Backend::Files => Vec::new(),
+            Backend::Memcg => each(&|_, dir| inactive(dir)),
+            Backend::Mglru => match self.read_generations() {
+                Ok(gens) => each(&|path, _| {
+                    Some(mglru::cold_file_bytes_under(
+                        &gens,
+                        path,
+                        self.min_age_ms,
+                        self.page_size,
+                    ))
+                }),
+                Err(_) => Vec::new(),
+            },
+            // DAMON's is split at the period's end (`damon_breakdown`).
+            Backend::Damon => Vec::new(),
+        }
+    }
+
+    /// Each child's file bytes (`inactive_file + active_file`), by path.
+    fn children_file_bytes(&self) -> BTreeMap<String, u64> {
+        self.children()
+            .into_iter()
+            .filter_map(|(path, dir)| {
+                let f = memcg::read(&dir).ok()?;
+                Some((path, f.inactive_file.saturating_add(f.active_file)))
+            })
+            .collect()
+    }
+
+    /// DAMON's per-child split (its physical regions have no owner): what each child's file
+    /// pages shrank by since `before` (kdamond paged it out), plus `still_cold` split by each
+    /// child's share of `inactive_file`.
+    fn damon_breakdown(&self, still_cold: u64, before: &BTreeMap<String, u64>) -> Vec<CgroupCold> {
+        let total = memcg::read(&self.roots.cgroup).map_or(0, |f| f.inactive_file);
+        self.children()
+            .into_iter()
+            .filter_map(|(path, dir)| {
+                let f = memcg::read(&dir).ok()?;
+                let share =
+                    u128::from(f.inactive_file) * u128::from(still_cold) / u128::from(total.max(1));
+                let share = u64::try_from(share).unwrap_or(u64::MAX).min(still_cold);
+                let now = f.inactive_file.saturating_add(f.active_file);
+                let freed = before.get(&path).map_or(0, |b| b.saturating_sub(now));
+                Some(CgroupCold {
+                    path,
+                    cold_bytes: share.saturating_add(freed),
+                })
+            })
+            .collect()
     }
 
     /// DAMON's cold file bytes now: the bytes of the regions its scheme matches, capped at the
@@ -390,10 +501,19 @@ impl Reclaimer {
     pub fn period(&mut self, settle: impl FnOnce()) -> Status {
         let mut errors = Vec::new();
         let before = self.file_bytes().ok();
+        let children_before = match self.backend {
+            Backend::Damon => self.children_file_bytes(),
+            _ => BTreeMap::new(),
+        };
         let (cold_bytes, age_ms) = self.detect().unwrap_or_else(|e| {
             errors.push(e);
             (0, 0)
         });
+        // Taken with the cold figure, before reclaim (DAMON's at the period's end, below).
+        let mut cgroups = match self.backend {
+            Backend::Memcg | Backend::Mglru => self.cgroup_breakdown(),
+            _ => Vec::new(),
+        };
         let budget = self.guard.budget;
         let requested = self.reclaim(cold_bytes, budget).unwrap_or_else(|e| {
             errors.push(e);
@@ -416,9 +536,13 @@ impl Reclaimer {
         // kdamond pages out on its own during the period: what it found cold is what it
         // reclaimed plus what is still cold at the end (the host credits the latter).
         let cold_bytes = match self.backend {
-            Backend::Damon => self
-                .damon_cold()
-                .map_or(cold_bytes, |now| now.saturating_add(reclaimed_bytes)),
+            Backend::Damon => match self.damon_cold() {
+                Ok(now) => {
+                    cgroups = self.damon_breakdown(now, &children_before);
+                    now.saturating_add(reclaimed_bytes)
+                }
+                Err(_) => cold_bytes,
+            },
             _ => cold_bytes,
         };
         let refaults_total = after.map(|a| a.refaults);
@@ -439,6 +563,7 @@ impl Reclaimer {
             backend: self.backend,
             cold_bytes,
             age_ms,
+            cgroups,
             requested_bytes: requested,
             reclaimed_bytes,
             refaults,
@@ -690,6 +815,103 @@ mod tests {
         r.period(|| {});
         assert_eq!(read("0/access_pattern/age/min"), "10");
         assert_eq!(read("0/quotas/bytes"), (256u64 << 20).to_string());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn status_lists_cold_bytes_per_child_cgroup() {
+        let (dir, roots) = tree("children");
+        let cg = roots.cgroup.clone();
+        // The daemon's cgroup is /kubepods in the hierarchy (a cgroup namespace's view).
+        std::fs::create_dir_all(roots.proc.join("self")).unwrap();
+        std::fs::write(
+            roots.proc.join("self/mountinfo"),
+            format!(
+                "36 25 0:31 /kubepods {} rw,relatime - cgroup2 cgroup2 rw\n",
+                cg.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(cg.join("memory.stat"), stat(300 << 20, 100 << 20, 0)).unwrap();
+        for (child, inactive) in [("besteffort", 200u64 << 20), ("burstable", 100 << 20)] {
+            std::fs::create_dir_all(cg.join(child)).unwrap();
+            std::fs::write(cg.join(child).join("memory.stat"), stat(inactive, 0, 0)).unwrap();
+        }
+        std::fs::create_dir_all(cg.join("not-a-cgroup-file-dir")).unwrap();
+        std::fs::write(cg.join("memory.reclaim"), "").unwrap();
+
+        let mut r = Reclaimer::new(roots.clone(), Backend::Memcg, 0, GuardSettings::default());
+        let st = r.period(|| {});
+        fn got(st: &Status) -> Vec<(&str, u64)> {
+            st.cgroups
+                .iter()
+                .map(|c| (c.path.as_str(), c.cold_bytes >> 20))
+                .collect()
+        }
+        assert_eq!(
+            got(&st),
+            vec![("/kubepods/besteffort", 200), ("/kubepods/burstable", 100)]
+        );
+        let json = serde_json::to_string(&st).unwrap();
+        assert!(
+            json.contains(r#""cgroups":[{"path":"/kubepods/besteffort","coldBytes":209715200}"#),
+            "{json}"
+        );
+
+        // MGLRU: a child's cold bytes are its subtree's memcgs'.
+        std::fs::write(roots.proc.join("meminfo"), "SwapTotal:  0 kB\n").unwrap();
+        std::fs::write(
+            roots.debugfs.join("lru_gen"),
+            "memcg 1 /kubepods\n node 0\n  3 90000 0 10\n  4 60000 0 1\n  5 500 0 1\n\
+             memcg 2 /kubepods/besteffort\n node 0\n  3 90000 0 256\n  4 60000 0 1\n  5 500 0 1\n\
+             memcg 3 /kubepods/besteffort/pod1\n node 0\n  3 90000 0 512\n  4 60000 0 1\n  5 500 0 1\n\
+             memcg 4 /kubepods/burstable\n node 0\n  3 20000 0 1024\n  4 10000 0 1\n  5 500 0 1\n",
+        )
+        .unwrap();
+        let mut r = Reclaimer::new(
+            roots.clone(),
+            Backend::Mglru,
+            30_000,
+            GuardSettings::default(),
+        );
+        let st = r.period(|| {});
+        assert_eq!(st.cold_bytes, (10 + 256 + 512) * 4096);
+        let pages: Vec<_> = st.cgroups.iter().map(|c| c.cold_bytes / 4096).collect();
+        assert_eq!(
+            pages,
+            vec![256 + 512, 0],
+            "burstable's gen 4 is only 10 s old"
+        );
+
+        // DAMON: the cold figure split by each child's share of inactive_file.
+        let (ddir, droots) = damon_tree("children-damon", &damon::DamonConfig::default());
+        std::fs::write(droots.cgroup.join("memory.stat"), stat(400 << 20, 0, 0)).unwrap();
+        for (child, inactive) in [("a", 300u64 << 20), ("b", 100 << 20)] {
+            std::fs::create_dir_all(droots.cgroup.join(child)).unwrap();
+            std::fs::write(
+                droots.cgroup.join(child).join("memory.stat"),
+                stat(inactive, 0, 0),
+            )
+            .unwrap();
+        }
+        set_tried(&droots.damon_admin(), 200 << 20);
+        let dcg = droots.cgroup.clone();
+        let mut r = Reclaimer::new(droots, Backend::Damon, 4_000, GuardSettings::default());
+        let st = r.period(|| {});
+        assert_eq!(st.cold_bytes, 200 << 20);
+        assert_eq!(got(&st), vec![("/a", 150), ("/b", 50)]);
+        // kdamond pages out 100 MiB of a's during the next period; 200 MiB stay cold.
+        let st = r.period(|| {
+            std::fs::write(dcg.join("memory.stat"), stat(300 << 20, 0, 0)).unwrap();
+            std::fs::write(dcg.join("a/memory.stat"), stat(200 << 20, 0, 0)).unwrap();
+        });
+        assert_eq!(st.cold_bytes, 300 << 20);
+        assert_eq!(
+            got(&st),
+            vec![("/a", 100 + 133), ("/b", 66)],
+            "a: paged out + 2/3 of what is still cold"
+        );
+        std::fs::remove_dir_all(&ddir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,6 +1,7 @@
 //! Parsers for the kernel's text files that both this crate and the node agent read: flat
 //! `key value` files (`memory.stat`, `cpu.stat`), PSI files, `kB` fields (`/proc/meminfo`,
-//! `/proc/<pid>/status`) and a process's CPU time from `/proc/<pid>/stat`.
+//! `/proc/<pid>/status`), a process's CPU time from `/proc/<pid>/stat`, and where a
+//! directory sits in the cgroup v2 hierarchy (`/proc/self/mountinfo`).
 
 /// A `key value` line's value from a flat-keyed file.
 pub fn keyed(text: &str, key: &str) -> Option<u64> {
@@ -39,6 +40,37 @@ pub fn proc_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The path of directory `dir` inside the cgroup v2 hierarchy, as the kernel prints cgroup
+/// paths (`/kubepods/pod1`), from `/proc/self/mountinfo` text: the longest `cgroup2` mount
+/// point that holds `dir`, its root joined with the rest. `None` when no cgroup2 mount holds it.
+pub fn cgroup2_path(mountinfo: &str, dir: &std::path::Path) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let fstype = f.iter().position(|x| *x == "-").and_then(|i| f.get(i + 1));
+        // id parent major:minor root mount-point ...
+        let (Some(&"cgroup2"), Some(root), Some(point)) = (fstype, f.get(3), f.get(4)) else {
+            continue;
+        };
+        let Ok(rest) = dir.strip_prefix(point.replace("\\040", " ")) else {
+            continue;
+        };
+        if best.as_ref().is_some_and(|(len, _)| point.len() < *len) {
+            continue;
+        }
+        let mut path = root.trim_end_matches('/').to_string();
+        for c in rest.components() {
+            path.push('/');
+            path.push_str(&c.as_os_str().to_string_lossy());
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        best = Some((point.len(), path));
+    }
+    best.map(|(_, p)| p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +93,24 @@ mod tests {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 0 0";
         assert_eq!(proc_stat_cpu_ticks(stat), Some(10));
         assert_eq!(proc_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn cgroup2_paths_from_mountinfo() {
+        use std::path::Path;
+        let mi = "25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw\n\
+                  36 25 0:31 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate\n\
+                  40 36 0:31 /kubepods /host/kubepods rw - cgroup2 cgroup2 rw\n";
+        let p = |d: &str| cgroup2_path(mi, Path::new(d));
+        assert_eq!(p("/sys/fs/cgroup").as_deref(), Some("/"));
+        assert_eq!(p("/sys/fs/cgroup/hot").as_deref(), Some("/hot"));
+        assert_eq!(p("/sys/fs/cgroup/a/b/").as_deref(), Some("/a/b"));
+        assert_eq!(p("/host/kubepods/pod1").as_deref(), Some("/kubepods/pod1"));
+        assert_eq!(p("/sys/kernel"), None, "sysfs is not cgroup2");
+        assert_eq!(p("/tmp/x"), None);
+        assert_eq!(
+            cgroup2_path("garbage\n\n", Path::new("/sys/fs/cgroup")),
+            None
+        );
     }
 }

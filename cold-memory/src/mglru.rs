@@ -120,6 +120,31 @@ pub fn cold_file_bytes(
         .fold(0, u64::saturating_add)
 }
 
+/// Cold file bytes of the memcg at cgroup path `prefix` and every memcg below it (`lru_gen`
+/// lists each memcg on its own; a cgroup's cold memory is its subtree's).
+pub fn cold_file_bytes_under(
+    gens: &[Generation],
+    prefix: &str,
+    min_age_ms: u64,
+    page_size: u64,
+) -> u64 {
+    let prefix = prefix.trim_end_matches('/');
+    let under = |p: &str| {
+        prefix.is_empty()
+            || p == prefix
+            || p.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'))
+    };
+    let mut paths = std::collections::BTreeMap::new();
+    for g in gens {
+        paths.entry(g.memcg).or_insert(g.path.as_str());
+    }
+    cold_generations(gens, min_age_ms)
+        .iter()
+        .filter(|((memcg, _), _)| paths.get(memcg).is_some_and(|p| under(p)))
+        .map(|(_, (_, pages))| pages.saturating_mul(page_size))
+        .fold(0, u64::saturating_add)
+}
+
 /// The aging commands that start a new generation for every memcg and node
 /// (`+ <memcg> <node> <max_gen> <can_swap> 1`, forcing a full scan). Aging moves pages
 /// accessed (through page tables) since the last walk to the new, youngest generation, so what
@@ -197,6 +222,25 @@ memcg    37 /sandbox
         assert_eq!(cold_file_bytes(&g, None, 1_000, 4096), 76_000 * 4096);
         assert_eq!(cold_file_bytes(&g, None, 1_000_000, 4096), 0);
         assert!(parse("garbage\n1 2\n- 1 0 3 0 5\n").is_empty());
+    }
+
+    #[test]
+    fn a_cgroups_cold_bytes_are_its_subtrees() {
+        let mut text = SAMPLE.to_string();
+        text.push_str("memcg    38 /sandbox/pod\n node     0\n  1  90000  0  100\n  2  70000  0  7\n  3  10  0  1\n");
+        text.push_str("memcg    39 /sandboxes\n node     0\n  1  90000  0  200\n  2  70000  0  7\n  3  10  0  1\n");
+        let g = parse(&text);
+        let under = |p: &str| cold_file_bytes_under(&g, p, 30_000, 1);
+        assert_eq!(under("/sandbox"), 6_000 + 100, "itself and /sandbox/pod");
+        assert_eq!(under("/sandbox/"), 6_100);
+        assert_eq!(under("/sandbox/pod"), 100);
+        assert_eq!(
+            under("/sandboxes"),
+            200,
+            "a sibling sharing a prefix is not below"
+        );
+        assert_eq!(under("/"), cold_file_bytes(&g, None, 30_000, 1));
+        assert_eq!(under("/absent"), 0);
     }
 
     #[test]

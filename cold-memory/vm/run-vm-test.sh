@@ -155,7 +155,17 @@ for b in ${TIDE_ONLY:-memcg mglru damon}; do
   log "host link: $b: $n reports over virtio-serial, cold up to $((${cold:-0} >> 20)) MiB, reclaimed $((freed >> 20)) MiB"
   ((n >= 2 && ${cold:-0} > 0)) || { log "host link: no reports with cold bytes from $b"; cat "$work/host-link.log"; fail=1; }
 done
-((fail == 0)) && log "passed: cold set reclaimed within two periods (memcg, mglru >= 90%, damon >= 75%), hot set resident, refaults <= 1%"
+# Per child cgroup: MGLRU and DAMON run on the guest's root cgroup, whose children are /hot and
+# /cold; the cold set must be found in /cold (its largest figure over the two periods).
+for b in mglru damon; do
+  [[ " ${TIDE_ONLY:-memcg mglru damon} " == *" $b "* ]] || continue
+  per() { grep -a "^TIDE status backend=$b " "$out" | sed -n "s/.*\"path\":\"\/$1\",\"coldBytes\":\([0-9]*\).*/\1/p" | sort -n | tail -1; }
+  c=$(per cold); h=$(per hot)
+  c0=$(grep -a "^TIDE result backend=$b " "$out" | sed -n 's/.* cold_before=\([0-9]*\).*/\1/p')
+  log "per cgroup: $b: /cold up to $((${c:-0} >> 20)) MiB, /hot up to $((${h:-0} >> 20)) MiB (cold set $((${c0:-0} >> 20)) MiB)"
+  awk -v c="${c:-0}" -v c0="${c0:-1}" 'BEGIN { exit !(c >= 0.75 * c0) }' || { log "per cgroup: $b did not find the cold set in /cold"; fail=1; }
+done
+((fail == 0)) && log "passed: cold set reclaimed within two periods (memcg, mglru >= 90%, damon >= 75%), hot set resident, refaults <= 1%, cold set found in its cgroup"
 # Scan and reclaim cost: the daemon's CPU seconds in each period (its status carries the
 # process's running total, and for DAMON the kdamond kernel thread's, where the sampling runs)
 # over the period; then the standing cost, one more period after the cold set is gone (under
