@@ -271,38 +271,15 @@ impl Reclaimer {
         out
     }
 
-    /// Cold file bytes per child cgroup (see [`Status::cgroups`]).
-    fn cgroup_breakdown(&self) -> Vec<CgroupCold> {
-        let inactive = |dir: &Path| memcg::read(dir).ok().map(|f| f.inactive_file);
-        let children = self.children();
-        let each = |f: &dyn Fn(&str, &Path) -> Option<u64>| -> Vec<CgroupCold> {
-            children
-                .iter()
-                .filter_map(|(path, dir)| {
-                    f(path, dir).map(|b| CgroupCold {
-                        path: path.clone(),
-                        cold_bytes: b,
-                    })
-                })
-                .collect()
-        };
-        match self.backend {
-            Backend::Files => Vec::new(),
-            Backend::Memcg => each(&|_, dir| inactive(dir)),
-            Backend::Mglru => match self.read_generations() {
-                Ok(gens) => each(&|path, _| {
-                    Some(mglru::cold_file_bytes_under(
-                        &gens,
-                        path,
-                        self.min_age_ms,
-                        self.page_size,
-                    ))
-                }),
-                Err(_) => Vec::new(),
-            },
-            // DAMON's is split at the period's end (`damon_breakdown`).
-            Backend::Damon => Vec::new(),
-        }
+    /// `f(path, dir)` for each child cgroup that yields a figure.
+    fn per_child(&self, f: impl Fn(&str, &Path) -> Option<u64>) -> Vec<CgroupCold> {
+        self.children()
+            .into_iter()
+            .filter_map(|(path, dir)| {
+                let cold_bytes = f(&path, &dir)?;
+                Some(CgroupCold { path, cold_bytes })
+            })
+            .collect()
     }
 
     /// Each child's file bytes (`inactive_file + active_file`), by path.
@@ -318,39 +295,34 @@ impl Reclaimer {
 
     /// DAMON's per-child split (its physical regions have no owner): what each child's file
     /// pages shrank by since `before` (kdamond paged it out), plus `still_cold` split by each
-    /// child's share of `inactive_file`.
-    fn damon_breakdown(&self, still_cold: u64, before: &BTreeMap<String, u64>) -> Vec<CgroupCold> {
-        let total = memcg::read(&self.roots.cgroup).map_or(0, |f| f.inactive_file);
-        self.children()
-            .into_iter()
-            .filter_map(|(path, dir)| {
-                let f = memcg::read(&dir).ok()?;
-                let share =
-                    u128::from(f.inactive_file) * u128::from(still_cold) / u128::from(total.max(1));
-                let share = u64::try_from(share).unwrap_or(u64::MAX).min(still_cold);
-                let now = f.inactive_file.saturating_add(f.active_file);
-                let freed = before.get(&path).map_or(0, |b| b.saturating_sub(now));
-                Some(CgroupCold {
-                    path,
-                    cold_bytes: share.saturating_add(freed),
-                })
-            })
-            .collect()
+    /// child's share of the cgroup's `inactive_file` (`total_inactive`).
+    fn damon_breakdown(
+        &self,
+        still_cold: u64,
+        total_inactive: u64,
+        before: &BTreeMap<String, u64>,
+    ) -> Vec<CgroupCold> {
+        self.per_child(|path, dir| {
+            let f = memcg::read(dir).ok()?;
+            let share = u128::from(f.inactive_file) * u128::from(still_cold)
+                / u128::from(total_inactive.max(1));
+            let share = u64::try_from(share).unwrap_or(u64::MAX).min(still_cold);
+            let now = f.inactive_file.saturating_add(f.active_file);
+            let freed = before.get(path).map_or(0, |b| b.saturating_sub(now));
+            Some(share.saturating_add(freed))
+        })
     }
 
     /// DAMON's cold file bytes now: the bytes of the regions its scheme matches, capped at the
-    /// cgroup's inactive file bytes. The regions are physical memory never accessed for
+    /// cgroup's inactive file bytes (`inactive_file`, from its `memory.stat`). The regions are physical memory never accessed for
     /// `min_age`, free and anonymous memory included (the kernel applies the anon filter to
     /// what it pages out, not to what it reports as tried), and idle page cache sits on the
     /// inactive list.
-    fn damon_cold(&self) -> Result<u64, String> {
+    fn damon_cold(&self, inactive_file: Option<u64>) -> Result<u64, String> {
         let admin = self.roots.damon_admin();
         let tried = damon::read_tried_bytes(&admin)
             .or_else(|_| damon::read_stats(&admin).map(|s| s.sz_tried))?;
-        Ok(match self.file_bytes() {
-            Ok(f) => tried.min(f.inactive_file),
-            Err(_) => tried,
-        })
+        Ok(inactive_file.map_or(tried, |i| tried.min(i)))
     }
 
     fn read_generations(&self) -> Result<Vec<mglru::Generation>, String> {
@@ -386,7 +358,12 @@ impl Reclaimer {
             .try_for_each(|cmd| self.lru_gen_command(cmd))
     }
 
-    fn detect(&mut self) -> Result<(u64, u64), String> {
+    /// Cold bytes, their age threshold, and the per-child figures taken with them (DAMON's
+    /// come at the period's end). `file` is the cgroup's `memory.stat`, read by the caller.
+    fn detect(
+        &mut self,
+        file: &Result<memcg::FileStats, String>,
+    ) -> Result<(u64, u64, Vec<CgroupCold>), String> {
         match self.backend {
             Backend::Files => {
                 let mountinfo = std::fs::read_to_string(self.roots.proc.join("self/mountinfo"))
@@ -406,16 +383,21 @@ impl Reclaimer {
                 match errors.first() {
                     // The cold files found still count; the first problem is reported.
                     Some(e) if cold == 0 => Err(format!("{e} ({} problems)", errors.len())),
-                    _ => Ok((cold, self.min_age_ms)),
+                    _ => Ok((cold, self.min_age_ms, Vec::new())),
                 }
             }
-            Backend::Memcg => Ok((self.file_bytes()?.inactive_file, 0)),
+            Backend::Memcg => {
+                let cold = file.clone()?.inactive_file;
+                let children =
+                    self.per_child(|_, dir| memcg::read(dir).ok().map(|f| f.inactive_file));
+                Ok((cold, 0, children))
+            }
             Backend::Mglru => {
                 let gens = self.read_generations()?;
-                Ok((
-                    mglru::cold_file_bytes(&gens, None, self.min_age_ms, self.page_size),
-                    self.min_age_ms,
-                ))
+                let (age, page) = (self.min_age_ms, self.page_size);
+                let children =
+                    self.per_child(|path, _| Some(mglru::cold_file_bytes(&gens, path, age, page)));
+                Ok((mglru::cold_file_bytes(&gens, "/", age, page), age, children))
             }
             Backend::Damon => {
                 let admin = self.roots.damon_admin();
@@ -442,7 +424,8 @@ impl Reclaimer {
                     damon::apply(&admin, &damon::setup_writes(&cfg))?;
                     self.damon_started = true;
                 }
-                Ok((self.damon_cold()?, self.min_age_ms))
+                let inactive = file.as_ref().ok().map(|f| f.inactive_file);
+                Ok((self.damon_cold(inactive)?, self.min_age_ms, Vec::new()))
             }
         }
     }
@@ -500,20 +483,16 @@ impl Reclaimer {
     /// measurement (the daemon sleeps; tests change the fake files).
     pub fn period(&mut self, settle: impl FnOnce()) -> Status {
         let mut errors = Vec::new();
-        let before = self.file_bytes().ok();
+        let file_before = self.file_bytes();
         let children_before = match self.backend {
             Backend::Damon => self.children_file_bytes(),
             _ => BTreeMap::new(),
         };
-        let (cold_bytes, age_ms) = self.detect().unwrap_or_else(|e| {
+        let (cold_bytes, age_ms, mut cgroups) = self.detect(&file_before).unwrap_or_else(|e| {
             errors.push(e);
-            (0, 0)
+            (0, 0, Vec::new())
         });
-        // Taken with the cold figure, before reclaim (DAMON's at the period's end, below).
-        let mut cgroups = match self.backend {
-            Backend::Memcg | Backend::Mglru => self.cgroup_breakdown(),
-            _ => Vec::new(),
-        };
+        let before = file_before.ok();
         let budget = self.guard.budget;
         let requested = self.reclaim(cold_bytes, budget).unwrap_or_else(|e| {
             errors.push(e);
@@ -536,13 +515,17 @@ impl Reclaimer {
         // kdamond pages out on its own during the period: what it found cold is what it
         // reclaimed plus what is still cold at the end (the host credits the latter).
         let cold_bytes = match self.backend {
-            Backend::Damon => match self.damon_cold() {
-                Ok(now) => {
-                    cgroups = self.damon_breakdown(now, &children_before);
-                    now.saturating_add(reclaimed_bytes)
+            Backend::Damon => {
+                let inactive = after.map(|a| a.inactive_file);
+                match self.damon_cold(inactive) {
+                    Ok(now) => {
+                        let total = inactive.unwrap_or(0);
+                        cgroups = self.damon_breakdown(now, total, &children_before);
+                        now.saturating_add(reclaimed_bytes)
+                    }
+                    Err(_) => cold_bytes,
                 }
-                Err(_) => cold_bytes,
-            },
+            }
             _ => cold_bytes,
         };
         let refaults_total = after.map(|a| a.refaults);

@@ -71,7 +71,7 @@ pub fn retune_writes(
         .trim()
         .parse()
         .map_err(|_| format!("{}: not a number", p.display()))?;
-    let mut w = vec![
+    Ok(vec![
         (
             format!("{SCHEME}/access_pattern/age/min"),
             min_age_us.div_ceil(aggr_us.max(1)).to_string(),
@@ -81,9 +81,8 @@ pub fn retune_writes(
             format!("{SCHEME}/quotas/reset_interval_ms"),
             quota_reset_ms.to_string(),
         ),
-    ];
-    w.push(("kdamonds/0/state".into(), "commit".into()));
-    Ok(w)
+        ("kdamonds/0/state".into(), "commit".into()),
+    ])
 }
 
 /// The writes (relative path under `admin/`, value) that set up kdamond 0, in order, ending

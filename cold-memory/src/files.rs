@@ -107,34 +107,23 @@ pub enum AtimeRule {
 /// mount point that is a prefix of `path`; the last one mounted there wins). Pure.
 pub fn atime_rule(mountinfo: &str, path: &Path) -> AtimeRule {
     let mut best: Option<(usize, AtimeRule)> = None;
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        // id parent major:minor root mount-point options ...
-        let (Some(point), Some(opts)) = (f.get(4), f.get(5)) else {
-            continue;
-        };
-        let point = point.replace("\\040", " ");
-        if !path.starts_with(&point) {
+    for m in crate::kernel_text::mounts(mountinfo) {
+        if !path.starts_with(&m.point) {
             continue;
         }
-        let super_opts = f
-            .iter()
-            .position(|x| *x == "-")
-            .and_then(|i| f.get(i + 3))
-            .copied()
-            .unwrap_or("");
-        let has =
-            |o: &str| opts.split(',').any(|x| x == o) || super_opts.split(',').any(|x| x == o);
         // A read-only mount never updates atime: its atimes say nothing about reads.
-        let rule = if has("noatime") || opts.split(',').any(|x| x == "ro") {
+        let rule = if m.has_option("noatime") || m.options.split(',').any(|x| x == "ro") {
             AtimeRule::Never
-        } else if has("lazytime") || has("strictatime") || !has("relatime") {
+        } else if m.has_option("lazytime")
+            || m.has_option("strictatime")
+            || !m.has_option("relatime")
+        {
             AtimeRule::Strict
         } else {
             AtimeRule::Relative
         };
-        if best.is_none_or(|(len, _)| point.len() >= len) {
-            best = Some((point.len(), rule));
+        if best.is_none_or(|(len, _)| m.point.len() >= len) {
+            best = Some((m.point.len(), rule));
         }
     }
     best.map_or(AtimeRule::Relative, |(_, r)| r)

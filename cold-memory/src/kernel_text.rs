@@ -40,25 +40,90 @@ pub fn proc_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// One line of `/proc/<pid>/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount<'a> {
+    /// The mounted directory's path inside its filesystem (`/kubepods` for a bind mount).
+    pub root: String,
+    /// Where it is mounted.
+    pub point: String,
+    /// Per-mount options (`rw,relatime`).
+    pub options: &'a str,
+    /// Filesystem type (`cgroup2`, `ext4`).
+    pub fstype: &'a str,
+    /// Per-superblock options (`rw,nsdelegate`; cgroup v1 controllers are here).
+    pub super_options: &'a str,
+}
+
+impl Mount<'_> {
+    /// Whether `opt` is among the per-mount or per-superblock options.
+    pub fn has_option(&self, opt: &str) -> bool {
+        self.options
+            .split(',')
+            .chain(self.super_options.split(','))
+            .any(|o| o == opt)
+    }
+}
+
+/// The kernel's octal escapes in mountinfo paths (`\040` for a space) undone.
+fn unescape(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |v, c| v.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mounts in `/proc/<pid>/mountinfo` text, in order; malformed lines are skipped.
+pub fn mounts(mountinfo: &str) -> impl Iterator<Item = Mount<'_>> {
+    mountinfo.lines().filter_map(|line| {
+        // id parent major:minor root mount-point options [optional...] - fstype source super
+        let (left, right) = line.split_once(" - ")?;
+        let mut l = left.split(' ').skip(3);
+        let (root, point, options) = (l.next()?, l.next()?, l.next()?);
+        let mut r = right.split(' ');
+        let fstype = r.next()?;
+        let super_options = r.nth(1).unwrap_or("");
+        Some(Mount {
+            root: unescape(root),
+            point: unescape(point),
+            options,
+            fstype,
+            super_options,
+        })
+    })
+}
+
 /// The path of directory `dir` inside the cgroup v2 hierarchy, as the kernel prints cgroup
 /// paths (`/kubepods/pod1`), from `/proc/self/mountinfo` text: the longest `cgroup2` mount
 /// point that holds `dir`, its root joined with the rest. `None` when no cgroup2 mount holds it.
 pub fn cgroup2_path(mountinfo: &str, dir: &std::path::Path) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let fstype = f.iter().position(|x| *x == "-").and_then(|i| f.get(i + 1));
-        // id parent major:minor root mount-point ...
-        let (Some(&"cgroup2"), Some(root), Some(point)) = (fstype, f.get(3), f.get(4)) else {
+    for m in mounts(mountinfo).filter(|m| m.fstype == "cgroup2") {
+        let Ok(rest) = dir.strip_prefix(&m.point) else {
             continue;
         };
-        let Ok(rest) = dir.strip_prefix(point.replace("\\040", " ")) else {
-            continue;
-        };
-        if best.as_ref().is_some_and(|(len, _)| point.len() < *len) {
+        if best.as_ref().is_some_and(|(len, _)| m.point.len() < *len) {
             continue;
         }
-        let mut path = root.trim_end_matches('/').to_string();
+        let mut path = m.root.trim_end_matches('/').to_string();
         for c in rest.components() {
             path.push('/');
             path.push_str(&c.as_os_str().to_string_lossy());
@@ -66,7 +131,7 @@ pub fn cgroup2_path(mountinfo: &str, dir: &std::path::Path) -> Option<String> {
         if path.is_empty() {
             path.push('/');
         }
-        best = Some((point.len(), path));
+        best = Some((m.point.len(), path));
     }
     best.map(|(_, p)| p)
 }
@@ -112,5 +177,25 @@ mod tests {
             cgroup2_path("garbage\n\n", Path::new("/sys/fs/cgroup")),
             None
         );
+    }
+
+    #[test]
+    fn mountinfo_lines_with_optional_fields_and_escapes() {
+        let mi = "36 25 0:31 / /sys/fs/cgroup rw,nosuid shared:9 master:2 - cgroup2 cgroup2 rw,nsdelegate\n\
+                  50 36 8:1 /data /mnt/my\\040disk ro,noatime - ext4 /dev/sda1 rw,lazytime\n\
+                  no separator here\n";
+        let m: Vec<Mount> = mounts(mi).collect();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].fstype, m[0].point.as_str(), m[0].root.as_str()),
+            ("cgroup2", "/sys/fs/cgroup", "/")
+        );
+        assert_eq!(m[0].super_options, "rw,nsdelegate");
+        assert!(m[0].has_option("nsdelegate") && m[0].has_option("nosuid"));
+        assert_eq!(m[1].point, "/mnt/my disk");
+        assert!(
+            m[1].has_option("ro") && m[1].has_option("lazytime") && !m[1].has_option("relatime")
+        );
+        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0", "a lone backslash stays");
     }
 }

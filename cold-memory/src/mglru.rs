@@ -104,30 +104,10 @@ pub fn cold_generations(
     out
 }
 
-/// Cold file bytes of the memcg at `path` (all memcgs when `None`), per [`cold_generations`].
-pub fn cold_file_bytes(
-    gens: &[Generation],
-    path: Option<&str>,
-    min_age_ms: u64,
-    page_size: u64,
-) -> u64 {
-    let cold = cold_generations(gens, min_age_ms);
-    let wanted =
-        |memcg: u64| path.is_none_or(|p| gens.iter().any(|g| g.memcg == memcg && g.path == p));
-    cold.iter()
-        .filter(|((memcg, _), _)| wanted(*memcg))
-        .map(|(_, (_, pages))| pages.saturating_mul(page_size))
-        .fold(0, u64::saturating_add)
-}
-
-/// Cold file bytes of the memcg at cgroup path `prefix` and every memcg below it (`lru_gen`
-/// lists each memcg on its own; a cgroup's cold memory is its subtree's).
-pub fn cold_file_bytes_under(
-    gens: &[Generation],
-    prefix: &str,
-    min_age_ms: u64,
-    page_size: u64,
-) -> u64 {
+/// Cold file bytes, per [`cold_generations`], of the memcg at cgroup path `prefix` and every
+/// memcg below it (`lru_gen` lists each memcg on its own; a cgroup's cold memory is its
+/// subtree's). `/` is the whole node.
+pub fn cold_file_bytes(gens: &[Generation], prefix: &str, min_age_ms: u64, page_size: u64) -> u64 {
     let prefix = prefix.trim_end_matches('/');
     let under = |p: &str| {
         prefix.is_empty()
@@ -213,14 +193,11 @@ memcg    37 /sandbox
         // Idle ≥ 30 s: root gen 4 (gen 5 was made 31 s ago; gen 5 itself is younger: gen 6
         // is only 1.2 s old) and /sandbox gen 1 (gen 2 is 70 s old; gen 2 is among the two
         // youngest, never evicted).
-        assert_eq!(cold_file_bytes(&g, None, 30_000, 4096), 56_000 * 4096);
-        assert_eq!(
-            cold_file_bytes(&g, Some("/sandbox"), 30_000, 4096),
-            6_000 * 4096
-        );
+        assert_eq!(cold_file_bytes(&g, "/", 30_000, 4096), 56_000 * 4096);
+        assert_eq!(cold_file_bytes(&g, "/sandbox", 30_000, 4096), 6_000 * 4096);
         // Idle ≥ 1 s: root gens 4 and 5 (gen 6 is max − 1: kept).
-        assert_eq!(cold_file_bytes(&g, None, 1_000, 4096), 76_000 * 4096);
-        assert_eq!(cold_file_bytes(&g, None, 1_000_000, 4096), 0);
+        assert_eq!(cold_file_bytes(&g, "/", 1_000, 4096), 76_000 * 4096);
+        assert_eq!(cold_file_bytes(&g, "/", 1_000_000, 4096), 0);
         assert!(parse("garbage\n1 2\n- 1 0 3 0 5\n").is_empty());
     }
 
@@ -230,7 +207,7 @@ memcg    37 /sandbox
         text.push_str("memcg    38 /sandbox/pod\n node     0\n  1  90000  0  100\n  2  70000  0  7\n  3  10  0  1\n");
         text.push_str("memcg    39 /sandboxes\n node     0\n  1  90000  0  200\n  2  70000  0  7\n  3  10  0  1\n");
         let g = parse(&text);
-        let under = |p: &str| cold_file_bytes_under(&g, p, 30_000, 1);
+        let under = |p: &str| cold_file_bytes(&g, p, 30_000, 1);
         assert_eq!(under("/sandbox"), 6_000 + 100, "itself and /sandbox/pod");
         assert_eq!(under("/sandbox/"), 6_100);
         assert_eq!(under("/sandbox/pod"), 100);
@@ -239,7 +216,8 @@ memcg    37 /sandbox
             200,
             "a sibling sharing a prefix is not below"
         );
-        assert_eq!(under("/"), cold_file_bytes(&g, None, 30_000, 1));
+        assert_eq!(under("/"), 50_000 + 6_000 + 100 + 200, "the whole node");
+        assert_eq!(under(""), under("/"));
         assert_eq!(under("/absent"), 0);
     }
 

@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use tide_api::KubeQosClass;
+use tide_coldmem::kernel_text::mounts;
 
 /// cgroup driver of the kubelet and runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,25 +72,14 @@ fn invalid(path: &Path, what: &str) -> CgroupError {
 /// hierarchies (`name=systemd`) are skipped.
 pub fn v1_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
     let mut out = BTreeMap::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split_whitespace();
-        if r.next() != Some("cgroup") {
-            continue;
-        }
-        let super_opts = r.nth(1).unwrap_or_default();
-        let Some(mount) = left.split_whitespace().nth(4) else {
-            continue;
-        };
-        for opt in super_opts.split(',') {
+    for m in mounts(mountinfo).filter(|m| m.fstype == "cgroup") {
+        for opt in m.super_options.split(',') {
             if matches!(
                 opt,
                 "cpu" | "cpuacct" | "cpuset" | "memory" | "pids" | "blkio"
             ) {
                 out.entry(opt.to_owned())
-                    .or_insert_with(|| PathBuf::from(mount));
+                    .or_insert_with(|| PathBuf::from(&m.point));
             }
         }
     }
@@ -98,11 +88,9 @@ pub fn v1_mounts(mountinfo: &str) -> BTreeMap<String, PathBuf> {
 
 /// The cgroup v2 mount from `/proc/self/mountinfo` text, if any.
 pub fn v2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount = left.split_whitespace().nth(4)?;
-        (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
-    })
+    mounts(mountinfo)
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| PathBuf::from(m.point))
 }
 
 /// A pod found in the tree.
