@@ -185,6 +185,10 @@ pub struct Reclaimer {
     page_size: u64,
     last_refaults: Option<u64>,
     damon_started: bool,
+    /// The pageout scheme's cumulative (tried, applied) bytes at the last retune.
+    pageout_seen: Option<(u64, u64)>,
+    /// The last measured period's pageout yield: (region bytes tried, bytes paged out).
+    pageout_yield: Option<(u64, u64)>,
     /// Directories the files backend scans.
     pub files: Vec<PathBuf>,
     scanned: Vec<files::CachedFile>,
@@ -203,6 +207,8 @@ impl Reclaimer {
             page_size: 4096,
             last_refaults: None,
             damon_started: false,
+            pageout_seen: None,
+            pageout_yield: None,
             files: Vec::new(),
             scanned: Vec::new(),
             dropped: None,
@@ -321,7 +327,7 @@ impl Reclaimer {
     fn damon_cold(&self, inactive_file: Option<u64>) -> Result<u64, String> {
         let admin = self.roots.damon_admin();
         let tried = damon::read_tried_bytes(&admin)
-            .or_else(|_| damon::read_stats(&admin).map(|s| s.sz_tried))?;
+            .or_else(|_| damon::read_stats(&admin, damon::DETECT_SCHEME).map(|s| s.sz_tried))?;
         Ok(inactive_file.map_or(tried, |i| tried.min(i)))
     }
 
@@ -411,13 +417,13 @@ impl Reclaimer {
                         .into_iter()
                         .max_by_key(|(s, e)| e - s)
                         .ok_or("no System RAM range in /proc/iomem (needs root)")?;
-                    // The quota resets once per period, so the guard's budget bounds what
-                    // kdamond pages out per period, as it bounds the other backends.
+                    // The guard's budget bounds what kdamond pages out per period, as it
+                    // bounds the other backends (spread over the period's aggregations).
                     let cfg = damon::DamonConfig {
                         min_age_us: self.min_age_ms.saturating_mul(1000),
                         action: damon::SchemeAction::Pageout,
-                        quota_bytes: self.guard.budget,
-                        quota_reset_ms: self.period_ms,
+                        quota_bytes: damon::pageout_quota(self.guard.budget, None),
+                        period_ms: self.period_ms,
                         region,
                         ..damon::DamonConfig::default()
                     };
@@ -464,13 +470,25 @@ impl Reclaimer {
                 Ok(want)
             }
             Backend::Damon => {
-                // The pageout scheme runs by itself: its quota is the budget, and its age
-                // threshold follows the host's target.
+                // The pageout scheme runs by itself: its quota is the budget over the last
+                // period's measured yield, and its age threshold follows the host's target.
                 let admin = self.roots.damon_admin();
+                if let Ok(now) = damon::read_stats(&admin, damon::PAGEOUT_SCHEME) {
+                    if let Some((tried, applied)) = self.pageout_seen {
+                        let d = (
+                            now.sz_tried.saturating_sub(tried),
+                            now.sz_applied.saturating_sub(applied),
+                        );
+                        if d.0 >= damon::MIN_YIELD_SAMPLE {
+                            self.pageout_yield = Some(d);
+                        }
+                    }
+                    self.pageout_seen = Some((now.sz_tried, now.sz_applied));
+                }
                 let writes = damon::retune_writes(
                     &admin,
                     self.min_age_ms.saturating_mul(1000),
-                    budget,
+                    damon::pageout_quota(budget, self.pageout_yield),
                     self.period_ms,
                 )?;
                 damon::apply(&admin, &writes)?;
@@ -482,6 +500,39 @@ impl Reclaimer {
     /// One period: detect, reclaim, measure, adjust. `settle` runs between the reclaim and the
     /// measurement (the daemon sleeps; tests change the fake files).
     pub fn period(&mut self, settle: impl FnOnce()) -> Status {
+        let mut settle = Some(settle);
+        self.period_in_steps(|| {
+            if let Some(f) = settle.take() {
+                f();
+            }
+            false
+        })
+    }
+
+    /// DAMON pages out on its own during the period: once the file bytes reclaimed since
+    /// `before` reach `budget`, its pageout quota closes (a page per window) until the next
+    /// period's retune. Returns whether it closed.
+    fn hold_budget(&mut self, before: &memcg::FileStats, budget: u64) -> Result<bool, String> {
+        let now = self.file_bytes()?;
+        let file = |s: &memcg::FileStats| s.inactive_file.saturating_add(s.active_file);
+        if file(before).saturating_sub(file(&now)) < budget {
+            return Ok(false);
+        }
+        let admin = self.roots.damon_admin();
+        let writes = damon::retune_writes(
+            &admin,
+            self.min_age_ms.saturating_mul(1000),
+            0,
+            self.period_ms,
+        )?;
+        damon::apply(&admin, &writes)?;
+        Ok(true)
+    }
+
+    /// [`Reclaimer::period`] with the time between reclaim and measurement in steps: `step`
+    /// sleeps a while and says whether the period goes on. Between steps DAMON's pageout is
+    /// held to the budget ([`Reclaimer::hold_budget`]).
+    pub fn period_in_steps(&mut self, mut step: impl FnMut() -> bool) -> Status {
         let mut errors = Vec::new();
         let file_before = self.file_bytes();
         let children_before = match self.backend {
@@ -503,7 +554,15 @@ impl Reclaimer {
         {
             errors.push(e);
         }
-        settle();
+        let mut held = self.backend != Backend::Damon || before.is_none();
+        while step() {
+            if let (false, Some(b)) = (held, &before) {
+                held = self.hold_budget(b, budget).unwrap_or_else(|e| {
+                    errors.push(e);
+                    true
+                });
+            }
+        }
         let after = self.file_bytes().ok();
         let file = |s: &memcg::FileStats| s.inactive_file + s.active_file;
         let reclaimed_bytes = match (self.dropped.take(), &before, &after) {
@@ -745,6 +804,18 @@ mod tests {
         (dir, roots)
     }
 
+    fn set_pageout_stats(admin: &Path, tried: u64, applied: u64) {
+        let d = admin.join("kdamonds/0/contexts/0/schemes/1/stats");
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, v) in [
+            ("sz_tried", tried),
+            ("sz_applied", applied),
+            ("qt_exceeds", 0),
+        ] {
+            std::fs::write(d.join(f), format!("{v}\n")).unwrap();
+        }
+    }
+
     fn set_tried(admin: &Path, bytes: u64) {
         let d = admin.join("kdamonds/0/contexts/0/schemes/0/tried_regions");
         std::fs::create_dir_all(&d).unwrap();
@@ -767,26 +838,31 @@ mod tests {
         let read = |rel: &str| {
             std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes").join(rel)).unwrap()
         };
-        // kdamond pages out 300 MiB during the period; 100 MiB of page cache stay cold, in
-        // 700 MiB of idle regions (the rest is free memory).
+        set_pageout_stats(&admin, 0, 0);
+        // kdamond pages out 300 MiB during the period, trying 1200 MiB of regions; 100 MiB of
+        // page cache stay cold, in 700 MiB of idle regions (the rest is free memory).
         let st = r.period(|| {
             std::fs::write(cg.join("memory.stat"), stat(100 << 20, 64 << 20, 0)).unwrap();
             set_tried(&admin, 700 << 20);
+            set_pageout_stats(&admin, 1200 << 20, 300 << 20);
         });
         assert!(st.errors.is_empty(), "{:?}", st.errors);
         assert_eq!(st.reclaimed_bytes, 300 << 20);
         assert_eq!(st.cold_bytes, 400 << 20, "paged out + still cold");
-        assert_eq!(read("0/quotas/bytes"), (64u64 << 20).to_string());
+        // 64 MiB per 15 s period, no yield measured yet: four budgets of region bytes, in 1 s
+        // aggregations a fifteenth per aggregation.
         assert_eq!(
-            read("0/quotas/reset_interval_ms"),
-            "15000",
-            "one quota per period"
+            read("1/quotas/bytes"),
+            ((4 * (64u64 << 20)) / 15).to_string()
         );
-        assert_eq!(
-            read("0/access_pattern/age/min"),
-            "4",
-            "4 s in 1 s aggregations"
-        );
+        assert_eq!(read("1/quotas/reset_interval_ms"), "500");
+        for s in ["0", "1"] {
+            assert_eq!(
+                read(&format!("{s}/access_pattern/age/min")),
+                "4",
+                "4 s in 1 s aggregations"
+            );
+        }
         // The host's target: 10 s age, 256 MiB asked; it reaches kdamond though nothing is
         // cold right now.
         set_tried(&admin, 0);
@@ -797,7 +873,51 @@ mod tests {
         });
         r.period(|| {});
         assert_eq!(read("0/access_pattern/age/min"), "10");
-        assert_eq!(read("0/quotas/bytes"), (256u64 << 20).to_string());
+        assert_eq!(read("1/access_pattern/age/min"), "10");
+        // The quota, in region bytes, is twice the budget over the measured yield (a quarter).
+        assert_eq!(read("1/quotas/bytes"), ((2048u64 << 20) / 15).to_string());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damon_pageout_closes_once_the_budget_is_reclaimed_and_reopens_next_period() {
+        let pageout = damon::DamonConfig {
+            action: damon::SchemeAction::Pageout,
+            ..damon::DamonConfig::default()
+        };
+        let (dir, roots) = damon_tree("damon-hold", &pageout);
+        let admin = roots.damon_admin();
+        set_tried(&admin, 400 << 20);
+        let cg = roots.cgroup.clone();
+        let mut r = Reclaimer::new(roots, Backend::Damon, 4_000, GuardSettings::default())
+            .with_initial_budget(64 << 20)
+            .with_period_ms(15_000);
+        let quota = || {
+            std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes/1/quotas/bytes"))
+                .unwrap()
+        };
+        let open = ((4 * (64u64 << 20)) / 15).to_string();
+        // kdamond pages out 32 MiB, then 48 MiB more: the budget (64 MiB) is spent at the
+        // second step, and the quota closes to a page per window.
+        let mut steps = 0;
+        let mut seen = Vec::new();
+        let st = r.period_in_steps(|| {
+            steps += 1;
+            seen.push(quota());
+            let inactive: u64 = match steps {
+                1 => 368 << 20,
+                _ => 320 << 20,
+            };
+            std::fs::write(cg.join("memory.stat"), stat(inactive, 64 << 20, 0)).unwrap();
+            steps < 3
+        });
+        assert!(st.errors.is_empty(), "{:?}", st.errors);
+        assert_eq!(seen, vec![open.clone(), open.clone(), "4096".to_string()]);
+        assert_eq!(st.reclaimed_bytes, 80 << 20);
+        // The next period's retune opens it again (the budget grew by 32 MiB; nothing was
+        // measured for a yield, so four budgets per period).
+        r.period(|| {});
+        assert_eq!(quota(), ((4 * (96u64 << 20)) / 15).to_string());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -207,22 +207,21 @@ fn main() -> ExitCode {
     let mut seq = 0u64;
     loop {
         let mut target = None;
-        let status = r.period(|| {
-            let settle = if a.once {
-                Duration::from_millis(200)
-            } else {
-                period
-            };
-            // Between reclaim and measurement: take what the host sends, in short steps.
-            let until = Instant::now() + settle;
-            while Instant::now() < until {
-                if let Some(t) = channel.as_mut().and_then(GuestChannel::poll) {
-                    target = Some(t);
-                }
-                std::thread::sleep(
-                    Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())),
-                );
+        let settle = if a.once {
+            Duration::from_millis(200)
+        } else {
+            period
+        };
+        // Between reclaim and measurement: take what the host sends, in short steps.
+        let until = Instant::now() + settle;
+        let status = r.period_in_steps(|| {
+            if let Some(t) = channel.as_mut().and_then(GuestChannel::poll) {
+                target = Some(t);
             }
+            std::thread::sleep(
+                Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())),
+            );
+            Instant::now() < until
         });
         if let Some(t) = &target {
             r.apply_target(t);
