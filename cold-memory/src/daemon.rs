@@ -470,8 +470,9 @@ impl Reclaimer {
                 Ok(want)
             }
             Backend::Damon => {
-                // The pageout scheme runs by itself: its quota is the budget over the last
-                // period's measured yield, and its age threshold follows the host's target.
+                // The pageout scheme runs by itself: its quota (region bytes) follows the
+                // budget and the last period's measured yield, and its age threshold follows
+                // the host's target.
                 let admin = self.roots.damon_admin();
                 if let Ok(now) = damon::read_stats(&admin, damon::PAGEOUT_SCHEME) {
                     if let Some((tried, applied)) = self.pageout_seen {
@@ -531,7 +532,8 @@ impl Reclaimer {
 
     /// [`Reclaimer::period`] with the time between reclaim and measurement in steps: `step`
     /// sleeps a while and says whether the period goes on. Between steps DAMON's pageout is
-    /// held to the budget ([`Reclaimer::hold_budget`]).
+    /// held to the budget: once the file bytes reclaimed reach it, the pageout quota closes
+    /// until the next period.
     pub fn period_in_steps(&mut self, mut step: impl FnMut() -> bool) -> Status {
         let mut errors = Vec::new();
         let file_before = self.file_bytes();
