@@ -185,6 +185,8 @@ pub struct Reclaimer {
     page_size: u64,
     last_refaults: Option<u64>,
     damon_started: bool,
+    /// How often DAMON's reclaim is measured against the budget during a period.
+    budget_check: std::time::Duration,
     /// The pageout scheme's cumulative (tried, applied) bytes at the last retune.
     pageout_seen: Option<(u64, u64)>,
     /// The last measured period's pageout yield: (region bytes tried, bytes paged out).
@@ -207,6 +209,8 @@ impl Reclaimer {
             page_size: 4096,
             last_refaults: None,
             damon_started: false,
+            // As often as kdamond applies its schemes (one aggregation interval).
+            budget_check: std::time::Duration::from_secs(1),
             pageout_seen: None,
             pageout_yield: None,
             files: Vec::new(),
@@ -531,9 +535,9 @@ impl Reclaimer {
     }
 
     /// [`Reclaimer::period`] with the time between reclaim and measurement in steps: `step`
-    /// sleeps a while and says whether the period goes on. Between steps DAMON's pageout is
-    /// held to the budget: once the file bytes reclaimed reach it, the pageout quota closes
-    /// until the next period.
+    /// sleeps a while and says whether the period goes on. Between steps, once a second, DAMON's
+    /// pageout is held to the budget: once the file bytes reclaimed reach it, the pageout quota
+    /// closes until the next period.
     pub fn period_in_steps(&mut self, mut step: impl FnMut() -> bool) -> Status {
         let mut errors = Vec::new();
         let file_before = self.file_bytes();
@@ -557,8 +561,12 @@ impl Reclaimer {
             errors.push(e);
         }
         let mut held = self.backend != Backend::Damon || before.is_none();
+        let mut checked = std::time::Instant::now();
         while step() {
-            if let (false, Some(b)) = (held, &before) {
+            if let (false, Some(b)) = (held, &before)
+                && checked.elapsed() >= self.budget_check
+            {
+                checked = std::time::Instant::now();
                 held = self.hold_budget(b, budget).unwrap_or_else(|e| {
                     errors.push(e);
                     true
@@ -894,6 +902,7 @@ mod tests {
         let mut r = Reclaimer::new(roots, Backend::Damon, 4_000, GuardSettings::default())
             .with_initial_budget(64 << 20)
             .with_period_ms(15_000);
+        r.budget_check = std::time::Duration::ZERO;
         let quota = || {
             std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes/1/quotas/bytes"))
                 .unwrap()
