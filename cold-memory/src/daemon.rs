@@ -178,7 +178,7 @@ pub struct Reclaimer {
     pub backend: Backend,
     /// Pages idle this long are cold, ms.
     pub min_age_ms: u64,
-    /// The period, ms: DAMON's pageout quota is the guard's budget per period.
+    /// The period, ms (DAMON's pageout quota is spread over it).
     pub period_ms: u64,
     /// The guard.
     pub guard: Guard,
@@ -298,7 +298,7 @@ impl Reclaimer {
             .into_iter()
             .filter_map(|(path, dir)| {
                 let f = memcg::read(&dir).ok()?;
-                Some((path, f.inactive_file.saturating_add(f.active_file)))
+                Some((path, f.total()))
             })
             .collect()
     }
@@ -317,16 +317,14 @@ impl Reclaimer {
             let share = u128::from(f.inactive_file) * u128::from(still_cold)
                 / u128::from(total_inactive.max(1));
             let share = u64::try_from(share).unwrap_or(u64::MAX).min(still_cold);
-            let now = f.inactive_file.saturating_add(f.active_file);
-            let freed = before.get(path).map_or(0, |b| b.saturating_sub(now));
+            let freed = before.get(path).map_or(0, |b| b.saturating_sub(f.total()));
             Some(share.saturating_add(freed))
         })
     }
 
-    /// DAMON's cold file bytes now: the bytes of the regions its scheme matches, capped at the
-    /// cgroup's inactive file bytes (`inactive_file`, from its `memory.stat`). The regions are physical memory never accessed for
-    /// `min_age`, free and anonymous memory included (the kernel applies the anon filter to
-    /// what it pages out, not to what it reports as tried), and idle page cache sits on the
+    /// DAMON's cold file bytes now: the bytes of the regions its counting scheme matches,
+    /// capped at the cgroup's `inactive_file`. The regions are physical memory never accessed
+    /// for `min_age`, free and anonymous memory included, and idle page cache sits on the
     /// inactive list.
     fn damon_cold(&self, inactive_file: Option<u64>) -> Result<u64, String> {
         let admin = self.roots.damon_admin();
@@ -518,9 +516,7 @@ impl Reclaimer {
     /// `before` reach `budget`, its pageout quota closes (a page per window) until the next
     /// period's retune. Returns whether it closed.
     fn hold_budget(&mut self, before: &memcg::FileStats, budget: u64) -> Result<bool, String> {
-        let now = self.file_bytes()?;
-        let file = |s: &memcg::FileStats| s.inactive_file.saturating_add(s.active_file);
-        if file(before).saturating_sub(file(&now)) < budget {
+        if before.total().saturating_sub(self.file_bytes()?.total()) < budget {
             return Ok(false);
         }
         let admin = self.roots.damon_admin();
@@ -574,11 +570,10 @@ impl Reclaimer {
             }
         }
         let after = self.file_bytes().ok();
-        let file = |s: &memcg::FileStats| s.inactive_file + s.active_file;
         let reclaimed_bytes = match (self.dropped.take(), &before, &after) {
             // The files backend measured each file before and after.
             (Some(d), _, _) => d,
-            (None, Some(b), Some(a)) => file(b).saturating_sub(file(a)),
+            (None, Some(b), Some(a)) => b.total().saturating_sub(a.total()),
             _ => 0,
         };
         // kdamond pages out on its own during the period: what it found cold is what it
@@ -832,19 +827,26 @@ mod tests {
         std::fs::write(d.join("total_bytes"), format!("{bytes}\n")).unwrap();
     }
 
-    #[test]
-    fn damon_quota_is_the_budget_per_period_and_follows_the_target() {
+    /// A DAMON reclaimer on a fake tree with a pageout setup, 400 MiB tried: 4 s age, 64 MiB
+    /// first budget, 15 s periods. (tree, DAMON admin dir, cgroup dir, reclaimer)
+    fn damon_reclaimer(name: &str) -> (PathBuf, PathBuf, PathBuf, Reclaimer) {
         let pageout = damon::DamonConfig {
             action: damon::SchemeAction::Pageout,
             ..damon::DamonConfig::default()
         };
-        let (dir, roots) = damon_tree("damon", &pageout);
+        let (dir, roots) = damon_tree(name, &pageout);
         let admin = roots.damon_admin();
         set_tried(&admin, 400 << 20);
         let cg = roots.cgroup.clone();
-        let mut r = Reclaimer::new(roots, Backend::Damon, 4_000, GuardSettings::default())
+        let r = Reclaimer::new(roots, Backend::Damon, 4_000, GuardSettings::default())
             .with_initial_budget(64 << 20)
             .with_period_ms(15_000);
+        (dir, admin, cg, r)
+    }
+
+    #[test]
+    fn damon_quota_is_the_budget_per_period_and_follows_the_target() {
+        let (dir, admin, cg, mut r) = damon_reclaimer("damon");
         let read = |rel: &str| {
             std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes").join(rel)).unwrap()
         };
@@ -891,17 +893,7 @@ mod tests {
 
     #[test]
     fn damon_pageout_closes_once_the_budget_is_reclaimed_and_reopens_next_period() {
-        let pageout = damon::DamonConfig {
-            action: damon::SchemeAction::Pageout,
-            ..damon::DamonConfig::default()
-        };
-        let (dir, roots) = damon_tree("damon-hold", &pageout);
-        let admin = roots.damon_admin();
-        set_tried(&admin, 400 << 20);
-        let cg = roots.cgroup.clone();
-        let mut r = Reclaimer::new(roots, Backend::Damon, 4_000, GuardSettings::default())
-            .with_initial_budget(64 << 20)
-            .with_period_ms(15_000);
+        let (dir, admin, cg, mut r) = damon_reclaimer("damon-hold");
         r.budget_check = std::time::Duration::ZERO;
         let quota = || {
             std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes/1/quotas/bytes"))

@@ -145,8 +145,9 @@ fn quota_writes(quota: u64, period_ms: u64, aggr_us: u64) -> [(String, String); 
 }
 
 /// The writes that move a running kdamond's schemes to a new age threshold and its pageout
-/// scheme to a new quota per period (region bytes, [`pageout_quota`]), ending with `commit` so kdamond takes them. The age and
-/// the quota window follow the running context's aggregation interval, read from `admin`.
+/// scheme to a new quota per period (region bytes, [`pageout_quota`]), ending with `commit`
+/// so kdamond takes them. The age and the quota window follow the running context's
+/// aggregation interval, read from `admin`.
 pub fn retune_writes(
     admin: &Path,
     min_age_us: u64,

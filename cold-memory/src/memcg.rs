@@ -18,6 +18,13 @@ pub struct FileStats {
     pub refaults: u64,
 }
 
+impl FileStats {
+    /// All file bytes, active and inactive: what reclaim shrinks.
+    pub fn total(&self) -> u64 {
+        self.inactive_file.saturating_add(self.active_file)
+    }
+}
+
 /// Parses `memory.stat` (v2 keys, or v1 `total_*` keys).
 pub fn file_stats(stat: &str) -> Option<FileStats> {
     let get = |k: &str| keyed(stat, k).or_else(|| keyed(stat, &format!("total_{k}")));
