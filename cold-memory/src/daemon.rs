@@ -191,6 +191,15 @@ pub struct Reclaimer {
     pageout_seen: Option<(u64, u64)>,
     /// The last measured period's pageout yield: (region bytes tried, bytes paged out).
     pageout_yield: Option<(u64, u64)>,
+    /// The operator's DAMON monitoring overrides: sample µs, aggregation µs, most regions.
+    damon_overrides: (Option<u64>, Option<u64>, Option<u64>),
+    /// The last `commit` (or start) to kdamond: when, with which monitoring and min age (µs).
+    damon_committed: Option<(std::time::Instant, damon::Monitoring, u64)>,
+    /// The least time between commits; `None`: a pageout pass and an aggregation
+    /// ([`Reclaimer::damon_commit_due`]).
+    damon_commit_gap: Option<std::time::Duration>,
+    /// The pageout quota is closed (the budget was reclaimed) until the next retune.
+    damon_closed: bool,
     /// Directories the files backend scans.
     pub files: Vec<PathBuf>,
     scanned: Vec<files::CachedFile>,
@@ -209,10 +218,14 @@ impl Reclaimer {
             page_size: 4096,
             last_refaults: None,
             damon_started: false,
-            // As often as kdamond applies its schemes (one aggregation interval).
+            // Pageout is applied at most once per aggregation interval (0.1–5 s).
             budget_check: std::time::Duration::from_secs(1),
             pageout_seen: None,
             pageout_yield: None,
+            damon_overrides: (None, None, None),
+            damon_committed: None,
+            damon_commit_gap: None,
+            damon_closed: false,
             files: Vec::new(),
             scanned: Vec::new(),
             dropped: None,
@@ -224,6 +237,56 @@ impl Reclaimer {
     pub fn with_period_ms(mut self, ms: u64) -> Self {
         self.period_ms = ms.max(1);
         self
+    }
+
+    /// The same reclaimer with DAMON's sampling and aggregation intervals (µs) and most
+    /// regions set by the operator; those not given follow the min age
+    /// ([`damon::Monitoring::for_min_age`]).
+    #[must_use]
+    pub fn with_damon_monitoring(
+        mut self,
+        sample_us: Option<u64>,
+        aggr_us: Option<u64>,
+        max_regions: Option<u64>,
+    ) -> Self {
+        self.damon_overrides = (sample_us, aggr_us, max_regions);
+        self
+    }
+
+    /// DAMON's monitoring attributes for the current min age and the operator's overrides.
+    pub fn damon_monitoring(&self) -> damon::Monitoring {
+        let (s, a, r) = self.damon_overrides;
+        damon::Monitoring::for_min_age(self.min_age_ms.saturating_mul(1000)).with(s, a, r)
+    }
+
+    /// Whether the daemon may `commit` to kdamond now. Every commit restarts the pageout
+    /// scheme's apply timer, and the daemon would retune every period; periods shorter than a
+    /// pass would then never see one. So a commit waits for a pass and an aggregation since
+    /// the last one, unless the monitoring or the min age changed (the host's new target).
+    fn damon_commit_due(&self) -> bool {
+        let m = self.damon_monitoring();
+        let age_us = self.min_age_ms.saturating_mul(1000);
+        match self.damon_committed {
+            None => true,
+            Some((at, cm, cage)) if cm == m && cage == age_us => {
+                let gap = self.damon_commit_gap.unwrap_or_else(|| {
+                    std::time::Duration::from_micros(
+                        damon::pageout_interval_us(age_us, m.aggr_us).saturating_add(m.aggr_us),
+                    )
+                });
+                at.elapsed() >= gap
+            }
+            Some(_) => true,
+        }
+    }
+
+    fn damon_commit(&mut self, quota: u64) -> Result<(), String> {
+        let m = self.damon_monitoring();
+        let age_us = self.min_age_ms.saturating_mul(1000);
+        let writes = damon::retune_writes(&m, age_us, quota, self.period_ms);
+        damon::apply(&self.roots.damon_admin(), &writes)?;
+        self.damon_committed = Some((std::time::Instant::now(), m, age_us));
+        Ok(())
     }
 
     /// The same reclaimer with the directories the files backend scans.
@@ -420,17 +483,21 @@ impl Reclaimer {
                         .max_by_key(|(s, e)| e - s)
                         .ok_or("no System RAM range in /proc/iomem (needs root)")?;
                     // The guard's budget bounds what kdamond pages out per period, as it
-                    // bounds the other backends (spread over the period's aggregations).
+                    // bounds the other backends (spread over the period's applications).
                     let cfg = damon::DamonConfig {
+                        monitoring: self.damon_monitoring(),
                         min_age_us: self.min_age_ms.saturating_mul(1000),
                         action: damon::SchemeAction::Pageout,
                         quota_bytes: damon::pageout_quota(self.guard.budget, None),
                         period_ms: self.period_ms,
                         region,
-                        ..damon::DamonConfig::default()
                     };
                     damon::apply(&admin, &damon::setup_writes(&cfg))?;
                     self.damon_started = true;
+                    // A new kdamond's scheme stats start at zero.
+                    self.pageout_seen = Some((0, 0));
+                    self.damon_committed =
+                        Some((std::time::Instant::now(), cfg.monitoring, cfg.min_age_us));
                 }
                 let inactive = file.as_ref().ok().map(|f| f.inactive_file);
                 Ok((self.damon_cold(inactive)?, self.min_age_ms, Vec::new()))
@@ -440,8 +507,8 @@ impl Reclaimer {
 
     fn reclaim(&mut self, cold: u64, budget: u64) -> Result<u64, String> {
         let want = cold.min(budget);
-        // DAMON is retuned every period, so a new budget or age reaches kdamond even while
-        // nothing is cold.
+        // DAMON is retuned whenever a commit is due, so a new budget or age reaches kdamond
+        // even while nothing is cold.
         if want == 0 && self.backend != Backend::Damon {
             return Ok(0);
         }
@@ -473,8 +540,11 @@ impl Reclaimer {
             }
             Backend::Damon => {
                 // The pageout scheme runs by itself: its quota (region bytes) follows the
-                // budget and the last period's measured yield, and its age threshold follows
-                // the host's target.
+                // budget and the last measured yield, and its age threshold and monitoring
+                // follow the host's target. Retuned when a commit is due, not every period.
+                if !self.damon_commit_due() {
+                    return Ok(want);
+                }
                 let admin = self.roots.damon_admin();
                 if let Ok(now) = damon::read_stats(&admin, damon::PAGEOUT_SCHEME) {
                     if let Some((tried, applied)) = self.pageout_seen {
@@ -488,13 +558,8 @@ impl Reclaimer {
                     }
                     self.pageout_seen = Some((now.sz_tried, now.sz_applied));
                 }
-                let writes = damon::retune_writes(
-                    &admin,
-                    self.min_age_ms.saturating_mul(1000),
-                    damon::pageout_quota(budget, self.pageout_yield),
-                    self.period_ms,
-                )?;
-                damon::apply(&admin, &writes)?;
+                self.damon_commit(damon::pageout_quota(budget, self.pageout_yield))?;
+                self.damon_closed = false;
                 Ok(want)
             }
         }
@@ -513,20 +578,17 @@ impl Reclaimer {
     }
 
     /// DAMON pages out on its own during the period: once the file bytes reclaimed since
-    /// `before` reach `budget`, its pageout quota closes (a page per window) until the next
-    /// period's retune. Returns whether it closed.
+    /// `before` reach `budget`, its pageout quota closes (a page per window) until a later
+    /// period's retune. Returns whether it is closed.
     fn hold_budget(&mut self, before: &memcg::FileStats, budget: u64) -> Result<bool, String> {
+        if self.damon_closed {
+            return Ok(true);
+        }
         if before.total().saturating_sub(self.file_bytes()?.total()) < budget {
             return Ok(false);
         }
-        let admin = self.roots.damon_admin();
-        let writes = damon::retune_writes(
-            &admin,
-            self.min_age_ms.saturating_mul(1000),
-            0,
-            self.period_ms,
-        )?;
-        damon::apply(&admin, &writes)?;
+        self.damon_commit(0)?;
+        self.damon_closed = true;
         Ok(true)
     }
 
@@ -587,7 +649,11 @@ impl Reclaimer {
                         cgroups = self.damon_breakdown(now, total, &children_before);
                         now.saturating_add(reclaimed_bytes)
                     }
-                    Err(_) => cold_bytes,
+                    // The estimate from the period's start stands; the error is reported.
+                    Err(e) => {
+                        errors.push(e);
+                        cold_bytes
+                    }
                 }
             }
             _ => cold_bytes,
@@ -861,13 +927,14 @@ mod tests {
         assert!(st.errors.is_empty(), "{:?}", st.errors);
         assert_eq!(st.reclaimed_bytes, 300 << 20);
         assert_eq!(st.cold_bytes, 400 << 20, "paged out + still cold");
-        // 64 MiB per 15 s period, no yield measured yet: four budgets of region bytes, in 1 s
-        // aggregations a fifteenth per aggregation.
+        // 64 MiB per 15 s period, no yield measured yet: four budgets of region bytes; pageout
+        // every 5 s (the min age and an aggregation), so a third of it per application.
         assert_eq!(
             read("1/quotas/bytes"),
-            ((4 * (64u64 << 20)) / 15).to_string()
+            ((4 * 5 * (64u64 << 20)) / 15).to_string()
         );
-        assert_eq!(read("1/quotas/reset_interval_ms"), "500");
+        assert_eq!(read("1/quotas/reset_interval_ms"), "2500");
+        assert_eq!(read("1/apply_interval_us"), "5000000");
         for s in ["0", "1"] {
             assert_eq!(
                 read(&format!("{s}/access_pattern/age/min")),
@@ -884,10 +951,27 @@ mod tests {
             reclaim_bytes: 256 << 20,
         });
         r.period(|| {});
-        assert_eq!(read("0/access_pattern/age/min"), "10");
-        assert_eq!(read("1/access_pattern/age/min"), "10");
-        // The quota, in region bytes, is twice the budget over the measured yield (a quarter).
-        assert_eq!(read("1/quotas/bytes"), ((2048u64 << 20) / 15).to_string());
+        // Monitoring follows the age: 2.5 s aggregations of two 1.25 s samples, four of them.
+        let attr = |rel: &str| {
+            std::fs::read_to_string(
+                admin
+                    .join("kdamonds/0/contexts/0/monitoring_attrs")
+                    .join(rel),
+            )
+            .unwrap()
+        };
+        assert_eq!(attr("intervals/aggr_us"), "2500000");
+        assert_eq!(attr("intervals/sample_us"), "1250000");
+        assert_eq!(read("0/access_pattern/age/min"), "4");
+        assert_eq!(read("1/access_pattern/age/min"), "4");
+        // The quota, in region bytes, is twice the budget over the measured yield (a quarter),
+        // five sixths of it per application every 12.5 s (at most 2.5 s before the period ends).
+        assert_eq!(
+            read("1/quotas/bytes"),
+            ((5 * (2048u64 << 20)) / 6).to_string()
+        );
+        assert_eq!(read("1/quotas/reset_interval_ms"), "6250");
+        assert_eq!(read("1/apply_interval_us"), "12500000");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -895,11 +979,12 @@ mod tests {
     fn damon_pageout_closes_once_the_budget_is_reclaimed_and_reopens_next_period() {
         let (dir, admin, cg, mut r) = damon_reclaimer("damon-hold");
         r.budget_check = std::time::Duration::ZERO;
+        r.damon_commit_gap = Some(std::time::Duration::ZERO);
         let quota = || {
             std::fs::read_to_string(admin.join("kdamonds/0/contexts/0/schemes/1/quotas/bytes"))
                 .unwrap()
         };
-        let open = ((4 * (64u64 << 20)) / 15).to_string();
+        let open = ((4 * 5 * (64u64 << 20)) / 15).to_string();
         // kdamond pages out 32 MiB, then 48 MiB more: the budget (64 MiB) is spent at the
         // second step, and the quota closes to a page per window.
         let mut steps = 0;
@@ -920,7 +1005,35 @@ mod tests {
         // The next period's retune opens it again (the budget grew by 32 MiB; nothing was
         // measured for a yield, so four budgets per period).
         r.period(|| {});
-        assert_eq!(quota(), ((4 * (96u64 << 20)) / 15).to_string());
+        assert_eq!(quota(), ((4 * 5 * (96u64 << 20)) / 15).to_string());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damon_commits_wait_for_a_pass_unless_the_target_changes() {
+        let (dir, admin, _cg, mut r) = damon_reclaimer("damon-gap");
+        let interval = admin.join("kdamonds/0/contexts/0/schemes/1/apply_interval_us");
+        // Whether a period retuned kdamond: the files it writes come back.
+        let retunes = |r: &mut Reclaimer| {
+            let _ = std::fs::remove_file(&interval);
+            r.period(|| {});
+            std::fs::read_to_string(&interval).ok()
+        };
+        assert_eq!(retunes(&mut r).as_deref(), Some("5000000"));
+        // The budget grew, but a commit now would restart the pass timer (a pass and an
+        // aggregation, 6 s, have not gone by): nothing is written.
+        assert_eq!(retunes(&mut r), None);
+        // A new min age from the host is committed at once: 8 s in 2 s aggregations.
+        r.apply_target(&crate::proto::Target {
+            max_bytes_per_period: 1 << 30,
+            min_age_ms: 8_000,
+            reclaim_bytes: 0,
+        });
+        assert_eq!(retunes(&mut r).as_deref(), Some("10000000"));
+        assert_eq!(retunes(&mut r), None);
+        // Once the gap has gone by, the retune is due again.
+        r.damon_commit_gap = Some(std::time::Duration::ZERO);
+        assert_eq!(retunes(&mut r).as_deref(), Some("10000000"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -56,6 +56,15 @@ struct Args {
     /// Pages idle at least this long are cold, ms (DAMON and MGLRU).
     #[arg(long, default_value_t = 30_000)]
     min_age_ms: u64,
+    /// DAMON's sampling interval, ms (default: a fifth of the aggregation interval).
+    #[arg(long)]
+    damon_sample_ms: Option<u64>,
+    /// DAMON's aggregation interval, ms (default: a quarter of the min age, 0.1–5 s).
+    #[arg(long)]
+    damon_aggr_ms: Option<u64>,
+    /// The most regions DAMON splits memory into (default 1000).
+    #[arg(long)]
+    damon_max_regions: Option<u64>,
     /// Most bytes to reclaim per period.
     #[arg(long, default_value_t = 1 << 30)]
     max_bytes_per_period: u64,
@@ -178,6 +187,11 @@ fn main() -> ExitCode {
     let mut r = Reclaimer::new(roots, backend, a.min_age_ms, guard)
         .with_initial_budget(a.initial_bytes)
         .with_period_ms(a.period_ms)
+        .with_damon_monitoring(
+            a.damon_sample_ms.map(|ms| ms.saturating_mul(1000)),
+            a.damon_aggr_ms.map(|ms| ms.saturating_mul(1000)),
+            a.damon_max_regions,
+        )
         .with_files(a.files.clone());
     let mut channel = match a.channel.as_ref().map(|l| GuestChannel::open(l, &a.sysfs)) {
         None => None,
