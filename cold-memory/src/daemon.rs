@@ -218,7 +218,8 @@ impl Reclaimer {
             page_size: 4096,
             last_refaults: None,
             damon_started: false,
-            // Pageout is applied at most once per aggregation interval (0.1–5 s).
+            // kdamond pages out in passes a min age and an aggregation apart; a check once a
+            // second sees a pass's work soon after it.
             budget_check: std::time::Duration::from_secs(1),
             pageout_seen: None,
             pageout_yield: None,
