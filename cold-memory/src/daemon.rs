@@ -189,7 +189,8 @@ pub struct Reclaimer {
     budget_check: std::time::Duration,
     /// The pageout scheme's cumulative (tried, applied) bytes at the last retune.
     pageout_seen: Option<(u64, u64)>,
-    /// The last measured period's pageout yield: (region bytes tried, bytes paged out).
+    /// The pageout yield measured between the last two retunes: (region bytes tried, bytes
+    /// paged out).
     pageout_yield: Option<(u64, u64)>,
     /// The operator's DAMON monitoring overrides: sample µs, aggregation µs, most regions.
     damon_overrides: (Option<u64>, Option<u64>, Option<u64>),

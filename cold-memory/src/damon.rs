@@ -10,7 +10,8 @@
 //!
 //! Page cache is read at the pace of requests, not of CPU loads, so the monitoring intervals
 //! follow the min age ([`Monitoring::for_min_age`]), and the pageout scheme is applied once
-//! per min age ([`pageout_interval_us`]): the kernel's page-level recheck before pageout then
+//! per min age and an aggregation ([`pageout_interval_us`]): the kernel's page-level recheck
+//! before pageout then
 //! looks back a whole min age, and a page is paged out only if nobody read it between two
 //! passes that far apart.
 //!
@@ -182,8 +183,8 @@ pub const MAX_QUOTA_PER_BUDGET: u64 = 16;
 
 /// The pageout scheme's quota per period, in region bytes, for `budget` bytes of file pages.
 /// DAMON charges a quota with the size of the regions it tries, and a physical region also
-/// holds free, anonymous and hot pages that are not paged out. `yield_` is the last measured
-/// period's (region bytes tried, bytes paged out): the quota is twice the budget divided by
+/// holds free, anonymous and hot pages that are not paged out. `yield_` is the (region bytes
+/// tried, bytes paged out) measured between the last two retunes: the quota is twice the budget divided by
 /// that yield, between one and [`MAX_QUOTA_PER_BUDGET`] budgets. Unmeasured (a new kdamond,
 /// or under [`MIN_YIELD_SAMPLE`] tried), it is [`UNMEASURED_QUOTA_PER_BUDGET`] budgets. The
 /// quota paces kdamond; the daemon holds the budget itself, by measuring what was reclaimed
@@ -474,6 +475,13 @@ mod tests {
         }
     }
 
+    /// The value written to the path ending in `k`.
+    fn value<'a>(w: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        w.iter()
+            .find(|(p, _)| p.ends_with(k))
+            .map(|(_, v)| v.as_str())
+    }
+
     fn fake_tree(name: &str, writes: &[(String, String)]) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("tide-damon-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -486,11 +494,7 @@ mod tests {
     #[test]
     fn setup_counts_in_one_scheme_and_pages_out_cold_file_pages_in_another() {
         let w = setup_writes(&cfg(SchemeAction::Pageout));
-        let get = |k: &str| {
-            w.iter()
-                .find(|(p, _)| p.ends_with(k))
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| value(&w, k);
         assert_eq!(get("/operations"), Some("paddr"));
         assert_eq!(get("schemes/nr_schemes"), Some("2"));
         assert_eq!(get("schemes/0/action"), Some("stat"));
@@ -597,11 +601,7 @@ mod tests {
     fn retune_moves_intervals_age_and_quota_and_commits() {
         let m = Monitoring::for_min_age(4_200_000).with(None, Some(500_000), None);
         let w = retune_writes(&m, 4_200_000, 256 << 20, 16_000);
-        let get = |k: &str| {
-            w.iter()
-                .find(|(p, _)| p.ends_with(k))
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| value(&w, k);
         assert_eq!(get("intervals/aggr_us"), Some("500000"));
         // The derived 525 ms sample is longer than the 500 ms aggregation set: clamped.
         assert_eq!(get("intervals/sample_us"), Some("500000"));
