@@ -75,7 +75,9 @@ fn server_side_requests(c: &mut Criterion) {
             .enumerate()
             .map(|(i, v)| (format!("node-{i:05}"), v))
             .collect(),
+        generation: 0,
     };
+    let pending = tide_scheduler::snapshot::Pending::new();
     let mut names: Vec<String> = snapshot.nodes.keys().cloned().collect();
     names.sort();
     let body = serde_json::to_vec(&serde_json::json!({
@@ -95,7 +97,7 @@ fn server_side_requests(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let args: ExtenderArgs = serde_json::from_slice(&body).unwrap();
-                let out = extender::filter(&args, &snapshot, &cfg, 110).unwrap();
+                let out = extender::filter(&args, &snapshot, &pending, &cfg, 110).unwrap();
                 black_box(serde_json::to_vec(&out.result).unwrap())
             })
         },
@@ -105,7 +107,7 @@ fn server_side_requests(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let args: ExtenderArgs = serde_json::from_slice(&body).unwrap();
-                let out = extender::prioritize(&args, &snapshot, &cfg).unwrap();
+                let out = extender::prioritize(&args, &snapshot, &pending, &cfg).unwrap();
                 black_box(serde_json::to_vec(&out).unwrap())
             })
         },

@@ -27,7 +27,14 @@ apt_install() {
 log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-apt_install ca-certificates openssl procps prometheus qemu-system-x86 busybox-static cpio xz-utils e2fsprogs
+apt_install ca-certificates openssl procps prometheus qemu-system-x86 busybox-static cpio xz-utils e2fsprogs \
+  etcd-server curl util-linux
+# Kubernetes v1.20.2 server binaries built from Debian's source (cached outside the clone,
+# keyed by the source version; set TIDE_K8S_BIN to test against other binaries instead).
+if [[ -z "${TIDE_K8S_BIN:-}" ]]; then
+  log "Kubernetes server binaries (scripts/build-k8s.sh)"
+  bash scripts/build-k8s.sh >/dev/null
+fi
 # Kubernetes manifest validation against the OpenAPI schemas (kubernetes-validate, PyPI).
 if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip

@@ -63,3 +63,46 @@ pub use units::{Bytes, MilliCores, Resource, ResourceAmounts};
 pub fn f64_to_u64_saturating(v: f64) -> u64 {
     if v.is_nan() || v <= 0.0 { 0 } else { v as u64 }
 }
+
+/// The most BE *requests* a node admits in total of one resource: the reclaimable amount,
+/// capped so that the predicted level — HP reservation (`hp_reserved`: predicted peak, margin
+/// and system reserve) plus BE requests — stays at or below `schedule_percent` of
+/// `allocatable`.
+///
+/// One function for both sides: the extender's filter admits a BE pod exactly when the BE
+/// requests bound to the node plus the pod's fit under it, and the agent advertises it as the
+/// node's `tide.dev/batch-*` allocatable, so kube-scheduler's own fit check (which counts pods
+/// it has assumed but not yet bound) enforces the same cap during a burst.
+///
+/// ```
+/// // 32 cores, HP holds 20, 10 reclaimable, 85% level: 27.2 − 20 = 7.2 cores.
+/// assert_eq!(tide_api::batch_admit_limit(32_000, 20_000, 10_000, 85.0), 7_200);
+/// ```
+#[allow(clippy::cast_precision_loss)]
+pub fn batch_admit_limit(
+    allocatable: u64,
+    hp_reserved: u64,
+    reclaimable: u64,
+    schedule_percent: f64,
+) -> u64 {
+    let level = f64_to_u64_saturating((allocatable as f64 * schedule_percent / 100.0).floor());
+    reclaimable.min(level.saturating_sub(hp_reserved))
+}
+
+impl NodeEstimateStatus {
+    /// [`batch_admit_limit`] of CPU (millicores) and memory (bytes) under `cfg`: what the agent
+    /// advertises as the node's batch resources.
+    pub fn batch_admit_limits(&self, cfg: &TideConfig) -> ResourceAmounts {
+        let limit = |r: &ResourceEstimate, pct: f64| {
+            let held = r
+                .predicted_peak
+                .saturating_add(r.margin)
+                .saturating_add(r.system_reserve);
+            batch_admit_limit(r.allocatable, held, r.reclaimable, pct)
+        };
+        ResourceAmounts::new(
+            limit(&self.cpu, cfg.cpu.schedule_percent),
+            limit(&self.memory, cfg.memory.schedule_percent),
+        )
+    }
+}

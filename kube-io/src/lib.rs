@@ -1,13 +1,13 @@
 //! `tide-kube`: the Kubernetes API access the extender and the agent share — building a
 //! client the standard way, bounding every call by a timeout, mapping API errors, and the
-//! Eviction API (policy/v1). Tests run it against `tide-testkit`'s fake API server.
+//! Eviction API (policy/v1, falling back to policy/v1beta1 on servers before 1.22). Tests run it against `tide-testkit`'s fake API server.
 
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::policy::v1::Eviction;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 
 /// What an eviction request came to.
@@ -69,7 +69,27 @@ pub async fn bounded<T>(
     }
 }
 
-/// Evicts a pod with a policy/v1 `Eviction`: `429` is [`EvictOutcome::Blocked`], `404`
+/// Set once a server refused a policy/v1 `Eviction` body (Kubernetes before 1.22 serves only
+/// policy/v1beta1), so later evictions start with the version that worked.
+static EVICTION_V1BETA1: AtomicBool = AtomicBool::new(false);
+
+/// The `Eviction` body in `policy/{version}`.
+fn eviction_body(version: &str, namespace: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": format!("policy/{version}"),
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    })
+}
+
+/// Whether the server refused the body's version (not the eviction itself).
+fn version_refused(e: &ApiError) -> bool {
+    matches!(e, ApiError::Refused { code: 400, message, .. }
+        if message.contains("no kind \"Eviction\" is registered"))
+}
+
+/// Evicts a pod with an `Eviction` (policy/v1, or policy/v1beta1 where the server has no v1,
+/// as `kubectl drain` falls back): `429` is [`EvictOutcome::Blocked`], `404`
 /// [`EvictOutcome::Gone`].
 pub async fn evict(
     client: &kube::Client,
@@ -78,19 +98,31 @@ pub async fn evict(
     name: &str,
 ) -> Result<EvictOutcome, ApiError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let eviction = Eviction {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        delete_options: None,
+    let post = |version: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let body = eviction_body(version, namespace, name);
+            let r: Result<kube::core::Status, _> = bounded(
+                timeout,
+                pods.create_subresource("eviction", name, &PostParams::default(), &body),
+            )
+            .await;
+            r
+        }
     };
-    let res: Result<kube::core::Status, _> = bounded(
-        timeout,
-        pods.create_subresource("eviction", name, &PostParams::default(), &eviction),
-    )
-    .await;
+    let beta_first = EVICTION_V1BETA1.load(Ordering::Relaxed);
+    let (first, second) = if beta_first {
+        ("v1beta1", "v1")
+    } else {
+        ("v1", "v1beta1")
+    };
+    let mut res = post(first).await;
+    if res.as_ref().is_err_and(version_refused) {
+        res = post(second).await;
+        if !res.as_ref().is_err_and(version_refused) {
+            EVICTION_V1BETA1.store(!beta_first, Ordering::Relaxed);
+        }
+    }
     match res {
         Ok(_) => Ok(EvictOutcome::Evicted),
         Err(ApiError::Refused {

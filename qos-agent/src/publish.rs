@@ -9,7 +9,7 @@
 //! extended resources it does not know).
 
 use serde_json::{Value, json};
-use tide_api::{Intervals, NodeEstimateStatus, ResourceNames};
+use tide_api::{Intervals, NodeEstimateStatus, Quantity, ResourceNames};
 
 /// The last published state.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,11 +70,18 @@ pub fn node_resources_patch(names: &ResourceNames, cpu_milli: u64, memory: u64) 
     json!({"status": {"capacity": res, "allocatable": res}})
 }
 
-/// Whether the Node object (as JSON) advertises these batch amounts in allocatable.
+/// Whether the Node object (as JSON) advertises these batch amounts in allocatable. Compares
+/// quantities, not text: the API server answers a published `6000` as `6k`.
 pub fn node_shows(node: &Value, names: &ResourceNames, cpu_milli: u64, memory: u64) -> bool {
     let alloc = &node["status"]["allocatable"];
-    alloc[&names.batch_cpu].as_str() == Some(cpu_milli.to_string().as_str())
-        && alloc[&names.batch_memory].as_str() == Some(memory.to_string().as_str())
+    let shows = |name: &str, want: u64| {
+        alloc[name]
+            .as_str()
+            .and_then(|t| t.parse::<Quantity>().ok())
+            .and_then(|q| q.value_ceil().ok())
+            .is_some_and(|v| u64::try_from(v).ok() == Some(want))
+    };
+    shows(&names.batch_cpu, cpu_milli) && shows(&names.batch_memory, memory)
 }
 
 #[cfg(test)]
@@ -114,5 +121,12 @@ mod tests {
         assert!(!node_shows(&node, &names, 4_000, 1 << 30));
         node["status"]["allocatable"] = p["status"]["allocatable"].clone();
         assert!(node_shows(&node, &names, 4_000, 1 << 30));
+        // The API server's canonical forms of what was published (6000 reads back as 6k).
+        node["status"]["allocatable"] =
+            json!({"tide.dev/batch-cpu": "6k", "tide.dev/batch-memory": "1Gi"});
+        assert!(node_shows(&node, &names, 6_000, 1 << 30));
+        assert!(!node_shows(&node, &names, 6_001, 1 << 30));
+        node["status"]["allocatable"]["tide.dev/batch-cpu"] = json!("not a quantity");
+        assert!(!node_shows(&node, &names, 6_000, 1 << 30));
     }
 }

@@ -494,7 +494,11 @@ impl Runtime {
                 a.config.resources.clone(),
                 a.config.intervals.clone(),
                 a.published.clone(),
-                (tick.status.cpu.reclaimable, tick.status.memory.reclaimable),
+                {
+                    // What the Node advertises: reclaimable, capped at the schedule level.
+                    let l = tick.status.batch_admit_limits(&a.config);
+                    (l.cpu.0, l.memory.0)
+                },
             )
         };
         let nodes: Api<Node> = Api::all(self.client.clone());

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use crate::cluster::{ClusterApi, EvictOutcome};
-use crate::placement::plan_pre_eviction;
+use crate::placement::{filter, plan_pre_eviction};
 use crate::server::ExtenderState;
 use crate::wire::ExtenderBindingArgs;
 
@@ -39,6 +39,16 @@ fn next_step(
         ));
     };
     if !pod.high_priority() {
+        // Re-checked against every pod bound or assumed since the filter ran.
+        if let Some(node) = idx.node_view(&args.node)
+            && pod.node.as_deref() != Some(args.node.as_str())
+            && let Err(r) = filter(&pod.view(), &node, &state.config, (state.clock)())
+        {
+            return Ok(Step::Refuse(format!(
+                "node {} no longer admits best-effort pod {}/{}: {r}",
+                args.node, args.pod_namespace, args.pod_name
+            )));
+        }
         return Ok(Step::Bind);
     }
     let Some(node) = idx.node_view(&args.node) else {
@@ -73,6 +83,77 @@ fn next_step(
     )))
 }
 
+/// Relieves `node` after HP pod `uid` was bound there without this extender (kube-scheduler's
+/// default binder binds HP pods when the extender is not the binder for them, as before
+/// Kubernetes 1.30): the same plan as a bind-time pre-eviction, made after the fact.
+/// PodDisruptionBudget refusals move down the victim order; errors end the attempt (the node
+/// agent's eviction remains the safety net). Returns the pods evicted.
+pub async fn relieve(state: &ExtenderState, uid: &str, node: &str) -> Vec<String> {
+    let mut evicted = Vec::new();
+    let Some(api) = state.api.as_deref() else {
+        return evicted;
+    };
+    let mut blocked = HashSet::new();
+    // Each round evicts at least one pod or stops: bounded by the pods on the node.
+    loop {
+        let victims: Vec<(String, String, String)> = {
+            let idx = state.lock_index();
+            let (Some(view), Some(pod)) = (idx.node_view(node), idx.pod(uid)) else {
+                return evicted;
+            };
+            let mut pod = pod.view();
+            if view.estimate.is_none() {
+                // Without an estimate the HP requests, this pod's included, stand for HP.
+                pod.request = tide_api::ResourceAmounts::ZERO;
+            }
+            let be = idx.be_pods_on(node);
+            plan_pre_eviction(&pod, &view, &be, &blocked, &state.config)
+                .victims
+                .into_iter()
+                .filter_map(|v| {
+                    let p = idx.pod(&v)?;
+                    Some((v, p.namespace.clone(), p.name.clone()))
+                })
+                .collect()
+        };
+        if victims.is_empty() {
+            return evicted;
+        }
+        for (victim, ns, name) in victims {
+            let outcome = api.evict(&ns, &name).await;
+            state
+                .metrics
+                .pre_evictions
+                .with_label_values(&[outcome_label(&outcome)])
+                .inc();
+            match outcome {
+                Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => {
+                    state.lock_index().mark_leaving(&victim);
+                    state.dirty.store(true, Ordering::Release);
+                    evicted.push(format!("{ns}/{name}"));
+                }
+                Ok(EvictOutcome::Blocked(_)) => {
+                    blocked.insert(victim);
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("tide-scheduler: relieving node {node}: evicting {ns}/{name}: {e}");
+                    return evicted;
+                }
+            }
+        }
+    }
+}
+
+fn outcome_label(outcome: &Result<EvictOutcome, crate::cluster::ApiError>) -> &'static str {
+    match outcome {
+        Ok(EvictOutcome::Evicted) => "evicted",
+        Ok(EvictOutcome::Gone) => "gone",
+        Ok(EvictOutcome::Blocked(_)) => "pdb-refused",
+        Err(_) => "error",
+    }
+}
+
 /// Binds `args`' pod to its node, pre-evicting BE pods first when needed. `Err` carries the
 /// reason kube-scheduler gets in `ExtenderBindingResult.Error`.
 pub async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(), String> {
@@ -96,16 +177,10 @@ pub async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(
             Step::Evict(victims) => {
                 for (uid, ns, name) in victims {
                     let outcome = api.evict(&ns, &name).await;
-                    let label = match &outcome {
-                        Ok(EvictOutcome::Evicted) => "evicted",
-                        Ok(EvictOutcome::Gone) => "gone",
-                        Ok(EvictOutcome::Blocked(_)) => "pdb-refused",
-                        Err(_) => "error",
-                    };
                     state
                         .metrics
                         .pre_evictions
-                        .with_label_values(&[label])
+                        .with_label_values(&[outcome_label(&outcome)])
                         .inc();
                     match outcome {
                         Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => {

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use tide_api::{Classification, TideConfig, classify, node_allocatable, pod_facts, pod_requests};
 
 use crate::placement::{NodeView, PodView, Refusal, filter as filter_node, score};
+use crate::snapshot::{Pending, PendingNode};
 use crate::wire::{ExtenderArgs, ExtenderFilterResult, HostPriority, NodeList};
 
 /// Nodes by name, as the snapshot holds them.
@@ -18,6 +19,8 @@ pub type NodeMap = HashMap<String, NodeView>;
 pub struct ClusterSnapshot {
     /// Nodes by name (hashed: a request looks up thousands of names).
     pub nodes: NodeMap,
+    /// The index generation it was made at (see [`crate::snapshot::ClusterIndex::pending`]).
+    pub generation: u64,
 }
 
 /// The client's mistake: answered with a 4xx and this text.
@@ -73,9 +76,19 @@ struct Candidate<'a> {
     view: Option<NodeView>,
 }
 
+/// Adds requests reserved on the node that the snapshot does not show yet.
+fn with_pending(mut view: NodeView, pending: Option<&PendingNode>) -> NodeView {
+    if let Some(p) = pending {
+        view.hp_requested = view.hp_requested.saturating_add(p.hp);
+        view.be_requested = view.be_requested.saturating_add(p.be);
+    }
+    view
+}
+
 fn candidates<'a>(
     args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
+    pending: &Pending,
 ) -> Result<Vec<Candidate<'a>>, BadRequest> {
     if let Some(names) = &args.node_names {
         return Ok(names
@@ -83,7 +96,11 @@ fn candidates<'a>(
             .map(|n| Candidate {
                 name: Cow::Borrowed(n.as_ref()),
                 object: None,
-                view: snap.nodes.get(n.as_ref()).cloned(),
+                view: snap
+                    .nodes
+                    .get(n.as_ref())
+                    .cloned()
+                    .map(|v| with_pending(v, pending.get(n.as_ref()))),
             })
             .collect());
     }
@@ -103,6 +120,7 @@ fn candidates<'a>(
                 hp_requested: tide_api::ResourceAmounts::ZERO,
             });
             view.allocatable = node_allocatable(node);
+            let view = with_pending(view, pending.get(name));
             Candidate {
                 name: Cow::Borrowed(name),
                 object: Some(node),
@@ -128,10 +146,11 @@ fn unresolvable(r: &Refusal) -> bool {
 
 /// `filter` at time `now` (seconds): passing nodes in the form they came in, and a reason for
 /// every refused node. HP pods are never refused for gaps in the extender's own knowledge
-/// (unknown node, missing or stale estimate).
+/// (unknown node, missing or stale estimate). `pending` adds placements not yet in `snap`.
 pub fn filter<'a>(
     args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
+    pending: &Pending,
     cfg: &TideConfig,
     now: u64,
 ) -> Result<Filtered<'a>, BadRequest> {
@@ -140,7 +159,7 @@ pub fn filter<'a>(
     let mut kinds = Vec::new();
     let mut passed_names = Vec::new();
     let mut passed_nodes = Vec::new();
-    for c in candidates(args, snap)? {
+    for c in candidates(args, snap, pending)? {
         let verdict = match &c.view {
             None if pod.high_priority => Ok(()),
             None => Err(None),
@@ -184,13 +203,15 @@ pub fn filter<'a>(
 }
 
 /// `prioritize`: a water-level score in `[0, 10]` for every candidate (0 for unknown nodes).
+/// `pending` adds placements not yet in `snap`.
 pub fn prioritize<'a>(
     args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
+    pending: &Pending,
     cfg: &TideConfig,
 ) -> Result<Vec<HostPriority<'a>>, BadRequest> {
     let (pod, _) = pod_view(&args.pod, cfg)?;
-    Ok(candidates(args, snap)?
+    Ok(candidates(args, snap, pending)?
         .into_iter()
         .map(|c| HostPriority {
             score: c.view.as_ref().map_or(0, |v| score(&pod, v)),
@@ -222,7 +243,10 @@ mod tests {
         nodes.insert("node-a".into(), view(16_000, 990));
         nodes.insert("node-b".into(), view(1_000, 990));
         nodes.insert("node-c".into(), view(16_000, 100)); // stale
-        ClusterSnapshot { nodes }
+        ClusterSnapshot {
+            nodes,
+            generation: 0,
+        }
     }
 
     /// Parses a request as the server does, from text the arguments borrow. Test-only: the
@@ -244,7 +268,7 @@ mod tests {
     fn be_pod_filtered_with_a_reason_for_every_refusal() {
         let cfg = TideConfig::default();
         let a = args(be_pod("2000"), &["node-a", "node-b", "node-c", "node-x"]);
-        let r = filter(&a, &snapshot(), &cfg, NOW).unwrap();
+        let r = filter(&a, &snapshot(), &Pending::new(), &cfg, NOW).unwrap();
         assert_eq!(
             r.refusal_kinds,
             ["over-reclaimable", "stale-estimate", "unknown-node"]
@@ -268,7 +292,9 @@ mod tests {
         let cfg = TideConfig::default();
         let hp = serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "2", "memory": "4Gi"}}}]}});
         let a = args(hp, &["node-a", "node-b", "node-c", "node-x"]);
-        let r = filter(&a, &snapshot(), &cfg, NOW).unwrap().result;
+        let r = filter(&a, &snapshot(), &Pending::new(), &cfg, NOW)
+            .unwrap()
+            .result;
         assert_eq!(
             r.node_names.unwrap(),
             ["node-a", "node-b", "node-c", "node-x"]
@@ -288,7 +314,9 @@ mod tests {
             "NodeNames": null
         });
         let a = parse(body);
-        let r = filter(&a, &snapshot(), &cfg, NOW).unwrap().result;
+        let r = filter(&a, &snapshot(), &Pending::new(), &cfg, NOW)
+            .unwrap()
+            .result;
         assert_eq!(r.node_names, None);
         let items = r.nodes.unwrap().items;
         assert_eq!(items.len(), 1);
@@ -300,7 +328,7 @@ mod tests {
     fn prioritize_scores_every_candidate_in_range() {
         let cfg = TideConfig::default();
         let a = args(be_pod("2000"), &["node-a", "node-b", "node-x"]);
-        let p = prioritize(&a, &snapshot(), &cfg).unwrap();
+        let p = prioritize(&a, &snapshot(), &Pending::new(), &cfg).unwrap();
         assert_eq!(
             p.iter().map(|h| h.host.as_ref()).collect::<Vec<&str>>(),
             ["node-a", "node-b", "node-x"]
@@ -317,11 +345,11 @@ mod tests {
     fn client_mistakes_are_bad_requests() {
         let cfg = TideConfig::default();
         let bad = args(be_pod("two"), &["node-a"]);
-        let e = filter(&bad, &snapshot(), &cfg, NOW).unwrap_err();
+        let e = filter(&bad, &snapshot(), &Pending::new(), &cfg, NOW).unwrap_err();
         assert!(e.to_string().starts_with("pod batch/job-1: container \"w\" resource \"tide.dev/batch-cpu\": invalid quantity \"two\""), "{e}");
         let none = parse(serde_json::json!({"Pod": be_pod("1")}));
         assert_eq!(
-            filter(&none, &snapshot(), &cfg, NOW).unwrap_err(),
+            filter(&none, &snapshot(), &Pending::new(), &cfg, NOW).unwrap_err(),
             BadRequest::NoNodes
         );
     }

@@ -47,6 +47,7 @@ pub mod serve;
 pub mod server;
 pub mod snapshot;
 pub mod wire;
+pub mod wiring;
 
 pub use extender::{BadRequest, ClusterSnapshot, Filtered};
 pub use placement::{

@@ -44,8 +44,32 @@ pub async fn run(client: kube::Client, state: Arc<ExtenderState>, publish_every:
         ClusterIndex::apply_estimate,
         ClusterIndex::delete_estimate,
     );
+    let relief = relieve(Arc::clone(&state), publish_every);
     let publisher = publish(state, publish_every);
-    tokio::join!(nodes, pods, estimates, publisher);
+    tokio::join!(nodes, pods, estimates, publisher, relief);
+}
+
+/// Relieves nodes where the watch showed an HP pod bound by someone else
+/// ([`ClusterIndex::bound_elsewhere`]), one node at a time, checked every `every`.
+async fn relieve(state: Arc<ExtenderState>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !state.all_synced() {
+            continue;
+        }
+        let work = std::mem::take(&mut state.lock_index().bound_elsewhere);
+        for (uid, node) in work {
+            let evicted = crate::binder::relieve(&state, &uid, &node).await;
+            if !evicted.is_empty() {
+                eprintln!(
+                    "tide-scheduler: node {node} passed the eviction water level when an HP pod was bound there by another binder; evicted {}",
+                    evicted.join(", ")
+                );
+            }
+        }
+    }
 }
 
 fn label(what: Watched) -> &'static str {
@@ -106,7 +130,12 @@ async fn publish(state: Arc<ExtenderState>, every: Duration) {
     loop {
         tick.tick().await;
         if state.all_synced() && state.dirty.swap(false, Ordering::AcqRel) {
-            let snapshot = state.lock_index().snapshot();
+            let snapshot = {
+                let mut idx = state.lock_index();
+                let s = idx.snapshot();
+                idx.prune_reservations(s.generation, (state.clock)());
+                s
+            };
             state.publish(snapshot);
         }
     }

@@ -18,6 +18,8 @@ use tide_scheduler::{live, serve};
 #[derive(Debug, Parser)]
 #[command(name = "tide-scheduler", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// Address to listen on. Loopback by default; in a pod use `0.0.0.0:8888`.
     #[arg(long, default_value = "127.0.0.1:8888")]
     listen: SocketAddr,
@@ -51,8 +53,49 @@ struct Args {
     publish_interval_ms: u64,
 }
 
+/// Other things the binary does besides serving.
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Print the kube-scheduler configuration that wires Tide in, for kube-scheduler 1.N
+    /// (the shipped deploy/scheduler/kube-scheduler-config.yaml, adapted for older versions).
+    RenderSchedulerConfig {
+        /// The cluster's Kubernetes minor version (30 for v1.30.x).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(19..))]
+        kube_minor: u32,
+        /// Every extender's urlPrefix (default: the shipped in-cluster Service address).
+        #[arg(long)]
+        extender_url: Option<String>,
+        /// kube-scheduler's kubeconfig (default: the kubeadm path).
+        #[arg(long)]
+        scheduler_kubeconfig: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Cmd::RenderSchedulerConfig {
+        kube_minor,
+        extender_url,
+        scheduler_kubeconfig,
+    }) = &args.command
+    {
+        let r = tide_scheduler::wiring::Render {
+            minor: *kube_minor,
+            extender_url: extender_url.clone(),
+            kubeconfig: scheduler_kubeconfig.clone(),
+            ..Default::default()
+        };
+        return match tide_scheduler::wiring::render(tide_scheduler::wiring::SHIPPED, &r) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tide-scheduler: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use tide_api::{Classification, Resource, ResourceAmounts, TideConfig, VictimKey, victim_order};
+use tide_api::{
+    Classification, Resource, ResourceAmounts, TideConfig, VictimKey, batch_admit_limit,
+    victim_order,
+};
 
 /// The node's estimate as the extender sees it (from its NodeEstimate).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,8 +192,15 @@ pub fn filter(pod: &PodView, node: &NodeView, cfg: &TideConfig, now: u64) -> Res
                 reclaimable: have,
             });
         }
-        let level = predicted_level(node, pod, r);
-        if level * 100.0 > pct(cfg, r) {
+        // The same limit the agent advertises as the node's batch resources.
+        let limit = batch_admit_limit(
+            node.allocatable.get(r),
+            est.hp_reserved.get(r),
+            have,
+            pct(cfg, r),
+        );
+        if want > limit {
+            let level = predicted_level(node, pod, r);
             return Err(Refusal::OverWaterLevel {
                 resource: r,
                 level_percent: level * 100.0,
@@ -512,5 +522,54 @@ mod tests {
         let plan = plan_pre_eviction(&small, &n, &pods, &blocked, &cfg);
         assert_eq!(plan.victims, vec!["b".to_string()]);
         assert!(plan.enough);
+    }
+
+    proptest::proptest! {
+        /// The extender admits a BE pod exactly when the BE requests bound plus the pod fit in
+        /// what the agent advertises ([`tide_api::NodeEstimateStatus::batch_admit_limits`]), so
+        /// kube-scheduler's own fit check on the advertised amounts enforces the same cap.
+        #[test]
+        fn filter_admits_exactly_what_the_node_advertises(
+            alloc_cpu in 1_000u64..256_000,
+            alloc_mem in (1u64 << 30)..(1u64 << 40),
+            hp_share in 0.0f64..1.2,
+            reclaim_share in 0.0f64..1.0,
+            be_share in 0.0f64..1.0,
+            req_cpu in 0u64..64_000,
+            req_mem in 0u64..(64u64 << 30),
+            schedule_cpu in 1.0f64..100.0,
+            schedule_mem in 1.0f64..100.0,
+        ) {
+            let mut cfg = TideConfig::default();
+            cfg.cpu.schedule_percent = schedule_cpu;
+            cfg.memory.schedule_percent = schedule_mem;
+            let part = |v: u64, f: f64| tide_api::f64_to_u64_saturating(v as f64 * f);
+            let alloc = ResourceAmounts::new(alloc_cpu, alloc_mem);
+            let hp = ResourceAmounts::new(part(alloc_cpu, hp_share), part(alloc_mem, hp_share));
+            let reclaim = ResourceAmounts::new(
+                part(alloc_cpu.saturating_sub(hp.cpu.0), reclaim_share),
+                part(alloc_mem.saturating_sub(hp.memory.0), reclaim_share),
+            );
+            let status: tide_api::NodeEstimateStatus = serde_json::from_value(serde_json::json!({
+                "observedTime": "2026-01-01T00:00:00Z", "horizonSeconds": 3600,
+                "cpu": {"allocatable": alloc_cpu, "predictedPeak": hp.cpu.0, "margin": 0, "systemReserve": 0,
+                        "reclaimable": reclaim.cpu.0, "hpUsage": 0, "beUsage": 0},
+                "memory": {"allocatable": alloc_mem, "predictedPeak": hp.memory.0, "margin": 0, "systemReserve": 0,
+                        "reclaimable": reclaim.memory.0, "hpUsage": 0, "beUsage": 0},
+                "confidence": {"historySeconds": 86400, "recentViolationRate": 0.0}
+            })).unwrap();
+            let advertised = status.batch_admit_limits(&cfg);
+            let bound = ResourceAmounts::new(part(advertised.cpu.0, be_share), part(advertised.memory.0, be_share));
+            let n = NodeView {
+                allocatable: alloc,
+                estimate: Some(EstimateView { observed_at: 0, reclaimable: reclaim, hp_reserved: hp }),
+                be_requested: bound,
+                hp_requested: ResourceAmounts::ZERO,
+            };
+            let pod = PodView { request: ResourceAmounts::new(req_cpu, req_mem), high_priority: false };
+            let fits = bound.cpu.0 + req_cpu <= advertised.cpu.0
+                && bound.memory.0 + req_mem <= advertised.memory.0;
+            proptest::prop_assert_eq!(filter(&pod, &n, &cfg, 0).is_ok(), fits);
+        }
     }
 }

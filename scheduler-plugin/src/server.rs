@@ -154,7 +154,8 @@ async fn filter(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Respons
         Err(msg) => return bad_request(&state, "filter", msg),
     };
     let snap = state.current();
-    let out = match extender::filter(&args, &snap, &state.config, (state.clock)()) {
+    let pending = state.lock_index().pending(snap.generation);
+    let out = match extender::filter(&args, &snap, &pending, &state.config, (state.clock)()) {
         Ok(o) => o,
         Err(e) => return bad_request(&state, "filter", e.to_string()),
     };
@@ -181,10 +182,22 @@ async fn prioritize(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Res
         Err(msg) => return bad_request(&state, "prioritize", msg),
     };
     let snap = state.current();
-    let out = match extender::prioritize(&args, &snap, &state.config) {
+    let pending = state.lock_index().pending(snap.generation);
+    let out = match extender::prioritize(&args, &snap, &pending, &state.config) {
         Ok(o) => o,
         Err(e) => return bad_request(&state, "prioritize", e.to_string()),
     };
+    // kube-scheduler will most likely take the top-scored node: hold the pod's requests there
+    // so the next pods of a burst see them before the bind does.
+    if let (Some(best), Some(uid), Ok((pod, _))) = (
+        out.iter().max_by_key(|h| h.score),
+        args.pod.metadata.uid.as_deref(),
+        extender::pod_view(&args.pod, &state.config),
+    ) {
+        state
+            .lock_index()
+            .reserve(uid, &best.host, pod, (state.clock)());
+    }
     state
         .metrics
         .requests

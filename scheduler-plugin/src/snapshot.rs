@@ -54,6 +54,36 @@ struct NodePods {
     uids: HashSet<String>,
 }
 
+/// A placement kube-scheduler is about to make (the extender's top-scored node for a pod it
+/// scored) that no snapshot shows yet. kube-scheduler filters and scores the next pods while
+/// earlier ones are still being bound; without these, a burst would see the same levels and
+/// pile onto one node.
+#[derive(Debug, Clone, PartialEq)]
+struct Reservation {
+    node: String,
+    pod: PodView,
+    /// Dropped at this time (seconds) if kube-scheduler never binds the pod.
+    expires_at: u64,
+    /// The generation at which the pod's binding entered the index; the reservation ends once
+    /// a published snapshot includes that generation.
+    settled_gen: Option<u64>,
+}
+
+/// Requests reserved on one node that the current snapshot does not show yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PendingNode {
+    /// HP requests.
+    pub hp: ResourceAmounts,
+    /// BE requests.
+    pub be: ResourceAmounts,
+}
+
+/// Pending requests by node name (see [`ClusterIndex::pending`]).
+pub type Pending = HashMap<String, PendingNode>;
+
+/// How long a reservation waits for its bind, in seconds.
+pub const RESERVATION_TTL_SECS: u64 = 15;
+
 /// Which watched resource an event or resync belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Watched {
@@ -78,6 +108,12 @@ pub struct ClusterIndex {
     per_node: HashMap<String, NodePods>,
     pods: HashMap<String, PodRecord>,
     resync: HashMap<Watched, HashSet<String>>,
+    /// Bumped by every change to a node's bound requests; a snapshot records the value.
+    generation: u64,
+    reservations: HashMap<String, Reservation>,
+    /// HP pods the watch showed bound by someone else (kube-scheduler's default binder), as
+    /// (UID, node): the node may need relief now that the pod is there.
+    pub bound_elsewhere: Vec<(String, String)>,
     /// Pods whose requests could not be read (`namespace/name: reason`), latest per pod.
     pub bad_pods: HashMap<String, String>,
     /// NodeEstimates without a usable status (`node` → reason).
@@ -255,6 +291,13 @@ impl ClusterIndex {
             Ok(mut rec) => {
                 self.bad_pods.remove(&pod_key(pod));
                 if let Some(old) = self.remove_pod(&uid) {
+                    if old.node.is_none()
+                        && let Some(node) = &rec.node
+                        && rec.high_priority()
+                        && !rec.leaving
+                    {
+                        self.bound_elsewhere.push((uid.clone(), node.clone()));
+                    }
                     // An eviction this extender started stays known until the watch shows it;
                     // a binding it made stays until the watch shows the node.
                     rec.leaving |= old.leaving;
@@ -275,12 +318,19 @@ impl ClusterIndex {
     pub fn delete_pod(&mut self, pod: &Pod) {
         if let Some(uid) = pod.metadata.uid.as_deref() {
             self.remove_pod(uid);
+            self.reservations.remove(uid);
         }
         self.bad_pods.remove(&pod_key(pod));
     }
 
     fn insert_pod(&mut self, uid: String, rec: PodRecord) {
         if let Some(node) = &rec.node {
+            self.generation += 1;
+            if let Some(r) = self.reservations.get_mut(&uid)
+                && r.settled_gen.is_none()
+            {
+                r.settled_gen = Some(self.generation);
+            }
             let np = self.per_node.entry(node.clone()).or_default();
             if rec.high_priority() {
                 np.hp_requested = np.hp_requested.saturating_add(rec.request);
@@ -297,6 +347,7 @@ impl ClusterIndex {
         if let Some(node) = &rec.node
             && let Some(np) = self.per_node.get_mut(node)
         {
+            self.generation += 1;
             if rec.high_priority() {
                 np.hp_requested = np.hp_requested.saturating_sub(rec.request);
             } else {
@@ -390,7 +441,58 @@ impl ClusterIndex {
                 nodes.insert(name.clone(), view);
             }
         }
-        ClusterSnapshot { nodes }
+        ClusterSnapshot {
+            nodes,
+            generation: self.generation,
+        }
+    }
+
+    /// Reserves `pod` (UID `uid`) on `node` until kube-scheduler binds it, for at most
+    /// [`RESERVATION_TTL_SECS`] from `now`. A pod already bound, or reserved again, moves.
+    pub fn reserve(&mut self, uid: &str, node: &str, pod: PodView, now: u64) {
+        if self.pods.get(uid).is_some_and(|r| r.node.is_some()) {
+            return;
+        }
+        self.reservations.insert(
+            uid.to_owned(),
+            Reservation {
+                node: node.to_owned(),
+                pod,
+                expires_at: now.saturating_add(RESERVATION_TTL_SECS),
+                settled_gen: None,
+            },
+        );
+    }
+
+    /// Reservations the snapshot of generation `snapshot_gen` does not show, by node.
+    pub fn pending(&self, snapshot_gen: u64) -> Pending {
+        let mut out = Pending::new();
+        for r in self.reservations.values() {
+            if r.settled_gen.is_some_and(|g| g <= snapshot_gen) {
+                continue;
+            }
+            let p = out.entry(r.node.clone()).or_default();
+            if r.pod.high_priority {
+                p.hp = p.hp.saturating_add(r.pod.request);
+            } else {
+                p.be = p.be.saturating_add(r.pod.request);
+            }
+        }
+        out
+    }
+
+    /// Ends reservations that the snapshot of generation `published_gen` shows, and those
+    /// whose pod was not bound in time.
+    pub fn prune_reservations(&mut self, published_gen: u64, now: u64) {
+        self.reservations.retain(|_, r| match r.settled_gen {
+            Some(g) => g > published_gen,
+            None => r.expires_at > now,
+        });
+    }
+
+    /// Number of live reservations.
+    pub fn reservation_count(&self) -> usize {
+        self.reservations.len()
     }
 }
 
@@ -597,5 +699,73 @@ mod tests {
         let pods = idx.be_pods_on("a");
         assert_eq!(pods.len(), 1);
         assert_eq!(pods[0].usage, pods[0].request);
+    }
+
+    #[test]
+    fn reservations_count_until_a_published_snapshot_shows_the_binding() {
+        let mut idx = ClusterIndex::new(&TideConfig::default());
+        idx.apply_node(&node("a", "8", "32Gi"));
+        idx.apply_node(&node("b", "8", "32Gi"));
+        idx.apply_pod(&be("j1", "", "1000", "1Gi"));
+        let be_view = idx.pod("uid-j1").unwrap().view();
+        let snap = idx.snapshot();
+        idx.reserve("uid-j1", "a", be_view, 100);
+        // Not in the snapshot, but pending on a.
+        assert_eq!(snap.nodes["a"].be_requested, ResourceAmounts::ZERO);
+        let p = idx.pending(snap.generation);
+        assert_eq!(p["a"].be, ResourceAmounts::new(1_000, 1 << 30));
+        assert!(!p.contains_key("b"));
+        // kube-scheduler bound it to b after all: the reservation still counts on a until a
+        // snapshot with the binding is published (conservative for a moment), then ends.
+        idx.assume_bound("uid-j1", "b");
+        assert!(idx.pending(snap.generation).contains_key("a"));
+        let snap2 = idx.snapshot();
+        assert_eq!(
+            snap2.nodes["b"].be_requested,
+            ResourceAmounts::new(1_000, 1 << 30)
+        );
+        assert!(idx.pending(snap2.generation).is_empty());
+        idx.prune_reservations(snap2.generation, 101);
+        assert_eq!(idx.reservation_count(), 0);
+        // A reservation kube-scheduler never binds expires; a deleted pod's ends at once.
+        idx.apply_pod(&be("j2", "", "1000", "1Gi"));
+        let v = idx.pod("uid-j2").unwrap().view();
+        idx.reserve("uid-j2", "a", v, 200);
+        idx.prune_reservations(snap2.generation, 200 + RESERVATION_TTL_SECS - 1);
+        assert_eq!(idx.reservation_count(), 1);
+        idx.prune_reservations(snap2.generation, 200 + RESERVATION_TTL_SECS);
+        assert_eq!(idx.reservation_count(), 0);
+        idx.reserve("uid-j2", "a", v, 300);
+        idx.delete_pod(&be("j2", "", "1000", "1Gi"));
+        assert_eq!(idx.reservation_count(), 0);
+        // A pod already bound is not reserved again.
+        idx.reserve("uid-j1", "a", be_view, 400);
+        assert_eq!(idx.reservation_count(), 0);
+    }
+
+    #[test]
+    fn hp_pods_bound_by_another_binder_are_reported_once() {
+        let mut idx = ClusterIndex::new(&TideConfig::default());
+        idx.apply_node(&node("a", "8", "32Gi"));
+        let web = |n: &str| pod("web", n, "Pending", json!({"cpu": "2", "memory": "1Gi"}));
+        // Listed already bound (e.g. at start): not this extender's concern.
+        idx.apply_pod(&pod("old", "a", "Running", json!({"cpu": "1"})));
+        idx.apply_pod(&web(""));
+        assert!(idx.bound_elsewhere.is_empty());
+        idx.apply_pod(&web("a"));
+        assert_eq!(
+            idx.bound_elsewhere,
+            [("uid-web".to_owned(), "a".to_owned())]
+        );
+        idx.apply_pod(&web("a"));
+        assert_eq!(idx.bound_elsewhere.len(), 1);
+        // A BE pod, or one this extender bound itself, is not reported.
+        idx.bound_elsewhere.clear();
+        idx.apply_pod(&be("j", "", "1000", "1Gi"));
+        idx.apply_pod(&be("j", "a", "1000", "1Gi"));
+        idx.apply_pod(&pod("web2", "", "Pending", json!({"cpu": "1"})));
+        idx.assume_bound("uid-web2", "a");
+        idx.apply_pod(&pod("web2", "a", "Pending", json!({"cpu": "1"})));
+        assert!(idx.bound_elsewhere.is_empty());
     }
 }

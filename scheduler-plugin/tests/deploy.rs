@@ -24,13 +24,54 @@ fn kube_scheduler_configuration_is_valid_and_consistent() {
     );
     let extenders = cfg["extenders"].as_array().unwrap();
     // kube-scheduler's validateExtenders: at most one binder; weight > 0 with prioritizeVerb.
-    assert!(
+    assert_eq!(
         extenders
             .iter()
             .filter(|e| e.get("bindVerb").is_some())
-            .count()
-            <= 1
+            .count(),
+        1
     );
+    // The BE gate: filter for pods that request batch resources, not ignorable, with
+    // kube-scheduler's own fit check kept on the (capped) advertised amounts.
+    let gate: Vec<&serde_json::Value> = extenders
+        .iter()
+        .filter(|e| e.get("managedResources").is_some())
+        .collect();
+    assert_eq!(gate.len(), 1);
+    assert_eq!(gate[0]["filterVerb"], "filter");
+    assert_eq!(
+        gate[0]["ignorable"], false,
+        "BE pods must wait when Tide is down"
+    );
+    let managed: Vec<(&str, bool)> = gate[0]["managedResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["ignoredByScheduler"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let names = tide_api::TideConfig::default().resources;
+    assert_eq!(
+        managed,
+        [
+            (names.batch_cpu.as_str(), false),
+            (names.batch_memory.as_str(), false)
+        ]
+    );
+    // Scoring and bind with pre-eviction see every pod and never block HP pods.
+    let all: Vec<&serde_json::Value> = extenders
+        .iter()
+        .filter(|e| e.get("managedResources").is_none())
+        .collect();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["prioritizeVerb"], "prioritize");
+    assert_eq!(all[0]["bindVerb"], "bind");
+    assert_eq!(all[0]["ignorable"], true, "HP pods must not wait for Tide");
+    assert!(all[0].get("filterVerb").is_none());
     for e in extenders {
         let url = e["urlPrefix"].as_str().unwrap();
         assert!(
@@ -40,17 +81,9 @@ fn kube_scheduler_configuration_is_valid_and_consistent() {
         if e.get("prioritizeVerb").is_some() {
             assert!(e["weight"].as_i64().unwrap() > 0);
         }
-        // tide-scheduler serves exactly these verbs.
-        assert_eq!(e["filterVerb"], "filter");
-        assert_eq!(e["prioritizeVerb"], "prioritize");
-        assert_eq!(e["bindVerb"], "bind");
+        assert_eq!(e["nodeCacheCapable"], true);
         let timeout = tide_api::duration_text::parse(e["httpTimeout"].as_str().unwrap()).unwrap();
         assert!(timeout.as_secs() >= 1 && timeout.as_secs() <= 10);
-        // Bind with pre-eviction must be called for HP pods: no managedResources filter.
-        assert!(
-            e.get("managedResources").is_none(),
-            "managedResources would hide HP pods from bind"
-        );
         // The binder's own API timeout fits inside the scheduler's HTTP timeout.
         let deployment = deploy("scheduler/deployment.yaml");
         let api_timeout_ms: u64 = deployment

@@ -100,7 +100,10 @@ fn snapshot() -> ClusterSnapshot {
     nodes.insert("node-a".to_string(), view(16_000, NOW - 10));
     nodes.insert("node-b".to_string(), view(1_000, NOW - 10));
     nodes.insert("node-c".to_string(), view(16_000, NOW - 3_600));
-    ClusterSnapshot { nodes }
+    ClusterSnapshot {
+        nodes,
+        generation: 0,
+    }
 }
 
 fn be_pod() -> serde_json::Value {

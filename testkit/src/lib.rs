@@ -22,6 +22,7 @@
 // Handlers return early with a ready `Response`; boxing it would only add noise to test code.
 #![allow(clippy::result_large_err)]
 
+pub mod k8s;
 pub mod node;
 
 use std::collections::{BTreeMap, HashSet};

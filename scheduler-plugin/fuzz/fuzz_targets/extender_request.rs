@@ -27,7 +27,7 @@ fn snapshot() -> ClusterSnapshot {
             },
         );
     }
-    ClusterSnapshot { nodes }
+    ClusterSnapshot { nodes, generation: 0 }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -45,10 +45,10 @@ fuzz_target!(|data: &[u8]| {
     }
     index.delete_pod(&args.pod);
     assert_eq!(index.pod_count(), 0);
-    if let Ok(out) = extender::filter(&args, &snap, &cfg, 3_000) {
+    if let Ok(out) = extender::filter(&args, &snap, &Default::default(), &cfg, 3_000) {
         let _ = serde_json::to_vec(&out.result);
     }
-    if let Ok(out) = extender::prioritize(&args, &snap, &cfg) {
+    if let Ok(out) = extender::prioritize(&args, &snap, &Default::default(), &cfg) {
         let _ = serde_json::to_vec(&out);
     }
 });

@@ -1,0 +1,190 @@
+//! The kube-scheduler configuration that wires Tide in, for the cluster's Kubernetes version.
+//!
+//! `deploy/scheduler/kube-scheduler-config.yaml` is written for current clusters (1.30+).
+//! [`render`] derives what an older kube-scheduler needs from that one file, so no second
+//! copy is kept by hand, and the end-to-end tests run exactly what an operator would:
+//!
+//! | kube-scheduler | change |
+//! |---|---|
+//! | 1.19–1.21 | `apiVersion: kubescheduler.config.k8s.io/v1beta1` |
+//! | 1.22 | `…/v1beta2` |
+//! | 1.23–1.24 | `…/v1beta3` |
+//! | < 1.30 | `bindVerb` moves to the BE-only entry: before kubernetes/kubernetes#122503 a failing extender bind is retried even when the extender is ignorable, so an HP pod would wait for a down tide-scheduler. HP pods are then bound by the default binder, and tide-scheduler relieves a hot node right after such a bind instead of before it. |
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+/// The shipped configuration (for kube-scheduler 1.30+).
+pub const SHIPPED: &str = include_str!("../../deploy/scheduler/kube-scheduler-config.yaml");
+
+/// The first minor version whose kube-scheduler skips a failing ignorable extender's bind.
+pub const IGNORABLE_BIND_SINCE: u32 = 30;
+
+/// What to substitute in the shipped configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Render {
+    /// The cluster's Kubernetes minor version (20 for v1.20.2).
+    pub minor: u32,
+    /// `clientConnection.kubeconfig`, when it differs from the shipped kubeadm path.
+    pub kubeconfig: Option<String>,
+    /// Every extender's `urlPrefix`, when it differs from the shipped Service address.
+    pub extender_url: Option<String>,
+    /// `healthzBindAddress` and `metricsBindAddress` (kube-scheduler ≤ 1.22 listens on
+    /// `0.0.0.0:10251` otherwise).
+    pub healthz: Option<SocketAddr>,
+    /// See [`Render::healthz`].
+    pub metrics: Option<SocketAddr>,
+    /// `clientConnection.qps` and `burst` (kube-scheduler's defaults are 50 and 100).
+    pub client_qps: Option<(f64, u32)>,
+}
+
+/// The configuration API version kube-scheduler 1.`minor` reads.
+pub fn api_version(minor: u32) -> &'static str {
+    match minor {
+        0..=21 => "kubescheduler.config.k8s.io/v1beta1",
+        22 => "kubescheduler.config.k8s.io/v1beta2",
+        23 | 24 => "kubescheduler.config.k8s.io/v1beta3",
+        _ => "kubescheduler.config.k8s.io/v1",
+    }
+}
+
+/// Renders `shipped` (YAML) for `r`, as JSON text (which kube-scheduler reads as YAML).
+pub fn render(shipped: &str, r: &Render) -> Result<String, String> {
+    let mut cfg: Value = serde_saphyr::from_str(shipped)
+        .map_err(|e| format!("kube-scheduler configuration: {e}"))?;
+    if r.minor < 19 {
+        return Err(format!(
+            "kube-scheduler 1.{} predates KubeSchedulerConfiguration v1beta1 (1.19)",
+            r.minor
+        ));
+    }
+    cfg["apiVersion"] = api_version(r.minor).into();
+    if let Some(k) = &r.kubeconfig {
+        cfg["clientConnection"]["kubeconfig"] = k.as_str().into();
+    }
+    if let Some((qps, burst)) = r.client_qps {
+        cfg["clientConnection"]["qps"] = qps.into();
+        cfg["clientConnection"]["burst"] = burst.into();
+    }
+    if r.minor <= 22 {
+        if let Some(a) = r.healthz {
+            cfg["healthzBindAddress"] = a.to_string().into();
+        }
+        if let Some(a) = r.metrics {
+            cfg["metricsBindAddress"] = a.to_string().into();
+        }
+    }
+    let extenders = cfg["extenders"]
+        .as_array_mut()
+        .ok_or("the configuration has no extenders")?;
+    if let Some(url) = &r.extender_url {
+        for e in extenders.iter_mut() {
+            e["urlPrefix"] = url.as_str().into();
+        }
+    }
+    if r.minor < IGNORABLE_BIND_SINCE {
+        let gate = extenders
+            .iter()
+            .position(|e| {
+                e.get("managedResources").is_some()
+                    && e.get("ignorable") == Some(&Value::Bool(false))
+            })
+            .ok_or("no non-ignorable BE entry (with managedResources) to move bind to")?;
+        let mut bind = None;
+        for e in extenders.iter_mut() {
+            if let Some(obj) = e.as_object_mut()
+                && let Some(v) = obj.remove("bindVerb")
+            {
+                bind = Some(v);
+            }
+        }
+        let bind = bind.ok_or("no extender binds")?;
+        extenders[gate]["bindVerb"] = bind;
+    }
+    serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+
+    fn binders(cfg: &Value) -> Vec<&Value> {
+        cfg["extenders"]
+            .as_array()
+            .map(|a| a.iter().filter(|e| e.get("bindVerb").is_some()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn current_clusters_get_the_shipped_file_with_addresses_substituted() {
+        let r = Render {
+            minor: 33,
+            extender_url: Some("http://127.0.0.1:9/x".into()),
+            kubeconfig: Some("/k".into()),
+            healthz: Some(([127, 0, 0, 1], 1).into()),
+            ..Render::default()
+        };
+        let cfg = parse(&render(SHIPPED, &r).unwrap_or_default());
+        let shipped: Value = serde_saphyr::from_str(SHIPPED).unwrap_or_default();
+        assert_eq!(cfg["apiVersion"], "kubescheduler.config.k8s.io/v1");
+        assert_eq!(cfg["clientConnection"]["kubeconfig"], "/k");
+        assert!(
+            cfg.get("healthzBindAddress").is_none(),
+            "removed after 1.22"
+        );
+        let (a, b) = (&cfg["extenders"][0], &cfg["extenders"][1]);
+        assert_eq!(a["urlPrefix"], "http://127.0.0.1:9/x");
+        // Only addresses changed.
+        let mut unchanged = cfg.clone();
+        unchanged["clientConnection"] = shipped["clientConnection"].clone();
+        for (i, e) in shipped["extenders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            unchanged["extenders"][i]["urlPrefix"] = e["urlPrefix"].clone();
+        }
+        assert_eq!(unchanged, shipped);
+        assert_eq!(binders(&cfg), [b]);
+        assert_eq!(b["ignorable"], true);
+        assert_eq!(a["ignorable"], false);
+    }
+
+    #[test]
+    fn old_schedulers_get_their_api_version_and_bind_in_the_be_entry() {
+        let r = Render {
+            minor: 20,
+            healthz: Some(([127, 0, 0, 1], 1).into()),
+            metrics: Some(([127, 0, 0, 1], 2).into()),
+            client_qps: Some((500.0, 1000)),
+            ..Render::default()
+        };
+        let cfg = parse(&render(SHIPPED, &r).unwrap_or_default());
+        assert_eq!(cfg["apiVersion"], "kubescheduler.config.k8s.io/v1beta1");
+        assert_eq!(cfg["healthzBindAddress"], "127.0.0.1:1");
+        assert_eq!(cfg["metricsBindAddress"], "127.0.0.1:2");
+        assert_eq!(cfg["clientConnection"]["burst"], 1000);
+        let b = binders(&cfg);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0]["ignorable"], false);
+        assert!(b[0].get("managedResources").is_some());
+        assert_eq!(api_version(22), "kubescheduler.config.k8s.io/v1beta2");
+        assert_eq!(api_version(24), "kubescheduler.config.k8s.io/v1beta3");
+        assert!(
+            render(
+                SHIPPED,
+                &Render {
+                    minor: 18,
+                    ..Render::default()
+                }
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,571 @@
+//! The extender under a real kube-scheduler, on a real API server (v1.20.2 built from
+//! Debian's source by `scripts/build-k8s.sh`, or `TIDE_K8S_BIN`): the shipped objects from
+//! `deploy/` applied as shipped, tide-scheduler running with a token of its own
+//! ServiceAccount, kube-scheduler running the shipped configuration rendered for the server's
+//! version. Nodes are Node objects the test creates (no kubelet); their estimates are
+//! published the way tide-agent publishes them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tide_api::{NodeEstimate, TideConfig};
+use tide_scheduler::wiring;
+use tide_testkit::k8s::{self, ControlPlane, Proc};
+
+fn deploy(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A control plane with Tide's objects applied, tide-scheduler and kube-scheduler running.
+struct Cluster {
+    // Dropped first: tide-scheduler stops before the API server it watches.
+    extender: Option<Proc>,
+    cp: ControlPlane,
+    admin: kube::Client,
+    extender_port: u16,
+    extender_kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        Self::start_with(k8s::Options::default(), None).await
+    }
+
+    async fn start_with(opts: k8s::Options, client_qps: Option<(f64, u32)>) -> Self {
+        let cp = tokio::task::spawn_blocking(move || ControlPlane::start(opts))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("control plane: {e}"));
+        let admin = tide_kube::connect(Some(&cp.admin_kubeconfig))
+            .await
+            .unwrap();
+        // The shipped objects, as shipped.
+        for file in [
+            "namespace.yaml",
+            "crd-nodeestimate.yaml",
+            "scheduler/rbac.yaml",
+            "agent/rbac.yaml",
+        ] {
+            k8s::apply_manifests(&admin, &deploy(file))
+                .await
+                .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
+        }
+        wait_for(
+            "the NodeEstimate CRD to be served",
+            Duration::from_secs(30),
+            || async {
+                let api: Api<NodeEstimate> = Api::all(admin.clone());
+                api.list(&ListParams::default()).await.is_ok()
+            },
+        )
+        .await;
+        let token = k8s::service_account_token(&admin, "tide-system", "tide-scheduler")
+            .await
+            .unwrap();
+        let extender_kubeconfig = cp.token_kubeconfig("tide-scheduler", &token).unwrap();
+        let mut c = Self {
+            cp,
+            admin,
+            extender: None,
+            extender_port: k8s::free_port(),
+            extender_kubeconfig,
+        };
+        c.start_extender();
+        let slots = c.cp.scheduler_slots().unwrap();
+        let config = wiring::render(
+            wiring::SHIPPED,
+            &wiring::Render {
+                minor: slots.minor,
+                kubeconfig: Some(slots.kubeconfig.display().to_string()),
+                extender_url: Some(format!("http://127.0.0.1:{}/extender", c.extender_port)),
+                healthz: Some(slots.healthz),
+                metrics: Some(slots.metrics),
+                client_qps,
+            },
+        )
+        .unwrap();
+        c.cp.start_scheduler(&config).unwrap();
+        c
+    }
+
+    /// Starts tide-scheduler (the real binary) with its ServiceAccount's token and waits until
+    /// its caches have synced.
+    fn start_extender(&mut self) {
+        let log = self.cp.path("tide-scheduler.log");
+        let mut p = Proc::start(
+            "tide-scheduler",
+            std::path::Path::new(env!("CARGO_BIN_EXE_tide-scheduler")),
+            &[
+                format!("--listen=127.0.0.1:{}", self.extender_port),
+                "--path-prefix=/extender".into(),
+                format!("--kubeconfig={}", self.extender_kubeconfig.display()),
+                "--publish-interval-ms=100".into(),
+            ],
+            &log,
+        )
+        .unwrap();
+        let addr = ([127, 0, 0, 1], self.extender_port).into();
+        k8s::wait_until(
+            "tide-scheduler",
+            Duration::from_secs(30),
+            Some(&mut p),
+            &log,
+            || k8s::http_get_status(addr, "/readyz") == Some(200),
+        )
+        .unwrap();
+        self.extender = Some(p);
+    }
+
+    fn stop_extender(&mut self) {
+        if let Some(mut p) = self.extender.take() {
+            p.stop();
+        }
+    }
+
+    fn extender_metrics(&self) -> String {
+        k8s::http_get_body(([127, 0, 0, 1], self.extender_port).into(), "/metrics").unwrap()
+    }
+
+    fn extender_log(&self) -> String {
+        std::fs::read_to_string(self.cp.path("tide-scheduler.log")).unwrap_or_default()
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.admin.clone(), "default")
+    }
+
+    /// A node of 32 cores and 128 GiB advertising `batch` (millicores, bytes) as its batch
+    /// resources, as tide-agent's publisher does.
+    async fn node(&self, name: &str, batch: (u64, u64)) {
+        k8s::create_ready_node(
+            &self.admin,
+            name,
+            &json!({"cpu": "32", "memory": "128Gi", "pods": "110"}),
+        )
+        .await
+        .unwrap();
+        self.advertise(name, batch).await;
+    }
+
+    async fn advertise(&self, name: &str, batch: (u64, u64)) {
+        let names = TideConfig::default().resources;
+        let patch = tide_agent::publish::node_resources_patch(&names, batch.0, batch.1);
+        let nodes: Api<Node> = Api::all(self.admin.clone());
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// Publishes a NodeEstimate for `name` observed `age` ago, with HP holding `hp_cpu`
+    /// millicores (peak + margin + reserve) of 32 cores and 32 GiB of 128 GiB, and advertises
+    /// the batch amounts the agent would: [`tide_api::NodeEstimateStatus::batch_admit_limits`].
+    async fn estimate(&self, name: &str, hp_cpu: u64, age: Duration) -> (u64, u64) {
+        self.estimate_with_be(name, hp_cpu, age, (0, 0)).await
+    }
+
+    /// [`Cluster::estimate`] with BE pods measured using `be_usage` (millicores, bytes).
+    async fn estimate_with_be(
+        &self,
+        name: &str,
+        hp_cpu: u64,
+        age: Duration,
+        be_usage: (u64, u64),
+    ) -> (u64, u64) {
+        let observed = jiff::Timestamp::now() - jiff::SignedDuration::try_from(age).unwrap();
+        let status: tide_api::NodeEstimateStatus = serde_json::from_value(json!({
+            "observedTime": observed.to_string(),
+            "horizonSeconds": 3600,
+            "cpu": {"allocatable": 32_000, "predictedPeak": hp_cpu, "margin": 0, "systemReserve": 0,
+                    "reclaimable": 32_000 - hp_cpu, "hpUsage": hp_cpu / 2, "beUsage": be_usage.0},
+            "memory": {"allocatable": 128_u64 << 30, "predictedPeak": 32_u64 << 30, "margin": 0,
+                    "systemReserve": 0, "reclaimable": 96_u64 << 30, "hpUsage": 16_u64 << 30, "beUsage": be_usage.1},
+            "confidence": {"historySeconds": 86_400, "recentViolationRate": 0.0}
+        }))
+        .unwrap();
+        let api: Api<NodeEstimate> = Api::all(self.admin.clone());
+        let obj: NodeEstimate =
+            serde_json::from_value(tide_agent::publish::estimate_object(name)).unwrap();
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("creating NodeEstimate {name}: {e}"),
+        }
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&tide_agent::publish::estimate_patch(&status)),
+        )
+        .await
+        .unwrap();
+        let l = status.batch_admit_limits(&TideConfig::default());
+        let batch = (l.cpu.0, l.memory.0);
+        self.advertise(name, batch).await;
+        batch
+    }
+
+    async fn create_pod(&self, pod: Value) -> String {
+        let p: Pod = serde_json::from_value(pod).unwrap();
+        let created = self
+            .pods()
+            .create(&PostParams::default(), &p)
+            .await
+            .unwrap();
+        created.metadata.name.unwrap()
+    }
+
+    /// Where each pod with `prefix` is bound (`None`: pending).
+    async fn placements(&self, prefix: &str) -> BTreeMap<String, Option<String>> {
+        self.pods()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.name.as_deref().unwrap_or("").starts_with(prefix))
+            .map(|p| {
+                (
+                    p.metadata.name.clone().unwrap_or_default(),
+                    p.spec.and_then(|s| s.node_name),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits (at most 120 s: kube-scheduler v1.20 retries a pod that failed on an extender
+    /// error from its unschedulable queue, flushed after 60 s) until `n` pods with `prefix`
+    /// are bound and the rest stay pending for `settle`.
+    async fn wait_bound(
+        &self,
+        prefix: &str,
+        n: usize,
+        settle: Duration,
+    ) -> BTreeMap<String, Option<String>> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last_change = Instant::now();
+        let mut last = BTreeMap::new();
+        loop {
+            let now = self.placements(prefix).await;
+            if now != last {
+                last = now.clone();
+                last_change = Instant::now();
+            }
+            let bound = now.values().filter(|n| n.is_some()).count();
+            if bound > n {
+                panic!("{bound} pods bound, expected {n}: {now:?}");
+            }
+            if bound == n && last_change.elapsed() >= settle {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{bound} of {} pods bound, expected {n}: {now:?}\n{}",
+                now.len(),
+                self.cp.log_tails(20)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Reports the pod Running and Ready, as its kubelet would (a Pending pod can always be
+    /// evicted: PodDisruptionBudgets only guard running pods).
+    async fn mark_running(&self, name: &str) {
+        let now = jiff::Timestamp::now().to_string();
+        let status = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+        self.pods()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+
+    /// The events of a pod, as `kubectl describe pod` lists them: `reason: message`.
+    async fn events_of(&self, pod: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.admin.clone(), "default");
+        api.list(&ListParams::default().fields(&format!("involvedObject.name={pod}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A BE pod requesting `cpu` millicores and 1 GiB of batch resources.
+fn be_pod(name: &str, cpu: u64) -> Value {
+    let res = json!({"tide.dev/batch-cpu": cpu.to_string(), "tide.dev/batch-memory": "1Gi"});
+    json!({
+        "metadata": {"name": name, "labels": {"app": "batch"}},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "w", "image": "busybox", "resources": {"requests": res, "limits": res}}]
+        }
+    })
+}
+
+/// An HP pod requesting `cpu` millicores and 1 GiB.
+fn hp_pod(name: &str, cpu: u64) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "c", "image": "busybox",
+                "resources": {"requests": {"cpu": format!("{cpu}m"), "memory": "1Gi"}}}]
+        }
+    })
+}
+
+/// The sum of a Prometheus counter's samples whose labels contain every `label="value"` given.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn count_on(placements: &BTreeMap<String, Option<String>>, node: &str) -> usize {
+    placements
+        .values()
+        .filter(|n| n.as_deref() == Some(node))
+        .count()
+}
+
+/// BE pods bind only to nodes with a fresh estimate and room; a burst created at once never
+/// takes a node past the schedule water level, and spreads over the nodes by level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn be_burst_holds_the_water_level_and_spreads() {
+    let c = Cluster::start().await;
+    // HP holds 16 of 32 cores on a and b: the 85% level leaves 27.2 − 16 = 11.2 cores for BE.
+    for n in ["node-a", "node-b"] {
+        c.node(n, (0, 0)).await;
+        let batch = c.estimate(n, 16_000, Duration::ZERO).await;
+        assert_eq!(batch.0, 11_200, "advertised = capped at the schedule level");
+    }
+    // No estimate at all, and an estimate older than staleAfter with batch still advertised.
+    c.node("node-none", (16_000, 96 << 30)).await;
+    c.node("node-stale", (0, 0)).await;
+    c.estimate("node-stale", 16_000, Duration::from_secs(3600))
+        .await;
+
+    // 20 pods of 1 core, created at once: 11 fit on each of a and b (22), so all bind...
+    for i in 0..20 {
+        c.create_pod(be_pod(&format!("burst-{i:02}"), 1_000)).await;
+    }
+    let placed = c.wait_bound("burst-", 20, Duration::from_secs(2)).await;
+    let (a, b) = (count_on(&placed, "node-a"), count_on(&placed, "node-b"));
+    assert_eq!(
+        a + b,
+        20,
+        "only nodes with a fresh estimate take BE: {placed:?}"
+    );
+    assert!(
+        a.abs_diff(b) <= 2,
+        "a burst spreads by water level: a={a} b={b}"
+    );
+    // ...and 6 more of 1 core: only 2 fit (11 + 11), 4 stay Pending with a reason.
+    for i in 0..6 {
+        c.create_pod(be_pod(&format!("more-{i}"), 1_000)).await;
+    }
+    let placed = c.wait_bound("more-", 2, Duration::from_secs(3)).await;
+    let all = c.placements("").await;
+    for n in ["node-a", "node-b"] {
+        assert_eq!(count_on(&all, n), 11, "the 85% level holds on {n}: {all:?}");
+    }
+    let pending = placed.iter().find(|(_, n)| n.is_none()).unwrap().0;
+    let events = c.events_of(pending).await.join("\n");
+    assert!(events.contains("FailedScheduling"), "{events}");
+    // Every BE decision went through the extender: filter for every pod, a reservation at
+    // prioritize for the burst, bind for each bound pod.
+    let m = c.extender_metrics();
+    let requests = "tide_scheduler_requests_total";
+    let m: String = m
+        .lines()
+        .filter(|l| l.starts_with(requests))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        metric(&m, requests, &["verb=\"filter\"", "outcome=\"ok\""]) >= 26.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, requests, &["verb=\"prioritize\"", "outcome=\"ok\""]) >= 15.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, requests, &["verb=\"bind\"", "outcome=\"ok\""]),
+        22.0,
+        "{m}"
+    );
+    // The extender never answered a request with an error, and was never refused by RBAC.
+    assert!(!m.contains("result=\"bad-request\""), "{m}");
+    assert!(!c.extender_log().contains("403"), "{}", c.extender_log());
+}
+
+/// An HP pod landing on a hot node makes room by evicting BE pods through the real Eviction
+/// API, in the one victim order; a PodDisruptionBudget that refuses one victim moves the plan
+/// to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hp_pod_on_a_hot_node_evicts_be_pods_respecting_a_pdb() {
+    let c = Cluster::start().await;
+    c.node("hot", (0, 0)).await;
+    c.estimate("hot", 16_000, Duration::ZERO).await;
+    for i in 0..8 {
+        let mut pod = be_pod(&format!("be-{i}"), 1_000);
+        if i < 3 {
+            // Three pods a PodDisruptionBudget protects. With 2 GiB of the 11 GiB requested and
+            // BE using more memory than it requested, they come first in the victim order.
+            pod["metadata"]["labels"]["protected"] = json!("yes");
+            for part in ["requests", "limits"] {
+                pod["spec"]["containers"][0]["resources"][part]["tide.dev/batch-memory"] =
+                    json!("2Gi");
+            }
+        }
+        c.create_pod(pod).await;
+    }
+    c.wait_bound("be-", 8, Duration::from_secs(1)).await;
+    for i in 0..8 {
+        c.mark_running(&format!("be-{i}")).await;
+    }
+    // policy/v1 from 1.21; v1.20 serves only policy/v1beta1.
+    let version = if c.cp.minor >= 21 { "v1" } else { "v1beta1" };
+    let pdb = format!(
+        "apiVersion: policy/{version}\nkind: PodDisruptionBudget\nmetadata:\n  name: protected\n  namespace: default\nspec:\n  minAvailable: 3\n  selector:\n    matchLabels:\n      protected: \"yes\"\n"
+    );
+    k8s::apply_manifests(&c.admin, &pdb).await.unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("policy", version, "PodDisruptionBudget"),
+        "poddisruptionbudgets",
+    );
+    let pdbs: Api<kube::api::DynamicObject> = Api::namespaced_with(c.admin.clone(), "default", &ar);
+    // The disruption controller (kube-controller-manager) must have observed it.
+    wait_for(
+        "the PodDisruptionBudget's status",
+        Duration::from_secs(30),
+        || async {
+            pdbs.get("protected")
+                .await
+                .ok()
+                .is_some_and(|p| p.data["status"]["observedGeneration"].is_number())
+        },
+    )
+    .await;
+    // The BE pods use 8 cores; HP holds 16. An HP pod of 10 cores: 16 + 10 + 8 = 34 > 95% of
+    // 32 = 30.4, so at least 3.6 cores of BE must go: 4 of the 5 unprotected pods.
+    c.estimate_with_be("hot", 16_000, Duration::ZERO, (8_000, 16 << 30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.create_pod(hp_pod("web", 10_000)).await;
+    c.wait_bound("web", 1, Duration::ZERO).await;
+    wait_for("4 BE pods evicted", Duration::from_secs(30), || async {
+        c.pods()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_some())
+            .count()
+            >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let evicted: Vec<Pod> = c
+        .pods()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .collect();
+    assert_eq!(evicted.len(), 4, "just enough: {evicted:?}");
+    for p in &evicted {
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get("app").map(String::as_str), Some("batch"));
+        assert!(
+            !labels.contains_key("protected"),
+            "a PDB-protected pod was evicted"
+        );
+    }
+    let m = c.extender_metrics();
+    let evictions = "tide_scheduler_pre_evictions_total";
+    assert_eq!(metric(&m, evictions, &["outcome=\"evicted\""]), 4.0, "{m}");
+    assert!(
+        metric(&m, evictions, &["outcome=\"pdb-refused\""]) >= 1.0,
+        "the PDB was asked: {m}"
+    );
+    assert!(!c.extender_log().contains("403"), "{}", c.extender_log());
+}
+
+/// A stale estimate stops BE admission on that node while HP pods still schedule; with
+/// tide-scheduler down HP pods still schedule (ignorable extender) and BE pods wait, then
+/// schedule once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_estimate_and_extender_down_stop_be_but_never_hp() {
+    let mut c = Cluster::start().await;
+    c.node("fresh", (0, 0)).await;
+    c.estimate("fresh", 8_000, Duration::ZERO).await;
+    c.node("stale", (0, 0)).await;
+    // Published ten minutes ago (staleAfter is 5 min): its batch amounts are still advertised.
+    c.estimate("stale", 8_000, Duration::from_secs(600)).await;
+    for i in 0..4 {
+        c.create_pod(be_pod(&format!("be-{i}"), 4_000)).await;
+    }
+    let placed = c.wait_bound("be-", 4, Duration::from_secs(2)).await;
+    assert_eq!(count_on(&placed, "fresh"), 4, "{placed:?}");
+    for i in 0..4 {
+        c.create_pod(hp_pod(&format!("hp-{i}"), 2_000)).await;
+    }
+    let placed = c.wait_bound("hp-", 4, Duration::ZERO).await;
+    assert!(
+        count_on(&placed, "stale") >= 1,
+        "HP pods use the stale node too: {placed:?}"
+    );
+
+    c.stop_extender();
+    c.create_pod(hp_pod("hp-while-down", 1_000)).await;
+    c.create_pod(be_pod("be-while-down", 1_000)).await;
+    c.wait_bound("hp-while-down", 1, Duration::ZERO).await;
+    let waiting = c
+        .wait_bound("be-while-down", 0, Duration::from_secs(3))
+        .await;
+    assert_eq!(waiting.len(), 1);
+    c.start_extender();
+    let back = Instant::now();
+    let placed = c.wait_bound("be-while-down", 1, Duration::ZERO).await;
+    eprintln!(
+        "BE pod bound {:?} after tide-scheduler came back",
+        back.elapsed()
+    );
+    assert_eq!(count_on(&placed, "fresh"), 1, "{placed:?}");
+}
