@@ -140,6 +140,19 @@ impl Cluster {
         std::fs::read_to_string(self.cp.path("tide-scheduler.log")).unwrap_or_default()
     }
 
+    /// No request of tide-scheduler was refused by RBAC. (Right after an API server restart
+    /// its RBAC caches may not be synced yet and a watch can be refused for a moment; the
+    /// watch retries, so those lines do not count.)
+    fn assert_never_forbidden(&self) {
+        let log = self.extender_log();
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("403") || l.contains("orbidden"))
+            .filter(|l| !l.contains("tide-scheduler: watching "))
+            .collect();
+        assert!(refused.is_empty(), "{refused:#?}");
+    }
+
     fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.admin.clone(), "default")
     }
@@ -321,6 +334,24 @@ where
     }
 }
 
+/// Blocking `POST` of a JSON body over plain HTTP/1.0; the JSON answer.
+fn post_json(addr: std::net::SocketAddr, path: &str, body: &Value) -> Value {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (_, body) = out.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
 /// A BE pod requesting `cpu` millicores and 1 GiB of batch resources.
 fn be_pod(name: &str, cpu: u64) -> Value {
     let res = json!({"tide.dev/batch-cpu": cpu.to_string(), "tide.dev/batch-memory": "1Gi"});
@@ -428,7 +459,7 @@ async fn be_burst_holds_the_water_level_and_spreads() {
     );
     // The extender never answered a request with an error, and was never refused by RBAC.
     assert!(!m.contains("result=\"bad-request\""), "{m}");
-    assert!(!c.extender_log().contains("403"), "{}", c.extender_log());
+    c.assert_never_forbidden();
 }
 
 /// An HP pod landing on a hot node makes room by evicting BE pods through the real Eviction
@@ -524,7 +555,7 @@ async fn hp_pod_on_a_hot_node_evicts_be_pods_respecting_a_pdb() {
         metric(&m, evictions, &["outcome=\"pdb-refused\""]) >= 1.0,
         "the PDB was asked: {m}"
     );
-    assert!(!c.extender_log().contains("403"), "{}", c.extender_log());
+    c.assert_never_forbidden();
 }
 
 /// A stale estimate stops BE admission on that node while HP pods still schedule; with
@@ -568,4 +599,121 @@ async fn stale_estimate_and_extender_down_stop_be_but_never_hp() {
         back.elapsed()
     );
     assert_eq!(count_on(&placed, "fresh"), 1, "{placed:?}");
+}
+
+/// The API server restarted mid-watch: tide-scheduler's watches recover (relist), it keeps no
+/// deleted node and binds no pod twice; a second replica that never bound anything knows the
+/// same cluster from its watches alone. tide-scheduler's ServiceAccount is refused what its
+/// role does not grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_recover_after_an_api_server_restart_and_replicas_agree() {
+    let mut c = Cluster::start().await;
+    for n in ["node-a", "node-b"] {
+        c.node(n, (0, 0)).await;
+        c.estimate(n, 16_000, Duration::ZERO).await;
+    }
+    for i in 0..8 {
+        c.create_pod(be_pod(&format!("first-{i}"), 1_000)).await;
+    }
+    c.wait_bound("first-", 8, Duration::from_secs(1)).await;
+
+    tokio::task::block_in_place(|| c.cp.restart_apiserver()).unwrap();
+    // While tide-scheduler relists: node-b and its pods go away.
+    let nodes: Api<Node> = Api::all(c.admin.clone());
+    nodes.delete("node-b", &Default::default()).await.unwrap();
+    for (pod, node) in c.placements("first-").await {
+        if node.as_deref() == Some("node-b") {
+            c.pods()
+                .delete(&pod, &kube::api::DeleteParams::default().grace_period(0))
+                .await
+                .unwrap();
+        }
+    }
+    // A second replica, started now, learns everything from its watches.
+    let first = c.extender.take();
+    let first_port = c.extender_port;
+    c.extender_port = k8s::free_port();
+    c.start_extender();
+    let slots = c.cp.scheduler_slots().unwrap();
+    let config = wiring::render(
+        wiring::SHIPPED,
+        &wiring::Render {
+            minor: slots.minor,
+            kubeconfig: Some(slots.kubeconfig.display().to_string()),
+            extender_url: Some(format!("http://127.0.0.1:{}/extender", c.extender_port)),
+            healthz: Some(slots.healthz),
+            metrics: Some(slots.metrics),
+            client_qps: None,
+        },
+    )
+    .unwrap();
+    // Pods bound to node-a so far count for the new replica too: 11 fit there in all.
+    let on_a = count_on(&c.placements("first-").await, "node-a");
+    c.cp.start_scheduler(&config).unwrap();
+    for i in 0..15 {
+        c.create_pod(be_pod(&format!("second-{i}"), 1_000)).await;
+    }
+    let placed = c
+        .wait_bound("second-", 11 - on_a, Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        count_on(&placed, "node-b"),
+        0,
+        "a deleted node is not kept: {placed:?}"
+    );
+    assert_eq!(count_on(&c.placements("").await, "node-a"), 11);
+    // The first replica, which went through the restart, holds the same view: it refuses
+    // node-a for one more pod, and no longer knows node-b.
+    let request = json!({"Pod": be_pod("probe", 1_000), "NodeNames": ["node-a", "node-b"]});
+    let answer = post_json(
+        ([127, 0, 0, 1], first_port).into(),
+        "/extender/filter",
+        &request,
+    );
+    assert_eq!(answer["NodeNames"], json!([]), "{answer}");
+    assert!(
+        answer["FailedNodes"]["node-a"]
+            .as_str()
+            .unwrap()
+            .contains("water level"),
+        "{answer}"
+    );
+    assert!(
+        answer["FailedAndUnresolvableNodes"]["node-b"]
+            .as_str()
+            .unwrap()
+            .contains("not in the extender's cache"),
+        "{answer}"
+    );
+    drop(first);
+
+    // Least privilege, for real: tide-scheduler's token may not write Nodes or delete pods.
+    let token = k8s::service_account_token(&c.admin, "tide-system", "tide-scheduler")
+        .await
+        .unwrap();
+    let kc = c.cp.token_kubeconfig("sa-check", &token).unwrap();
+    let sa = tide_kube::connect(Some(&kc)).await.unwrap();
+    let sa_nodes: Api<Node> = Api::all(sa.clone());
+    let err = sa_nodes
+        .patch_status(
+            "node-a",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err}"
+    );
+    let sa_pods: Api<Pod> = Api::namespaced(sa, "default");
+    let err = sa_pods
+        .delete("second-0", &Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "{err}"
+    );
+    c.assert_never_forbidden();
 }
