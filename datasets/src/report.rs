@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::sim::PolicyOutcome;
+use tide_api::{ResourceAmounts, TideConfig};
+
+use crate::sim::{Policy, PolicyOutcome};
 
 /// Everything a replay produced.
 #[derive(Debug, Clone, Serialize)]
@@ -21,12 +23,32 @@ pub struct ReplayReport {
     pub steps: usize,
     /// Step width, seconds.
     pub step_secs: u64,
+    /// Allocatable of every node.
+    pub node_capacity: ResourceAmounts,
+    /// The static policy's allocatable ratio.
+    pub static_ratio: f64,
+    /// Tide's configuration in this run.
+    pub config: TideConfig,
     /// Results per policy.
     pub policies: Vec<PolicyOutcome>,
+    /// Every run of a sweep (`tide-replay sweep`): each family over its knob; empty otherwise.
+    pub frontier: Vec<PolicyOutcome>,
     /// Wall time of loading, seconds.
     pub load_secs: f64,
     /// Wall time of the simulation (all policies), seconds.
     pub simulate_secs: f64,
+}
+
+/// HP interference levels (share of node-time) at which the frontier is read.
+pub const HARM_LEVELS: [f64; 6] = [0.0, 0.0001, 0.001, 0.0025, 0.005, 0.01];
+
+/// The best reclaim ratio a family reaches at or below an HP interference level.
+fn best_at(points: &[&PolicyOutcome], harm: f64) -> Option<f64> {
+    points
+        .iter()
+        .filter(|p| p.hp_interference <= harm + 1e-12)
+        .map(|p| p.reclaim_ratio)
+        .reduce(f64::max)
 }
 
 const COLORS: [&str; 6] = [
@@ -34,33 +56,53 @@ const COLORS: [&str; 6] = [
 ];
 
 impl ReplayReport {
-    /// Plain-text table.
+    /// Plain-text table: the run's parameters, one row per policy, why each policy gets what
+    /// it gets, the verdict, and the frontier when the run was a sweep.
     pub fn table(&self) -> String {
         let mut s = String::new();
         let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
         let _ = writeln!(
             s,
-            "replay of {}: {} nodes, {} HP pods, {} BE jobs offered, {:.1} h in {} s steps\n",
+            "replay of {}: {} nodes, {} HP pods, {} BE jobs offered, {:.1} h in {} s steps",
             self.source, self.nodes, self.hp_pods, self.be_jobs, hours, self.step_secs
+        );
+        let _ = writeln!(s, "{}\n", self.parameters());
+        let _ = writeln!(
+            s,
+            "{:<13} {:>6} {:>6} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}",
+            "policy",
+            "cpu",
+            "mem",
+            "BE",
+            "reclaim",
+            "violat.",
+            "HP",
+            "BE",
+            "BE",
+            "BE work",
+            "BE",
+            "BE"
         );
         let _ = writeln!(
             s,
-            "{:<14} {:>8} {:>8} {:>11} {:>8} {:>10} {:>13} {:>10} {:>9} {:>8}",
-            "policy",
-            "cpu util",
-            "mem util",
-            "BE core-h",
-            "reclaim",
-            "violation",
-            "HP interfer.",
-            "BE evict",
-            "BE kills",
-            "BE done"
+            "{:<13} {:>6} {:>6} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}",
+            "",
+            "util",
+            "util",
+            "core-h",
+            "ratio",
+            "rate",
+            "interf.",
+            "evict",
+            "kills",
+            "lost c-h",
+            "slow",
+            "done"
         );
         for p in &self.policies {
             let _ = writeln!(
                 s,
-                "{:<14} {:>7.1}% {:>7.1}% {:>11.0} {:>8.3} {:>9.2}% {:>12.3}% {:>10} {:>9} {:>8}",
+                "{:<13} {:>5.1}% {:>5.1}% {:>8.0} {:>7.3} {:>6.2}% {:>7.3}% {:>6} {:>6} {:>7.1} {:>5.1}x {:>6}",
                 p.policy.name(),
                 p.cpu_utilisation * 100.0,
                 p.memory_utilisation * 100.0,
@@ -70,6 +112,8 @@ impl ReplayReport {
                 p.hp_interference * 100.0,
                 p.be_evictions,
                 p.be_kills,
+                p.be_work_lost_core_hours,
+                p.be_slowdown_mean,
                 p.be_jobs_completed
             );
         }
@@ -78,10 +122,229 @@ impl ReplayReport {
             s,
             "\nreclaim = BE core-hours / idle HP core-hours ({oracle:.0} core-h, the oracle's limit); violation = share of\n\
              decisions whose HP peak over the horizon passed the HP reservation; HP interference = share of node-time\n\
-             HP CPU demand was not met because of BE. Loaded in {:.2} s, simulated in {:.2} s.",
-            self.load_secs, self.simulate_secs
+             HP CPU demand was not met because of BE; BE work lost = progress thrown away by evictions and kills;\n\
+             BE slow = mean completion time (queueing and restarts included) over the job's time alone."
+        );
+        let _ = writeln!(s, "\nwhy:");
+        for line in self.why() {
+            let _ = writeln!(s, "  {line}");
+        }
+        if let Some(v) = self.verdict() {
+            let _ = writeln!(s, "\n{v}");
+        }
+        if !self.frontier.is_empty() {
+            s.push('\n');
+            s.push_str(&self.frontier_table());
+        }
+        let _ = writeln!(
+            s,
+            "\nLoaded in {:.2} s, simulated in {:.2} s ({} runs on 2 threads).",
+            self.load_secs,
+            self.simulate_secs,
+            self.policies.len().max(self.frontier.len())
         );
         s
+    }
+
+    /// The run's parameters in one line.
+    pub fn parameters(&self) -> String {
+        format!(
+            "parameters: node {} m CPU / {:.0} GiB; static ratio {:.2}; Koordinator reclaim 60% CPU / 65% memory, suppress 65%; \
+             Tide schedule {:.0}% CPU / {:.0}% memory, suppress {:.0}%, evict {:.0}% memory, horizon {} s, target violation {:.3}",
+            self.node_capacity.cpu.0,
+            self.node_capacity.memory.as_f64() / f64::from(1u32 << 30),
+            self.static_ratio,
+            self.config.cpu.schedule_percent,
+            self.config.memory.schedule_percent,
+            self.config.cpu.suppress_percent,
+            self.config.memory.evict_percent,
+            self.config.estimator.horizon.as_secs(),
+            self.config.estimator.target_violation_rate
+        )
+    }
+
+    /// One line per policy on where its BE CPU comes from and what it costs.
+    pub fn why(&self) -> Vec<String> {
+        self.policies
+            .iter()
+            .map(|p| {
+                let how = match p.policy {
+                    Policy::NoOvercommit => "sells only what no HP pod requested",
+                    Policy::StaticRatio => {
+                        "sells requests up to ratio × allocatable with no agent: BE and HP share CPU by CFS weight, \
+                         so HP is hurt whenever its demand passes its share"
+                    }
+                    Policy::Koordinator => {
+                        "sells threshold × allocatable − HP 5-min average by request; its agent caps node CPU at 65%"
+                    }
+                    Policy::TideRequest => {
+                        "sells the predicted HP peak's headroom by BE request up to the schedule level; the agent suppresses BE"
+                    }
+                    Policy::Tide => {
+                        "sells the predicted HP peak's headroom by BE's measured usage (real-time level); the agent suppresses BE"
+                    }
+                };
+                format!(
+                    "{}: {how}. BE requests bound {:.0}% of allocatable CPU, BE used {:.0}% of them; \
+                     HP short {:.1} core-h; BE lost {:.1} core-h to {} evictions + {} kills.",
+                    p.policy.name(),
+                    p.be_request_share * 100.0,
+                    p.be_usage_over_request * 100.0,
+                    p.hp_shortfall_core_hours,
+                    p.be_work_lost_core_hours,
+                    p.be_evictions,
+                    p.be_kills
+                )
+            })
+            .collect()
+    }
+
+    /// A one-line verdict: Tide against the best baseline that did no more harm.
+    pub fn verdict(&self) -> Option<String> {
+        let tide = self
+            .policies
+            .iter()
+            .find(|p| p.policy == Policy::Tide)
+            .or_else(|| {
+                self.policies
+                    .iter()
+                    .find(|p| p.policy == Policy::TideRequest)
+            })?;
+        let others: Vec<&PolicyOutcome> = self
+            .policies
+            .iter()
+            .filter(|p| !matches!(p.policy, Policy::Tide | Policy::TideRequest))
+            .collect();
+        let fair = others
+            .iter()
+            .filter(|p| p.hp_interference <= tide.hp_interference + 1e-12)
+            .max_by(|a, b| a.reclaim_ratio.total_cmp(&b.reclaim_ratio));
+        let mut v = format!(
+            "verdict: {} reclaims {:.3} of the oracle's idle core-hours at {:.3}% HP interference",
+            tide.policy.name(),
+            tide.reclaim_ratio,
+            tide.hp_interference * 100.0
+        );
+        match fair {
+            Some(b) => {
+                let d = (tide.reclaim_ratio - b.reclaim_ratio) * 100.0;
+                let _ = write!(
+                    v,
+                    "; the best baseline with no more harm, {} ({:.3}% interference), reclaims {:.3}: tide {} by {:.1} points",
+                    b.policy.name(),
+                    b.hp_interference * 100.0,
+                    b.reclaim_ratio,
+                    if d >= 0.0 { "ahead" } else { "behind" },
+                    d.abs()
+                );
+            }
+            None => v.push_str("; every baseline here did more harm"),
+        }
+        for b in others.iter().filter(|p| {
+            p.hp_interference > tide.hp_interference + 1e-12 && p.reclaim_ratio > tide.reclaim_ratio
+        }) {
+            let _ = write!(
+                v,
+                "; {} reclaims more ({:.3}) at {:.3}% interference",
+                b.policy.name(),
+                b.reclaim_ratio,
+                b.hp_interference * 100.0
+            );
+        }
+        v.push('.');
+        Some(v)
+    }
+
+    /// The frontier: every point of the sweep, then each family's best reclaim at or below each
+    /// HP interference level.
+    pub fn frontier_table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "frontier: every run of the sweep\n{:<13} {:>8} {:>7} {:>8} {:>7} {:>6} {:>6} {:>8} {:>6}",
+            "policy", "knob", "reclaim", "HP int.", "violat.", "evict", "kills", "lost c-h", "slow"
+        );
+        for p in &self.frontier {
+            let _ = writeln!(
+                s,
+                "{:<13} {:>8.2} {:>7.3} {:>7.3}% {:>6.2}% {:>6} {:>6} {:>8.1} {:>5.1}x",
+                p.policy.name(),
+                p.knob,
+                p.reclaim_ratio,
+                p.hp_interference * 100.0,
+                p.violation_rate * 100.0,
+                p.be_evictions,
+                p.be_kills,
+                p.be_work_lost_core_hours,
+                p.be_slowdown_mean
+            );
+        }
+        let families = self.families();
+        let _ = write!(s, "\nbest reclaim at HP interference ≤\n{:<13}", "policy");
+        for h in HARM_LEVELS {
+            let _ = write!(s, " {:>7}", format!("{}%", h * 100.0));
+        }
+        s.push('\n');
+        for (policy, points) in &families {
+            let _ = write!(s, "{:<13}", policy.name());
+            for h in HARM_LEVELS {
+                match best_at(points, h) {
+                    Some(r) => {
+                        let _ = write!(s, " {r:>7.3}");
+                    }
+                    None => {
+                        let _ = write!(s, " {:>7}", "-");
+                    }
+                }
+            }
+            s.push('\n');
+        }
+        if let Some(line) = self.frontier_verdict() {
+            let _ = writeln!(s, "{line}");
+        }
+        s
+    }
+
+    fn families(&self) -> Vec<(Policy, Vec<&PolicyOutcome>)> {
+        let mut out: Vec<(Policy, Vec<&PolicyOutcome>)> = Vec::new();
+        for p in &self.frontier {
+            match out.iter_mut().find(|f| f.0 == p.policy) {
+                Some(f) => f.1.push(p),
+                None => out.push((p.policy, vec![p])),
+            }
+        }
+        out
+    }
+
+    /// Whether Tide's frontier is above every baseline's at every harm level.
+    pub fn frontier_verdict(&self) -> Option<String> {
+        let families = self.families();
+        let tide = families.iter().find(|f| f.0 == Policy::Tide)?;
+        let mut lost = Vec::new();
+        for h in HARM_LEVELS {
+            let t = best_at(&tide.1, h).unwrap_or(0.0);
+            for (p, pts) in families
+                .iter()
+                .filter(|f| !matches!(f.0, Policy::Tide | Policy::TideRequest))
+            {
+                if let Some(b) = best_at(pts, h).filter(|&b| b > t) {
+                    lost.push(format!(
+                        "{} {b:.3} > tide {t:.3} at ≤ {}%",
+                        p.name(),
+                        h * 100.0
+                    ));
+                }
+            }
+        }
+        Some(if lost.is_empty() {
+            "frontier verdict: tide delivers the most at every HP interference level from 0 to 1%."
+                .into()
+        } else {
+            format!(
+                "frontier verdict: tide is not ahead everywhere: {}.",
+                lost.join("; ")
+            )
+        })
     }
 
     /// A self-contained HTML page with SVG plots.
@@ -117,6 +380,22 @@ impl ReplayReport {
             );
         }
         h.push_str("</table>");
+        let _ = write!(h, "<p class=\"note\">{}</p>", escape(&self.parameters()));
+        if let Some(v) = self.verdict() {
+            let _ = write!(h, "<p><b>{}</b></p>", escape(&v));
+        }
+        h.push_str("<h2>Why each policy gets what it gets</h2><ul>");
+        for line in self.why() {
+            let _ = write!(h, "<li>{}</li>", escape(&line));
+        }
+        h.push_str("</ul>");
+        if !self.frontier.is_empty() {
+            let _ = write!(
+                h,
+                "<h2>Frontier</h2><pre>{}</pre>",
+                escape(&self.frontier_table())
+            );
+        }
         h.push_str("<h2>CPU utilisation over time</h2>");
         h.push_str(&self.line_plot(|p| &p.timeline_cpu, "cluster CPU used / allocatable"));
         h.push_str("<h2>Best-effort CPU over time</h2>");

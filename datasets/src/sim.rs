@@ -17,8 +17,8 @@ use tide_api::{
     TideConfig, classify,
 };
 use tide_estimator::{
-    Catalog, EvalAccumulator, NodeObservation, PeakPredictor, PodSample, ResourceEstimator,
-    forward_peaks,
+    EvalAccumulator, KoordinatorDefault, NodeObservation, PeakPredictor, PodSample,
+    ResourceEstimator, forward_peaks,
 };
 use tide_scheduler::{EstimateView, NodeView, PodView};
 
@@ -53,16 +53,20 @@ pub enum Policy {
     StaticRatio,
     /// Koordinator's default batch formula and its agent thresholds.
     Koordinator,
-    /// Tide: estimator, extender placement, node agent.
+    /// Tide: estimator, extender placement, node agent; BE admitted by the real-time water
+    /// level (predicted HP peak + BE's measured usage).
     Tide,
+    /// Tide with BE admitted by request (the operator option that honours BE requests).
+    TideRequest,
 }
 
 impl Policy {
     /// All, in report order.
-    pub const ALL: [Policy; 4] = [
+    pub const ALL: [Policy; 5] = [
         Policy::NoOvercommit,
         Policy::StaticRatio,
         Policy::Koordinator,
+        Policy::TideRequest,
         Policy::Tide,
     ];
 
@@ -73,6 +77,7 @@ impl Policy {
             Policy::StaticRatio => "static-ratio",
             Policy::Koordinator => "koordinator",
             Policy::Tide => "tide",
+            Policy::TideRequest => "tide-request",
         }
     }
 
@@ -81,8 +86,21 @@ impl Policy {
         Policy::ALL.into_iter().find(|p| p.name() == s)
     }
 
+    /// What the policy's knob is, for reports.
+    pub fn knob_name(self) -> &'static str {
+        match self {
+            Policy::NoOvercommit => "-",
+            Policy::StaticRatio => "allocatable ratio",
+            Policy::Koordinator => "CPU reclaim threshold %",
+            Policy::Tide | Policy::TideRequest => "CPU schedule level %",
+        }
+    }
+
     fn has_agent(self) -> bool {
-        matches!(self, Policy::Koordinator | Policy::Tide)
+        matches!(
+            self,
+            Policy::Koordinator | Policy::Tide | Policy::TideRequest
+        )
     }
 }
 
@@ -101,6 +119,9 @@ pub struct SimSetup<'a> {
     pub config: TideConfig,
     /// Overcommit ratio of the static policy.
     pub static_ratio: f64,
+    /// Koordinator's reclaim thresholds (CPU, memory) as fractions of allocatable; its
+    /// defaults are 0.60 and 0.65.
+    pub koordinator_threshold: (f64, f64),
     /// Usage outside pods on every node.
     pub system: ResourceAmounts,
     /// Steps to run (at most the trace length).
@@ -112,6 +133,9 @@ pub struct SimSetup<'a> {
 pub struct PolicyOutcome {
     /// Policy name.
     pub policy: Policy,
+    /// The policy's knob in this run: the static ratio, Koordinator's CPU reclaim threshold
+    /// (percent), or Tide's CPU schedule water level (percent). [`Policy::knob_name`] names it.
+    pub knob: f64,
     /// Mean CPU utilisation of allocatable (HP + BE received).
     pub cpu_utilisation: f64,
     /// Mean memory utilisation of allocatable.
@@ -139,6 +163,27 @@ pub struct PolicyOutcome {
     pub be_jobs_completed: u64,
     /// BE jobs still waiting at the end.
     pub be_jobs_waiting: u64,
+    /// CPU work of the BE jobs that finished, core-hours.
+    pub be_work_done_core_hours: f64,
+    /// CPU work BE had done and lost when its pods were evicted or killed (a restarted job
+    /// starts over), core-hours.
+    pub be_work_lost_core_hours: f64,
+    /// CPU work done by BE jobs still running at the end, core-hours.
+    pub be_work_in_flight_core_hours: f64,
+    /// Mean BE slowdown: completion time (from first arrival, queueing and restarts included)
+    /// over the job's time alone (its work at its full CPU demand).
+    pub be_slowdown_mean: f64,
+    /// 95th percentile of the BE slowdown.
+    pub be_slowdown_p95: f64,
+    /// Mean BE CPU requests bound per node, as a share of allocatable CPU: how far the policy
+    /// overcommits BE requests.
+    pub be_request_share: f64,
+    /// Mean BE CPU received over BE CPU requests bound.
+    pub be_usage_over_request: f64,
+    /// Node-steps whose accounting put more on the node than it has (CPU given out above
+    /// allocatable, or memory above allocatable with BE still running). Always 0; a test
+    /// invariant.
+    pub capacity_breaches: u64,
     /// Cluster CPU utilisation over time (down-sampled), for plots.
     pub timeline_cpu: Vec<f32>,
     /// BE share of allocatable CPU over time (down-sampled).
@@ -150,6 +195,8 @@ pub struct PolicyOutcome {
 struct Running {
     job: usize,
     remaining: f64,
+    /// CPU the pod received in its last step, millicores: its measured usage.
+    cpu_got: f64,
 }
 
 enum Capacity {
@@ -194,7 +241,7 @@ pub fn koordinator_config(base: &TideConfig) -> TideConfig {
 
 fn admission_config(policy: Policy, base: &TideConfig) -> TideConfig {
     match policy {
-        Policy::Tide => base.clone(),
+        Policy::Tide | Policy::TideRequest => base.clone(),
         Policy::Koordinator => koordinator_config(base),
         Policy::NoOvercommit | Policy::StaticRatio => TideConfig {
             cpu: CpuLevels {
@@ -272,13 +319,13 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             let hp_requests: ResourceAmounts =
                 members.iter().map(|&c| trace.columns[c].request).sum();
             let capacity = match policy {
-                Policy::Tide => Capacity::Tide(
+                Policy::Tide | Policy::TideRequest => Capacity::Tide(
                     Box::new(ResourceEstimator::new(Resource::Cpu, settings)),
                     Box::new(ResourceEstimator::new(Resource::Memory, settings)),
                 ),
                 Policy::Koordinator => Capacity::Koordinator(
-                    Catalog::Koordinator.build(Resource::Cpu, settings),
-                    Catalog::Koordinator.build(Resource::Memory, settings),
+                    Box::new(KoordinatorDefault::new(setup.koordinator_threshold.0)),
+                    Box::new(KoordinatorDefault::new(setup.koordinator_threshold.1)),
                 ),
                 _ => Capacity::Fixed,
             };
@@ -314,6 +361,9 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     let (mut be_core_secs, mut oracle_core_secs, mut shortfall_secs) = (0.0, 0.0, 0.0);
     let (mut interfered, mut node_steps, mut overflow) = (0u64, 0u64, 0u64);
     let (mut evictions, mut kills, mut completed) = (0u64, 0u64, 0u64);
+    let (mut work_done, mut work_lost, mut breaches) = (0.0, 0.0, 0u64);
+    let (mut be_req_share, mut be_req_bound, mut be_req_used) = (0.0, 0.0, 0.0);
+    let mut slowdowns: Vec<f64> = Vec::new();
     let mut timeline: Vec<(f64, f64)> = Vec::with_capacity(steps);
     // Per node, per step: HP demand and HP reservation, for the violation rate.
     let mut hp_series: Vec<[Vec<f64>; 2]> =
@@ -369,40 +419,62 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 );
                 (got[0], got[1])
             };
+            if hp_got + be_got > cap_cpu + 1e-6 {
+                breaches += 1;
+            }
             let hp_fair = hp_cpu.min(cap_cpu);
             if hp_got + 1e-6 < hp_fair {
                 interfered += 1;
                 shortfall_secs += (hp_fair - hp_got) / 1000.0 * step as f64;
             }
             node_steps += 1;
-            be_core_secs += be_got / 1000.0 * step as f64;
             oracle_core_secs += (cap_cpu - hp_cpu).max(0.0) / 1000.0 * step as f64;
-            step_used += hp_got + be_got;
-            step_cap += cap_cpu;
-            step_be += be_got;
-            cpu_used += hp_got + be_got;
-            cpu_cap += cap_cpu;
+            let be_req_cpu: f64 = node
+                .running
+                .iter()
+                .map(|r| setup.be_jobs[r.job].request.cpu.as_f64())
+                .sum();
+            be_req_share += be_req_cpu / cap_cpu.max(1.0);
+            be_req_bound += be_req_cpu;
+            be_req_used += be_got;
 
-            // BE progress.
+            // BE progress: each job gets its demand scaled by what BE received; a job that
+            // finishes mid-step uses only the work it had left (the rest of the step is idle).
             let scale = if be_demand > 0.0 {
                 be_got / be_demand
             } else {
                 0.0
             };
+            let mut delivered = 0.0;
             // CPU each surviving job received, in `running` order.
             let mut cpu_of: Vec<u64> = Vec::with_capacity(node.running.len());
             node.running.retain_mut(|r| {
                 let job = &setup.be_jobs[r.job];
                 let got = job.cpu_demand as f64 * scale;
-                r.remaining -= got * step as f64;
-                if r.remaining <= 0.0 {
+                r.cpu_got = got;
+                let progress = got * step as f64;
+                if progress >= r.remaining {
+                    delivered += r.remaining;
+                    work_done += job.work;
                     completed += 1;
+                    let finish = now as f64 + r.remaining / got.max(1e-9);
+                    let alone = job.work / (job.cpu_demand as f64).max(1.0);
+                    slowdowns.push((finish - job.arrival as f64) / alone.max(1.0));
                     false
                 } else {
+                    delivered += progress;
+                    r.remaining -= progress;
                     cpu_of.push(tide_api::f64_to_u64_saturating(got));
                     true
                 }
             });
+            let be_used = delivered / step as f64;
+            be_core_secs += delivered / 1000.0;
+            step_used += hp_got + be_used;
+            step_cap += cap_cpu;
+            step_be += be_used;
+            cpu_used += hp_got + be_used;
+            cpu_cap += cap_cpu;
 
             // Memory: over allocatable, the kernel OOM-kills BE (largest first; HP is never
             // chosen while BE exists: oom_score_adj of BE is far above HP's).
@@ -422,7 +494,11 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 cpu_of.swap_remove(i);
                 be_mem -= setup.be_jobs[r.job].memory_usage as f64;
                 kills += 1;
+                work_lost += setup.be_jobs[r.job].work - r.remaining;
                 queue.push_back(r.job);
+            }
+            if hp_mem + be_mem > cap_mem && !node.running.is_empty() {
+                breaches += 1;
             }
             if hp_mem > cap_mem {
                 overflow += 1;
@@ -475,6 +551,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                                 .position(|r| Some(setup.be_jobs[r.job].id) == id)
                             {
                                 let r = node.running.swap_remove(i);
+                                work_lost += setup.be_jobs[r.job].work - r.remaining;
                                 queue.push_back(r.job);
                                 evictions += 1;
                                 node.last_eviction = Some(now);
@@ -552,11 +629,26 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                     hp_reserved: reserved,
                 });
             }
-            node.view.be_requested = node
-                .running
-                .iter()
-                .map(|r| setup.be_jobs[r.job].request)
-                .sum();
+            // What the extender counts for the BE pods on the node: their requests, or in the
+            // real-time mode their measured usage (pods bound this step count at request until
+            // their usage shows up, below).
+            node.view.be_requested = if policy == Policy::Tide {
+                node.running
+                    .iter()
+                    .map(|r| {
+                        let job = &setup.be_jobs[r.job];
+                        ResourceAmounts::new(
+                            tide_api::f64_to_u64_saturating(r.cpu_got),
+                            job.memory_usage,
+                        )
+                    })
+                    .sum()
+            } else {
+                node.running
+                    .iter()
+                    .map(|r| setup.be_jobs[r.job].request)
+                    .sum()
+            };
             hp_series[n][0].push(hp_cpu);
             hp_series[n][1].push(hp_mem);
             reserved_series[n][0].push(reserved.cpu.as_f64());
@@ -583,6 +675,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                     node.running.push(Running {
                         job: j,
                         remaining: job.work,
+                        cpu_got: 0.0,
                     });
                 }
                 None => misses.push(j),
@@ -620,8 +713,20 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             .map(|c| (c.iter().map(f).sum::<f64>() / c.len() as f64) as f32)
             .collect()
     };
+    slowdowns.sort_by(f64::total_cmp);
+    let in_flight: f64 = nodes
+        .iter()
+        .flat_map(|n| &n.running)
+        .map(|r| setup.be_jobs[r.job].work - r.remaining)
+        .sum();
     PolicyOutcome {
         policy,
+        knob: match policy {
+            Policy::NoOvercommit => 1.0,
+            Policy::StaticRatio => setup.static_ratio,
+            Policy::Koordinator => setup.koordinator_threshold.0 * 100.0,
+            Policy::Tide | Policy::TideRequest => setup.config.cpu.schedule_percent,
+        },
         cpu_utilisation: cpu_used / cpu_cap.max(1.0),
         memory_utilisation: mem_used / mem_cap.max(1.0),
         be_core_hours: be_core_secs / 3600.0,
@@ -639,6 +744,25 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         be_kills: kills,
         be_jobs_completed: completed,
         be_jobs_waiting: queue.len() as u64,
+        be_work_done_core_hours: work_done / 3.6e6,
+        be_work_lost_core_hours: work_lost / 3.6e6,
+        be_work_in_flight_core_hours: in_flight / 3.6e6,
+        be_slowdown_mean: if slowdowns.is_empty() {
+            0.0
+        } else {
+            slowdowns.iter().sum::<f64>() / slowdowns.len() as f64
+        },
+        be_slowdown_p95: slowdowns
+            .get((slowdowns.len() * 95 / 100).min(slowdowns.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0),
+        be_request_share: be_req_share / node_steps.max(1) as f64,
+        be_usage_over_request: if be_req_bound > 0.0 {
+            be_req_used / be_req_bound
+        } else {
+            0.0
+        },
+        capacity_breaches: breaches,
         timeline_cpu: down(|x| x.0),
         timeline_be_cpu: down(|x| x.1),
         elapsed_secs: started.elapsed().as_secs_f64(),
@@ -648,6 +772,151 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::BadRows;
+    use crate::trace::{Column, TraceShape};
+    use ndarray::Array2;
+
+    /// One node of 10 cores and 64 GiB with one HP pod requesting 8 cores that uses a steady
+    /// `hp_cpu` millicores, for `hours`; BE jobs of 1 core request that use `be_use` of it.
+    fn one_node(hp_cpu: f32, hours: u64, be_use: f64, jobs: usize) -> (UsageTrace, Vec<BeJob>) {
+        let steps = usize::try_from(hours * 60).unwrap();
+        let trace = UsageTrace {
+            name: "hand-made".into(),
+            shape: TraceShape::Workloads,
+            step_secs: 60,
+            start_time: 0,
+            columns: vec![Column {
+                name: "hp".into(),
+                request: ResourceAmounts::new(8_000, 32 << 30),
+            }],
+            cpu: Array2::from_elem((steps, 1), hp_cpu),
+            memory: Array2::from_elem((steps, 1), (8u64 << 30) as f32),
+            bad_rows: BadRows::default(),
+            rows_read: 0,
+        };
+        let be = (0..jobs)
+            .map(|i| BeJob {
+                id: i as u64,
+                arrival: 0,
+                request: ResourceAmounts::new(1_000, 1 << 30),
+                cpu_demand: (1_000.0 * be_use) as u64,
+                memory_usage: 1 << 29,
+                work: 1e12,
+                priority: 0,
+            })
+            .collect();
+        (trace, be)
+    }
+
+    fn setup<'a>(
+        trace: &'a UsageTrace,
+        nodes: &'a [Vec<usize>],
+        jobs: &'a [BeJob],
+        cap: ResourceAmounts,
+    ) -> SimSetup<'a> {
+        SimSetup {
+            trace,
+            nodes,
+            capacity: vec![cap; nodes.len()],
+            be_jobs: jobs,
+            config: TideConfig::default(),
+            static_ratio: 1.5,
+            koordinator_threshold: (0.6, 0.65),
+            system: ResourceAmounts::new(200, 1 << 30),
+            steps: trace.steps(),
+        }
+    }
+
+    fn running_at_end(o: &PolicyOutcome) -> f64 {
+        // Jobs never finish here: the ones running at the end are all that was placed and kept.
+        o.be_work_in_flight_core_hours
+    }
+
+    #[test]
+    fn real_time_level_admits_be_by_measured_usage() {
+        // HP uses 1 core of its 8; BE pods use half of their 1-core request. By request, Tide
+        // admits BE requests up to the 85% schedule level above the predicted HP peak (about
+        // 1.2 cores + 0.5 reserve): 6 pods using 3 cores. By the real-time level it counts what
+        // the pods use, so twice as many fit, and the agent still keeps HP whole.
+        let (trace, jobs) = one_node(800.0, 4, 0.5, 40);
+        let nodes = vec![vec![0]];
+        let s = setup(
+            &trace,
+            &nodes,
+            &jobs,
+            ResourceAmounts::new(10_000, 64 << 30),
+        );
+        let by_request = simulate(&s, Policy::TideRequest, &AtomicU64::new(0));
+        let real_time = simulate(&s, Policy::Tide, &AtomicU64::new(0));
+        assert!(by_request.be_request_share > 0.5 && by_request.be_request_share <= 0.7);
+        assert!(
+            real_time.be_request_share >= 1.6 * by_request.be_request_share,
+            "{} vs {}",
+            real_time.be_request_share,
+            by_request.be_request_share
+        );
+        assert!(real_time.be_core_hours > 1.6 * by_request.be_core_hours);
+        assert!(running_at_end(&real_time) > 0.0);
+        assert_eq!(real_time.hp_interference, 0.0);
+        assert_eq!(real_time.be_evictions + real_time.be_kills, 0);
+        // The BE CPU bound by usage stays under the schedule level: ~85% of 10 cores minus the
+        // HP reservation, in usage terms (0.5 per pod).
+        assert!(real_time.be_usage_over_request <= 0.5 + 1e-9);
+    }
+
+    #[test]
+    fn accounting_never_exceeds_capacity_and_conserves_work() {
+        let spec = crate::SyntheticSpec {
+            nodes: 4,
+            duration_secs: 12 * 3600,
+            be_load: 2.0,
+            ..crate::SyntheticSpec::default()
+        };
+        let c = crate::generate(&spec);
+        let s = setup(&c.trace, &c.nodes, &c.be_jobs, spec.node_capacity);
+        for policy in Policy::ALL {
+            let o = simulate(&s, policy, &AtomicU64::new(0));
+            assert_eq!(o.capacity_breaches, 0, "{policy:?}");
+            // Every core-hour BE received is in a finished job, lost to an eviction or kill,
+            // or in a job still running.
+            let accounted = o.be_work_done_core_hours
+                + o.be_work_lost_core_hours
+                + o.be_work_in_flight_core_hours;
+            assert!(
+                (o.be_core_hours - accounted).abs() <= 1e-6 * o.be_core_hours.max(1.0),
+                "{policy:?}: delivered {} vs accounted {accounted}",
+                o.be_core_hours
+            );
+            assert!(o.reclaim_ratio <= 1.0 + 1e-9, "{policy:?}");
+            assert!(
+                o.be_slowdown_mean >= 1.0 || o.be_jobs_completed == 0,
+                "{policy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn evicted_work_is_counted_as_lost() {
+        // HP jumps from 1 to 9.5 cores of 10 after two hours: the agent evicts BE under CPU
+        // pressure (HP alone above 95%), and what the evicted pods had done is lost.
+        let (mut trace, jobs) = one_node(1_000.0, 4, 0.9, 12);
+        for t in 120..trace.steps() {
+            trace.cpu[[t, 0]] = 9_500.0;
+        }
+        let nodes = vec![vec![0]];
+        let s = setup(
+            &trace,
+            &nodes,
+            &jobs,
+            ResourceAmounts::new(10_000, 64 << 30),
+        );
+        let o = simulate(&s, Policy::Tide, &AtomicU64::new(0));
+        assert!(o.be_evictions > 0);
+        assert!(o.be_work_lost_core_hours > 0.0);
+        let accounted =
+            o.be_work_done_core_hours + o.be_work_lost_core_hours + o.be_work_in_flight_core_hours;
+        assert!((o.be_core_hours - accounted).abs() < 1e-6);
+    }
 
     #[test]
     fn cfs_share_water_fills() {

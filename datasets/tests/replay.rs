@@ -71,6 +71,7 @@ fn run(trace: &UsageTrace, be: &[BeJob], policy: Policy) -> PolicyOutcome {
         be_jobs: be,
         config,
         static_ratio: 1.5,
+        koordinator_threshold: (0.6, 0.65),
         system: ResourceAmounts::ZERO,
         steps: trace.steps(),
     };
@@ -192,6 +193,7 @@ fn golden_small_synthetic_cluster() {
         be_jobs: &c.be_jobs,
         config,
         static_ratio: 1.5,
+        koordinator_threshold: (0.6, 0.65),
         system: tide_datasets::replay::SYSTEM_USAGE,
         steps: c.trace.steps(),
     };
@@ -199,7 +201,7 @@ fn golden_small_synthetic_cluster() {
     for p in Policy::ALL {
         let o = simulate(&setup, p, &AtomicU64::new(0));
         lines.push(format!(
-            "{:<14} be_core_hours={:.3} reclaim={:.4} violation={:.4} interference={:.5} evictions={} kills={} completed={} waiting={}",
+            "{:<14} be_core_hours={:.3} reclaim={:.4} violation={:.4} interference={:.5} evictions={} kills={} completed={} waiting={} be_request_share={:.4} lost={:.3}",
             p.name(),
             o.be_core_hours,
             o.reclaim_ratio,
@@ -208,7 +210,9 @@ fn golden_small_synthetic_cluster() {
             o.be_evictions,
             o.be_kills,
             o.be_jobs_completed,
-            o.be_jobs_waiting
+            o.be_jobs_waiting,
+            o.be_request_share,
+            o.be_work_lost_core_hours
         ));
     }
     let got = lines.join("\n") + "\n";
