@@ -185,12 +185,15 @@ impl ReplayReport {
                     }
                 };
                 format!(
-                    "{}: {how}. BE requests bound {:.0}% of allocatable CPU, BE used {:.0}% of them; \
-                     HP short {:.1} core-h; BE lost {:.1} core-h to {} evictions + {} kills.",
+                    "{}: {how}. Held {:.0}% of CPU for HP (HP used {:.0}%); BE requests bound {:.0}% of allocatable CPU, BE used {:.0}% of them; \
+                     HP short {:.1} core-h; node CPU ≥ 95% busy because of BE {:.2}% of node-time; BE lost {:.1} core-h to {} evictions + {} kills.",
                     p.policy.name(),
+                    p.hp_reserved_share * 100.0,
+                    p.hp_usage_share * 100.0,
                     p.be_request_share * 100.0,
                     p.be_usage_over_request * 100.0,
                     p.hp_shortfall_core_hours,
+                    p.be_saturated_time * 100.0,
                     p.be_work_lost_core_hours,
                     p.be_evictions,
                     p.be_kills
@@ -261,17 +264,27 @@ impl ReplayReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "frontier: every run of the sweep\n{:<13} {:>8} {:>7} {:>8} {:>7} {:>6} {:>6} {:>8} {:>6}",
-            "policy", "knob", "reclaim", "HP int.", "violat.", "evict", "kills", "lost c-h", "slow"
+            "frontier: every run of the sweep (sat. = node CPU ≥ 95% busy because of BE)\n{:<13} {:>8} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>8} {:>6}",
+            "policy",
+            "knob",
+            "reclaim",
+            "HP int.",
+            "sat.",
+            "violat.",
+            "evict",
+            "kills",
+            "lost c-h",
+            "slow"
         );
         for p in &self.frontier {
             let _ = writeln!(
                 s,
-                "{:<13} {:>8.2} {:>7.3} {:>7.3}% {:>6.2}% {:>6} {:>6} {:>8.1} {:>5.1}x",
+                "{:<13} {:>8.2} {:>7.3} {:>7.3}% {:>6.2}% {:>6.2}% {:>6} {:>6} {:>8.1} {:>5.1}x",
                 p.policy.name(),
                 p.knob,
                 p.reclaim_ratio,
                 p.hp_interference * 100.0,
+                p.be_saturated_time * 100.0,
                 p.violation_rate * 100.0,
                 p.be_evictions,
                 p.be_kills,

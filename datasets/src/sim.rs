@@ -150,6 +150,10 @@ pub struct PolicyOutcome {
     pub violation_rate: f64,
     /// Share of node-time in which HP CPU demand was not met because of BE.
     pub hp_interference: f64,
+    /// Share of node-time in which BE pushed the node's CPU to 95% busy or more while HP alone
+    /// was below that: HP got the CPU it asked for, but waits in the run queue behind BE
+    /// (latency the CPU-share model does not see).
+    pub be_saturated_time: f64,
     /// HP CPU demand not met, core-hours.
     pub hp_shortfall_core_hours: f64,
     /// Node-steps in which HP memory alone exceeded allocatable (an OOM kill would hit HP;
@@ -180,6 +184,11 @@ pub struct PolicyOutcome {
     pub be_request_share: f64,
     /// Mean BE CPU received over BE CPU requests bound.
     pub be_usage_over_request: f64,
+    /// Mean CPU the scheduler held for HP (the policy's reservation: requests, or predicted
+    /// peak + margin + reserve), as a share of allocatable.
+    pub hp_reserved_share: f64,
+    /// Mean HP + system CPU demand, as a share of allocatable.
+    pub hp_usage_share: f64,
     /// Node-steps whose accounting put more on the node than it has (CPU given out above
     /// allocatable, or memory above allocatable with BE still running). Always 0; a test
     /// invariant.
@@ -288,6 +297,8 @@ fn share(cap: f64, demands: &[(f64, f64)]) -> Vec<f64> {
 }
 
 const TIMELINE_POINTS: usize = 600;
+/// Node CPU busy share from which BE is counted as saturating the node.
+const SATURATED: f64 = 0.95;
 /// Placement attempts per step, and refusals after which the step's scheduling stops.
 const MAX_ATTEMPTS_PER_STEP: usize = 400;
 const MAX_MISSES_PER_STEP: usize = 40;
@@ -364,6 +375,11 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     let (mut work_done, mut work_lost, mut breaches) = (0.0, 0.0, 0u64);
     let (mut be_req_share, mut be_req_bound, mut be_req_used) = (0.0, 0.0, 0.0);
     let mut slowdowns: Vec<f64> = Vec::new();
+    let (mut reserved_share, mut hp_share, mut saturated) = (0.0, 0.0, 0u64);
+    // Per node: BE CPU-time (millicore-seconds) left idle in the step by jobs that finished
+    // mid-step. A pod placed at the end of the step starts with that much done: live, the
+    // scheduler fills a freed slot at once, not at the next step boundary.
+    let mut carry: Vec<f64> = vec![0.0; nodes.len()];
     let mut timeline: Vec<(f64, f64)> = Vec::with_capacity(steps);
     // Per node, per step: HP demand and HP reservation, for the violation rate.
     let mut hp_series: Vec<[Vec<f64>; 2]> =
@@ -454,6 +470,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 r.cpu_got = got;
                 let progress = got * step as f64;
                 if progress >= r.remaining {
+                    carry[n] += progress - r.remaining;
                     delivered += r.remaining;
                     work_done += job.work;
                     completed += 1;
@@ -469,6 +486,9 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 }
             });
             let be_used = delivered / step as f64;
+            if hp_cpu < SATURATED * cap_cpu && hp_got + be_used >= SATURATED * cap_cpu {
+                saturated += 1;
+            }
             be_core_secs += delivered / 1000.0;
             step_used += hp_got + be_used;
             step_cap += cap_cpu;
@@ -652,6 +672,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             hp_series[n][0].push(hp_cpu);
             hp_series[n][1].push(hp_mem);
             reserved_series[n][0].push(reserved.cpu.as_f64());
+            reserved_share += reserved.cpu.as_f64() / cap_cpu.max(1.0);
+            hp_share += hp_cpu / cap_cpu.max(1.0);
             reserved_series[n][1].push(reserved.memory.as_f64());
         }
 
@@ -672,9 +694,15 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 Some(n) => {
                     let node = &mut nodes[n];
                     node.view.be_requested = node.view.be_requested.saturating_add(job.request);
+                    let head = carry[n]
+                        .min(job.cpu_demand as f64 * step as f64)
+                        .min(job.work * 0.999);
+                    carry[n] -= head;
+                    be_core_secs += head / 1000.0;
+                    cpu_used += head / step as f64;
                     node.running.push(Running {
                         job: j,
-                        remaining: job.work,
+                        remaining: job.work - head,
                         cpu_got: 0.0,
                     });
                 }
@@ -684,6 +712,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         for j in misses.into_iter().rev() {
             queue.push_front(j);
         }
+        carry.iter_mut().for_each(|c| *c = 0.0);
         timeline.push((step_used / step_cap.max(1.0), step_be / step_cap.max(1.0)));
         progress.fetch_add(1, Ordering::Relaxed);
     }
@@ -739,6 +768,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         violation_rate: acc.summary().violation_rate,
         hp_interference: interfered as f64 / node_steps.max(1) as f64,
         hp_shortfall_core_hours: shortfall_secs / 3600.0,
+        be_saturated_time: saturated as f64 / node_steps.max(1) as f64,
         hp_memory_overflow_steps: overflow,
         be_evictions: evictions,
         be_kills: kills,
@@ -763,6 +793,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             0.0
         },
         capacity_breaches: breaches,
+        hp_reserved_share: reserved_share / node_steps.max(1) as f64,
+        hp_usage_share: hp_share / node_steps.max(1) as f64,
         timeline_cpu: down(|x| x.0),
         timeline_be_cpu: down(|x| x.1),
         elapsed_secs: started.elapsed().as_secs_f64(),
