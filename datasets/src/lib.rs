@@ -30,6 +30,7 @@
 
 pub mod bejobs;
 pub mod formats;
+pub mod pagecache;
 pub mod predict;
 pub mod replay;
 pub mod report;

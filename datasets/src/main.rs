@@ -78,6 +78,9 @@ struct ReplayArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Leave HP page cache and Tide's cold-memory credit and reclaim out of the replay.
+    #[arg(long)]
+    no_cold_memory: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -283,6 +286,7 @@ fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {
         steps,
         load_secs: started.elapsed().as_secs_f64(),
         progress: true,
+        page_cache: (!a.no_cold_memory).then(tide_datasets::pagecache::PageCacheModel::default),
     };
     let report = if sweep {
         tide_datasets::replay::sweep(&input)

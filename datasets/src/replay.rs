@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tide_api::{ResourceAmounts, TideConfig};
 
+use crate::pagecache::PageCacheModel;
 use crate::report::ReplayReport;
 use crate::sim::{BeJob, Policy, PolicyOutcome, SimSetup, simulate};
 use crate::trace::UsageTrace;
@@ -37,6 +38,8 @@ pub struct ReplayInput<'a> {
     pub load_secs: f64,
     /// Show progress (only ever on a terminal).
     pub progress: bool,
+    /// HP page cache and Tide's cold-memory reclaim (`None`: left out).
+    pub page_cache: Option<PageCacheModel>,
 }
 
 /// System usage assumed on every node: kubelet, runtime and daemons.
@@ -142,6 +145,7 @@ fn base_setup<'a>(input: &ReplayInput<'a>) -> SimSetup<'a> {
         static_ratio: input.static_ratio,
         koordinator_threshold: KOORDINATOR_THRESHOLD,
         system: SYSTEM_USAGE,
+        page_cache: input.page_cache,
         steps,
     }
 }

@@ -22,6 +22,7 @@ use tide_estimator::{
 };
 use tide_scheduler::{EstimateView, NodeView, PodView};
 
+use crate::pagecache::{NodeCache, PageCacheModel};
 use crate::trace::UsageTrace;
 
 /// A best-effort job: one pod that runs until its CPU work is done.
@@ -96,6 +97,10 @@ impl Policy {
         }
     }
 
+    fn is_tide(self) -> bool {
+        matches!(self, Policy::Tide | Policy::TideRequest)
+    }
+
     fn has_agent(self) -> bool {
         matches!(
             self,
@@ -124,6 +129,10 @@ pub struct SimSetup<'a> {
     pub koordinator_threshold: (f64, f64),
     /// Usage outside pods on every node.
     pub system: ResourceAmounts,
+    /// HP page cache and Tide's cold-memory reclaim: `Some` puts the agent's cold-memory
+    /// credit and reclaim asks in the loop (Tide only; the other policies do not reclaim cold
+    /// cache); `None` leaves cold memory out.
+    pub page_cache: Option<PageCacheModel>,
     /// Steps to run (at most the trace length).
     pub steps: usize,
 }
@@ -189,6 +198,15 @@ pub struct PolicyOutcome {
     pub hp_reserved_share: f64,
     /// Mean HP + system CPU demand, as a share of allocatable.
     pub hp_usage_share: f64,
+    /// Mean BE memory the scheduler may place (its reclaimable memory less BE already
+    /// counted, at least 0, capped by the memory schedule level), as a share of allocatable.
+    pub sellable_memory_share: f64,
+    /// BE memory in use, GiB-hours.
+    pub be_memory_gib_hours: f64,
+    /// HP cold page cache dropped by the agent's reclaim asks, GiB in all.
+    pub cold_reclaimed_gib: f64,
+    /// Dropped page cache read back (refaults), GiB in all.
+    pub refault_gib: f64,
     /// Node-steps whose accounting put more on the node than it has (CPU given out above
     /// allocatable, or memory above allocatable with BE still running). Always 0; a test
     /// invariant.
@@ -215,6 +233,7 @@ enum Capacity {
 }
 
 struct NodeState {
+    cache: NodeCache,
     cap: ResourceAmounts,
     hp_requests: ResourceAmounts,
     running: Vec<Running>,
@@ -349,6 +368,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 cap
             };
             NodeState {
+                cache: NodeCache::default(),
                 cap,
                 hp_requests,
                 running: Vec::new(),
@@ -376,6 +396,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     let (mut be_req_share, mut be_req_bound, mut be_req_used) = (0.0, 0.0, 0.0);
     let mut slowdowns: Vec<f64> = Vec::new();
     let (mut reserved_share, mut hp_share, mut saturated) = (0.0, 0.0, 0u64);
+    let (mut sellable_mem, mut be_mem_secs, mut cold_dropped, mut refaulted) = (0.0, 0.0, 0.0, 0.0);
+    let cache_model = setup.page_cache.filter(|_| policy.is_tide());
     // Per node: BE CPU-time (millicore-seconds) left idle in the step by jobs that finished
     // mid-step. A pod placed at the end of the step starts with that much done: live, the
     // scheduler fills a freed slot at once, not at the next step boundary.
@@ -402,11 +424,22 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 .map(|&c| f64::from(trace.cpu[[t, c]]))
                 .sum::<f64>()
                 + setup.system.cpu.as_f64();
-            let hp_mem: f64 = members
+            // HP memory in use, less the cold page cache the agent has dropped.
+            let hp_pods_mem: f64 = members
                 .iter()
                 .map(|&c| f64::from(trace.memory[[t, c]]))
-                .sum::<f64>()
-                + setup.system.memory.as_f64();
+                .sum::<f64>();
+            let (cold_free, dropped) = match &cache_model {
+                Some(m) => {
+                    refaulted += node.cache.step(m, hp_pods_mem, step);
+                    (
+                        node.cache.cold_available(m, hp_pods_mem),
+                        node.cache.dropped,
+                    )
+                }
+                None => (0.0, 0.0),
+            };
+            let hp_mem = hp_pods_mem - dropped + setup.system.memory.as_f64();
             let cap_cpu = node.cap.cpu.as_f64();
             let cap_mem = node.cap.memory.as_f64();
 
@@ -524,6 +557,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 overflow += 1;
             }
             mem_used += (hp_mem + be_mem).min(cap_mem);
+            be_mem_secs += be_mem * step as f64;
             mem_cap += cap_mem;
 
             // Node agent.
@@ -553,7 +587,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                             }
                         })
                         .collect(),
-                    cold_memory: Bytes(0),
+                    cold_memory: Bytes(tide_api::f64_to_u64_saturating(cold_free)),
                     last_eviction: node.last_eviction,
                     evicting: node.evicting,
                     api_reachable: true,
@@ -577,7 +611,11 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                                 node.last_eviction = Some(now);
                             }
                         }
-                        Action::ReclaimColdMemory { .. } => {}
+                        Action::ReclaimColdMemory { bytes } => {
+                            if let Some(m) = &cache_model {
+                                cold_dropped += node.cache.reclaim(m, hp_pods_mem, bytes.0 as f64);
+                            }
+                        }
                     }
                 }
             }
@@ -616,6 +654,15 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                         (Resource::Memory, em, setup.system.memory.as_f64()),
                     ] {
                         trace.fill_pods(r, t, members, &mut pods);
+                        // The agent observes memory after its drops, and credits the cold
+                        // cache still resident (reclaimable on demand).
+                        let credit = if r == Resource::Memory && hp_pods_mem > 0.0 {
+                            let keep = 1.0 - dropped / hp_pods_mem;
+                            pods.iter_mut().for_each(|p| p.usage *= keep);
+                            cold_free
+                        } else {
+                            0.0
+                        };
                         let obs = NodeObservation {
                             time: now,
                             capacity: node.cap.get(r) as f64,
@@ -624,11 +671,11 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                         };
                         e.observe(&obs);
                         let reserve = setup.config.reserve.amounts().get(r) as f64;
-                        let est = e.estimate(&obs, now, settings, reserve, 0.0);
+                        let est = e.estimate(&obs, now, settings, reserve, credit);
                         let hold = if est.degraded.is_some() {
                             node.cap.get(r) as f64
                         } else {
-                            est.predicted_peak + est.margin + reserve
+                            (est.predicted_peak + est.margin + reserve - credit).max(0.0)
                         };
                         reserved.set(r, tide_api::f64_to_u64_saturating(hold));
                         reclaim.set(r, tide_api::f64_to_u64_saturating(est.reclaimable));
@@ -675,6 +722,14 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             reserved_share += reserved.cpu.as_f64() / cap_cpu.max(1.0);
             hp_share += hp_cpu / cap_cpu.max(1.0);
             reserved_series[n][1].push(reserved.memory.as_f64());
+            if let Some(e) = &node.view.estimate {
+                let by_level = cap_mem * cfg.memory.schedule_percent / 100.0
+                    - e.hp_reserved.memory.as_f64()
+                    - node.view.be_requested.memory.as_f64();
+                let by_reclaim =
+                    e.reclaimable.memory.as_f64() - node.view.be_requested.memory.as_f64();
+                sellable_mem += by_level.min(by_reclaim).max(0.0) / cap_mem.max(1.0);
+            }
         }
 
         // Scheduling: FIFO from the head of the queue, through the extender's own filter and
@@ -795,6 +850,10 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         capacity_breaches: breaches,
         hp_reserved_share: reserved_share / node_steps.max(1) as f64,
         hp_usage_share: hp_share / node_steps.max(1) as f64,
+        sellable_memory_share: sellable_mem / node_steps.max(1) as f64,
+        be_memory_gib_hours: be_mem_secs / 3600.0 / f64::from(1u32 << 30),
+        cold_reclaimed_gib: cold_dropped / f64::from(1u32 << 30),
+        refault_gib: refaulted / f64::from(1u32 << 30),
         timeline_cpu: down(|x| x.0),
         timeline_be_cpu: down(|x| x.1),
         elapsed_secs: started.elapsed().as_secs_f64(),
@@ -855,6 +914,7 @@ mod tests {
             static_ratio: 1.5,
             koordinator_threshold: (0.6, 0.65),
             system: ResourceAmounts::new(200, 1 << 30),
+            page_cache: None,
             steps: trace.steps(),
         }
     }
@@ -925,6 +985,47 @@ mod tests {
                 "{policy:?}"
             );
         }
+    }
+
+    #[test]
+    fn cold_memory_credit_sells_memory_and_reclaim_pays_for_it() {
+        // Memory-bound: HP holds 44 GiB of 64, BE pods need 4 GiB each and little CPU. Without
+        // cold memory, Tide's memory schedule level (80%) over the held HP peak leaves room for
+        // no pod; with 15% of HP memory cold (6.6 GiB), the credit lowers what HP holds, pods
+        // fit, and when HP grows the agent drops cold cache before it would evict.
+        let (mut trace, mut jobs) = one_node(800.0, 6, 0.2, 20);
+        trace.memory.fill((44u64 << 30) as f32);
+        // After three hours HP memory grows by 4 GiB: the node passes its reclaim level (80%).
+        for t in 180..trace.steps() {
+            trace.memory[[t, 0]] = (48u64 << 30) as f32;
+        }
+        for j in &mut jobs {
+            j.request = ResourceAmounts::new(500, 4 << 30);
+            j.memory_usage = 4 << 30;
+        }
+        let nodes = vec![vec![0]];
+        let mut s = setup(
+            &trace,
+            &nodes,
+            &jobs,
+            ResourceAmounts::new(10_000, 64 << 30),
+        );
+        let off = simulate(&s, Policy::Tide, &AtomicU64::new(0));
+        s.page_cache = Some(PageCacheModel::default());
+        let on = simulate(&s, Policy::Tide, &AtomicU64::new(0));
+        assert!(
+            on.be_memory_gib_hours > 1.5 * off.be_memory_gib_hours,
+            "{} vs {}",
+            on.be_memory_gib_hours,
+            off.be_memory_gib_hours
+        );
+        assert!(on.cold_reclaimed_gib > 0.0, "the agent drops cold cache");
+        assert!(on.refault_gib > 0.0, "and some of it comes back");
+        assert_eq!(on.capacity_breaches, 0);
+        assert_eq!(on.be_kills, 0);
+        // Only Tide reclaims cold page cache.
+        let koord = simulate(&s, Policy::Koordinator, &AtomicU64::new(0));
+        assert_eq!(koord.cold_reclaimed_gib, 0.0);
     }
 
     #[test]

@@ -72,6 +72,7 @@ fn run(trace: &UsageTrace, be: &[BeJob], policy: Policy) -> PolicyOutcome {
         config,
         static_ratio: 1.5,
         koordinator_threshold: (0.6, 0.65),
+        page_cache: None,
         system: ResourceAmounts::ZERO,
         steps: trace.steps(),
     };
@@ -194,6 +195,7 @@ fn golden_small_synthetic_cluster() {
         config,
         static_ratio: 1.5,
         koordinator_threshold: (0.6, 0.65),
+        page_cache: None,
         system: tide_datasets::replay::SYSTEM_USAGE,
         steps: c.trace.steps(),
     };
