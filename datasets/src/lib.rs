@@ -29,6 +29,7 @@
 )]
 
 pub mod bejobs;
+pub mod churn;
 pub mod formats;
 pub mod pagecache;
 pub mod predict;

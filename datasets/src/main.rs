@@ -81,6 +81,9 @@ struct ReplayArgs {
     /// Leave HP page cache and Tide's cold-memory credit and reclaim out of the replay.
     #[arg(long)]
     no_cold_memory: bool,
+    /// Keep HP pods where the packing put them (no HP churn, no pre-eviction).
+    #[arg(long)]
+    no_churn: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -287,6 +290,10 @@ fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {
         load_secs: started.elapsed().as_secs_f64(),
         progress: true,
         page_cache: (!a.no_cold_memory).then(tide_datasets::pagecache::PageCacheModel::default),
+        churn: (!a.no_churn).then(|| tide_datasets::churn::HpChurn {
+            seed: a.seed,
+            ..tide_datasets::churn::HpChurn::default()
+        }),
     };
     let report = if sweep {
         tide_datasets::replay::sweep(&input)

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tide_api::{ResourceAmounts, TideConfig};
 
+use crate::churn::HpChurn;
 use crate::pagecache::PageCacheModel;
 use crate::report::ReplayReport;
 use crate::sim::{BeJob, Policy, PolicyOutcome, SimSetup, simulate};
@@ -40,6 +41,8 @@ pub struct ReplayInput<'a> {
     pub progress: bool,
     /// HP page cache and Tide's cold-memory reclaim (`None`: left out).
     pub page_cache: Option<PageCacheModel>,
+    /// HP churn (`None`: HP pods stay where the packing put them).
+    pub churn: Option<HpChurn>,
 }
 
 /// System usage assumed on every node: kubelet, runtime and daemons.
@@ -146,6 +149,7 @@ fn base_setup<'a>(input: &ReplayInput<'a>) -> SimSetup<'a> {
         koordinator_threshold: KOORDINATOR_THRESHOLD,
         system: SYSTEM_USAGE,
         page_cache: input.page_cache,
+        churn: input.churn,
         steps,
     }
 }

@@ -186,7 +186,7 @@ impl ReplayReport {
                 };
                 format!(
                     "{}: {how}. Held {:.0}% of CPU for HP (HP used {:.0}%); BE requests bound {:.0}% of allocatable CPU, BE used {:.0}% of them; \
-                     HP short {:.1} core-h; node CPU ≥ 95% busy because of BE {:.2}% of node-time; BE lost {:.1} core-h to {} evictions + {} kills. \
+                     HP short {:.1} core-h; node CPU ≥ 95% busy because of BE {:.2}% of node-time; BE lost {:.1} core-h to {} evictions ({} at HP bind time, {} HP arrivals) + {} kills. \
                      Memory: {:.0}% of allocatable left to sell on average, BE used {:.0} GiB-h{}.",
                     p.policy.name(),
                     p.hp_reserved_share * 100.0,
@@ -197,6 +197,8 @@ impl ReplayReport {
                     p.be_saturated_time * 100.0,
                     p.be_work_lost_core_hours,
                     p.be_evictions,
+                    p.be_pre_evictions,
+                    p.hp_arrivals,
                     p.be_kills,
                     p.sellable_memory_share * 100.0,
                     p.be_memory_gib_hours,

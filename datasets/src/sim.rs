@@ -20,8 +20,9 @@ use tide_estimator::{
     EvalAccumulator, KoordinatorDefault, NodeObservation, PeakPredictor, PodSample,
     ResourceEstimator, forward_peaks,
 };
-use tide_scheduler::{EstimateView, NodeView, PodView};
+use tide_scheduler::{BePodView, EstimateView, NodeView, PodView};
 
+use crate::churn::HpChurn;
 use crate::pagecache::{NodeCache, PageCacheModel};
 use crate::trace::UsageTrace;
 
@@ -133,6 +134,9 @@ pub struct SimSetup<'a> {
     /// credit and reclaim asks in the loop (Tide only; the other policies do not reclaim cold
     /// cache); `None` leaves cold memory out.
     pub page_cache: Option<PageCacheModel>,
+    /// HP pods leaving and coming back, placed by the extender with pre-eviction (`None`:
+    /// HP pods stay where the packing put them).
+    pub churn: Option<HpChurn>,
     /// Steps to run (at most the trace length).
     pub steps: usize,
 }
@@ -207,6 +211,13 @@ pub struct PolicyOutcome {
     pub cold_reclaimed_gib: f64,
     /// Dropped page cache read back (refaults), GiB in all.
     pub refault_gib: f64,
+    /// HP pods that arrived during the run (churn) and were placed.
+    pub hp_arrivals: u64,
+    /// BE pods evicted at bind time to make room for an arriving HP pod (Tide's pre-eviction;
+    /// also counted in `be_evictions`).
+    pub be_pre_evictions: u64,
+    /// Pod-steps an arriving HP pod waited because no node could take its requests.
+    pub hp_pending_steps: u64,
     /// Node-steps whose accounting put more on the node than it has (CPU given out above
     /// allocatable, or memory above allocatable with BE still running). Always 0; a test
     /// invariant.
@@ -398,6 +409,14 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     let (mut reserved_share, mut hp_share, mut saturated) = (0.0, 0.0, 0u64);
     let (mut sellable_mem, mut be_mem_secs, mut cold_dropped, mut refaulted) = (0.0, 0.0, 0.0, 0.0);
     let cache_model = setup.page_cache.filter(|_| policy.is_tide());
+    // HP pods per node change with churn; arrivals are placed through the extender.
+    let mut members: Vec<Vec<usize>> = setup.nodes.to_vec();
+    let churn_events = setup.churn.map_or_else(Vec::new, |c| {
+        c.events(trace.columns.len(), steps as u64 * step)
+    });
+    let mut next_event = 0;
+    let mut hp_pending: VecDeque<usize> = VecDeque::new();
+    let (mut hp_arrivals, mut pre_evictions, mut hp_pending_steps) = (0u64, 0u64, 0u64);
     // Per node: BE CPU-time (millicore-seconds) left idle in the step by jobs that finished
     // mid-step. A pod placed at the end of the step starts with that much done: live, the
     // scheduler fills a freed slot at once, not at the next step boundary.
@@ -416,9 +435,91 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             queue.push_back(next_job);
             next_job += 1;
         }
+        // HP churn: departures free their requests; arrivals go through the extender's filter
+        // and score, then bind-time pre-eviction (Tide) before they start.
+        while next_event < churn_events.len() && churn_events[next_event].at <= now {
+            let e = churn_events[next_event];
+            next_event += 1;
+            let req = trace.columns[e.column].request;
+            if e.arrive {
+                hp_pending.push_back(e.column);
+            } else if let Some(n) = members.iter().position(|m| m.contains(&e.column)) {
+                members[n].retain(|&c| c != e.column);
+                let node = &mut nodes[n];
+                node.hp_requests = node.hp_requests.saturating_sub(req);
+                node.view.hp_requested = node.hp_requests;
+            } else {
+                hp_pending.retain(|&c| c != e.column);
+            }
+        }
+        for _ in 0..hp_pending.len() {
+            let Some(c) = hp_pending.pop_front() else {
+                break;
+            };
+            let pod = PodView {
+                request: trace.columns[c].request,
+                high_priority: true,
+            };
+            let Some(n) =
+                tide_scheduler::choose(&pod, nodes.iter().map(|n| &n.view).enumerate(), &cfg, now)
+            else {
+                hp_pending_steps += 1;
+                hp_pending.push_back(c);
+                continue;
+            };
+            hp_arrivals += 1;
+            let node = &mut nodes[n];
+            if policy.is_tide() {
+                let be: Vec<BePodView> = node
+                    .running
+                    .iter()
+                    .map(|r| {
+                        let job = &setup.be_jobs[r.job];
+                        BePodView {
+                            uid: job.id.to_string(),
+                            class: classes[usize::from(job.priority > 0)],
+                            request: job.request,
+                            usage: ResourceAmounts::new(
+                                tide_api::f64_to_u64_saturating(r.cpu_got),
+                                job.memory_usage,
+                            ),
+                        }
+                    })
+                    .collect();
+                let plan = tide_scheduler::plan_pre_eviction(
+                    &pod,
+                    &node.view,
+                    &be,
+                    &std::collections::HashSet::new(),
+                    &cfg,
+                );
+                for uid in plan.victims {
+                    let id: Option<u64> = uid.parse().ok();
+                    if let Some(i) = node
+                        .running
+                        .iter()
+                        .position(|r| Some(setup.be_jobs[r.job].id) == id)
+                    {
+                        let r = node.running.swap_remove(i);
+                        work_lost += setup.be_jobs[r.job].work - r.remaining;
+                        node.view.be_requested = node
+                            .view
+                            .be_requested
+                            .saturating_sub(setup.be_jobs[r.job].request);
+                        queue.push_back(r.job);
+                        evictions += 1;
+                        pre_evictions += 1;
+                    }
+                }
+            }
+            members[n].push(c);
+            node.hp_requests = node.hp_requests.saturating_add(pod.request);
+            node.view.hp_requested = node.hp_requests;
+        }
+
         let (mut step_used, mut step_cap, mut step_be) = (0.0, 0.0, 0.0);
         for (n, node) in nodes.iter_mut().enumerate() {
-            let members = &setup.nodes[n];
+            let members = &members[n];
             let hp_cpu: f64 = members
                 .iter()
                 .map(|&c| f64::from(trace.cpu[[t, c]]))
@@ -854,6 +955,9 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         be_memory_gib_hours: be_mem_secs / 3600.0 / f64::from(1u32 << 30),
         cold_reclaimed_gib: cold_dropped / f64::from(1u32 << 30),
         refault_gib: refaulted / f64::from(1u32 << 30),
+        hp_arrivals,
+        be_pre_evictions: pre_evictions,
+        hp_pending_steps,
         timeline_cpu: down(|x| x.0),
         timeline_be_cpu: down(|x| x.1),
         elapsed_secs: started.elapsed().as_secs_f64(),
@@ -863,6 +967,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::churn::HpChurn;
     use crate::rows::BadRows;
     use crate::trace::{Column, TraceShape};
     use ndarray::Array2;
@@ -915,6 +1020,7 @@ mod tests {
             koordinator_threshold: (0.6, 0.65),
             system: ResourceAmounts::new(200, 1 << 30),
             page_cache: None,
+            churn: None,
             steps: trace.steps(),
         }
     }
@@ -965,7 +1071,9 @@ mod tests {
             ..crate::SyntheticSpec::default()
         };
         let c = crate::generate(&spec);
-        let s = setup(&c.trace, &c.nodes, &c.be_jobs, spec.node_capacity);
+        let mut s = setup(&c.trace, &c.nodes, &c.be_jobs, spec.node_capacity);
+        s.churn = Some(HpChurn::default());
+        s.page_cache = Some(PageCacheModel::default());
         for policy in Policy::ALL {
             let o = simulate(&s, policy, &AtomicU64::new(0));
             assert_eq!(o.capacity_breaches, 0, "{policy:?}");
@@ -1026,6 +1134,48 @@ mod tests {
         // Only Tide reclaims cold page cache.
         let koord = simulate(&s, Policy::Koordinator, &AtomicU64::new(0));
         assert_eq!(koord.cold_reclaimed_gib, 0.0);
+    }
+
+    #[test]
+    fn arriving_hp_pod_pre_evicts_be_through_the_extender() {
+        // Two nodes of 10 cores; HP pod 0 (8-core request, 1 core used) on node 0, HP pod 1
+        // (4-core request, 3.5 cores used) arrives with churn. BE fills node 1 by its measured
+        // usage; when pod 1 is bound there, Tide evicts just enough BE first (pre-eviction), so
+        // the pod starts without contention. Static-ratio has no pre-eviction.
+        let steps = 8 * 60;
+        let mut trace = one_node(1_000.0, 8, 0.9, 30).0;
+        trace.columns.push(Column {
+            name: "hp-2".into(),
+            request: ResourceAmounts::new(4_000, 8 << 30),
+        });
+        trace.cpu = Array2::from_shape_fn((steps, 2), |(_, c)| [1_000.0, 3_500.0][c]);
+        trace.memory = Array2::from_elem((steps, 2), (4u64 << 30) as f32);
+        let jobs = one_node(1_000.0, 8, 0.9, 30).1;
+        let nodes = vec![vec![0], vec![1]];
+        let mut s = setup(
+            &trace,
+            &nodes,
+            &jobs,
+            ResourceAmounts::new(10_000, 64 << 30),
+        );
+        s.churn = Some(HpChurn {
+            share: 1.0,
+            mean_life_secs: 3.0 * 3600.0,
+            mean_gap_secs: 600.0,
+            seed: 3,
+        });
+        let tide = simulate(&s, Policy::Tide, &AtomicU64::new(0));
+        assert!(tide.hp_arrivals > 0);
+        assert!(tide.be_pre_evictions > 0, "{:?}", tide.be_pre_evictions);
+        assert!(tide.be_evictions >= tide.be_pre_evictions);
+        assert!(tide.be_work_lost_core_hours > 0.0);
+        assert_eq!(tide.capacity_breaches, 0);
+        let st = simulate(&s, Policy::StaticRatio, &AtomicU64::new(0));
+        assert_eq!(st.be_pre_evictions, 0);
+        assert_eq!(
+            st.hp_arrivals, tide.hp_arrivals,
+            "same events for every policy"
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn run(trace: &UsageTrace, be: &[BeJob], policy: Policy) -> PolicyOutcome {
         static_ratio: 1.5,
         koordinator_threshold: (0.6, 0.65),
         page_cache: None,
+        churn: None,
         system: ResourceAmounts::ZERO,
         steps: trace.steps(),
     };
@@ -196,6 +197,7 @@ fn golden_small_synthetic_cluster() {
         static_ratio: 1.5,
         koordinator_threshold: (0.6, 0.65),
         page_cache: None,
+        churn: None,
         system: tide_datasets::replay::SYSTEM_USAGE,
         steps: c.trace.steps(),
     };
