@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tide_agent::{Action, BePod, NodeSnapshot};
 use tide_api::{
-    Bytes, ClassifyRules, CpuLevels, MemoryLevels, MilliCores, PodFacts, Resource, ResourceAmounts,
-    TideConfig, classify,
+    BeAdmission, Bytes, ClassifyRules, CpuLevels, MemoryLevels, MilliCores, PodFacts, Resource,
+    ResourceAmounts, TideConfig, classify,
 };
 use tide_estimator::{
     EvalAccumulator, KoordinatorDefault, NodeObservation, PeakPredictor, PodSample,
@@ -274,13 +274,21 @@ pub fn koordinator_config(base: &TideConfig) -> TideConfig {
             release_percent: 68.0,
             critical_percent: 95.0,
         },
+        be_admission: BeAdmission::Request,
         ..base.clone()
     }
 }
 
 fn admission_config(policy: Policy, base: &TideConfig) -> TideConfig {
     match policy {
-        Policy::Tide | Policy::TideRequest => base.clone(),
+        Policy::Tide => TideConfig {
+            be_admission: BeAdmission::RealTime,
+            ..base.clone()
+        },
+        Policy::TideRequest => TideConfig {
+            be_admission: BeAdmission::Request,
+            ..base.clone()
+        },
         Policy::Koordinator => koordinator_config(base),
         Policy::NoOvercommit | Policy::StaticRatio => TideConfig {
             cpu: CpuLevels {
@@ -291,6 +299,7 @@ fn admission_config(policy: Policy, base: &TideConfig) -> TideConfig {
                 schedule_percent: 100.0,
                 ..base.memory.clone()
             },
+            be_admission: BeAdmission::Request,
             ..base.clone()
         },
     }
@@ -800,23 +809,27 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             // What the extender counts for the BE pods on the node: their requests, or in the
             // real-time mode their measured usage (pods bound this step count at request until
             // their usage shows up, below).
-            node.view.be_requested = if policy == Policy::Tide {
-                node.running
-                    .iter()
-                    .map(|r| {
-                        let job = &setup.be_jobs[r.job];
-                        ResourceAmounts::new(
-                            tide_api::f64_to_u64_saturating(r.cpu_got),
-                            job.memory_usage,
-                        )
-                    })
-                    .sum()
-            } else {
-                node.running
-                    .iter()
-                    .map(|r| setup.be_jobs[r.job].request)
-                    .sum()
-            };
+            let measured: ResourceAmounts = node
+                .running
+                .iter()
+                .map(|r| {
+                    ResourceAmounts::new(
+                        tide_api::f64_to_u64_saturating(r.cpu_got),
+                        setup.be_jobs[r.job].memory_usage,
+                    )
+                })
+                .sum();
+            let requested: ResourceAmounts = node
+                .running
+                .iter()
+                .map(|r| setup.be_jobs[r.job].request)
+                .sum();
+            node.view.be_requested = tide_scheduler::be_counted(
+                cfg.be_admission,
+                requested,
+                Some(measured),
+                ResourceAmounts::ZERO,
+            );
             hp_series[n][0].push(hp_cpu);
             hp_series[n][1].push(hp_mem);
             reserved_series[n][0].push(reserved.cpu.as_f64());

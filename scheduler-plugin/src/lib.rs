@@ -50,6 +50,6 @@ pub mod wire;
 
 pub use extender::{BadRequest, ClusterSnapshot, Filtered};
 pub use placement::{
-    BePodView, EstimateView, MAX_SCORE, NodeView, PodView, PreEviction, Refusal, choose, filter,
-    order_victims, plan_pre_eviction, pre_eviction, predicted_level, score,
+    BePodView, EstimateView, MAX_SCORE, NodeView, PodView, PreEviction, Refusal, be_counted,
+    choose, filter, order_victims, plan_pre_eviction, pre_eviction, predicted_level, score,
 };
