@@ -42,11 +42,44 @@ pub struct ReplayReport {
 /// HP interference levels (share of node-time) at which the frontier is read.
 pub const HARM_LEVELS: [f64; 6] = [0.0, 0.0001, 0.001, 0.0025, 0.005, 0.01];
 
-/// The best reclaim ratio a family reaches at or below an HP interference level.
-fn best_at(points: &[&PolicyOutcome], harm: f64) -> Option<f64> {
+/// Node-time saturated by BE (node CPU ≥ 95% busy) at which the frontier is also read.
+pub const SATURATION_LEVELS: [f64; 6] = [0.0, 0.001, 0.01, 0.05, 0.1, 0.25];
+
+/// The two harm measures the frontier is read against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Harm {
+    /// Share of node-time HP CPU demand was not met.
+    Interference,
+    /// Share of node-time BE pushed node CPU to ≥ 95% busy.
+    Saturation,
+}
+
+impl Harm {
+    fn of(self, p: &PolicyOutcome) -> f64 {
+        match self {
+            Harm::Interference => p.hp_interference,
+            Harm::Saturation => p.be_saturated_time,
+        }
+    }
+    fn levels(self) -> [f64; 6] {
+        match self {
+            Harm::Interference => HARM_LEVELS,
+            Harm::Saturation => SATURATION_LEVELS,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Harm::Interference => "HP interference",
+            Harm::Saturation => "node-time saturated by BE",
+        }
+    }
+}
+
+/// The best reclaim ratio a family reaches at or below a harm level.
+fn best_at(points: &[&PolicyOutcome], harm: Harm, level: f64) -> Option<f64> {
     points
         .iter()
-        .filter(|p| p.hp_interference <= harm + 1e-12)
+        .filter(|p| harm.of(p) <= level + 1e-12)
         .map(|p| p.reclaim_ratio)
         .reduce(f64::max)
 }
@@ -306,27 +339,29 @@ impl ReplayReport {
             );
         }
         let families = self.families();
-        let _ = write!(s, "\nbest reclaim at HP interference ≤\n{:<13}", "policy");
-        for h in HARM_LEVELS {
-            let _ = write!(s, " {:>7}", format!("{}%", h * 100.0));
-        }
-        s.push('\n');
-        for (policy, points) in &families {
-            let _ = write!(s, "{:<13}", policy.name());
-            for h in HARM_LEVELS {
-                match best_at(points, h) {
-                    Some(r) => {
-                        let _ = write!(s, " {r:>7.3}");
-                    }
-                    None => {
-                        let _ = write!(s, " {:>7}", "-");
-                    }
-                }
+        for harm in [Harm::Interference, Harm::Saturation] {
+            let _ = write!(s, "\nbest reclaim at {} ≤\n{:<13}", harm.name(), "policy");
+            for h in harm.levels() {
+                let _ = write!(s, " {:>7}", format!("{}%", h * 100.0));
             }
             s.push('\n');
-        }
-        if let Some(line) = self.frontier_verdict() {
-            let _ = writeln!(s, "{line}");
+            for (policy, points) in &families {
+                let _ = write!(s, "{:<13}", policy.name());
+                for h in harm.levels() {
+                    match best_at(points, harm, h) {
+                        Some(r) => {
+                            let _ = write!(s, " {r:>7.3}");
+                        }
+                        None => {
+                            let _ = write!(s, " {:>7}", "-");
+                        }
+                    }
+                }
+                s.push('\n');
+            }
+            if let Some(line) = self.frontier_verdict_by(harm) {
+                let _ = writeln!(s, "{line}");
+            }
         }
         s
     }
@@ -342,18 +377,22 @@ impl ReplayReport {
         out
     }
 
-    /// Whether Tide's frontier is above every baseline's at every harm level.
+    /// Whether Tide's frontier is above every baseline's at every HP interference level.
     pub fn frontier_verdict(&self) -> Option<String> {
+        self.frontier_verdict_by(Harm::Interference)
+    }
+
+    fn frontier_verdict_by(&self, harm: Harm) -> Option<String> {
         let families = self.families();
         let tide = families.iter().find(|f| f.0 == Policy::Tide)?;
         let mut lost = Vec::new();
-        for h in HARM_LEVELS {
-            let t = best_at(&tide.1, h).unwrap_or(0.0);
+        for h in harm.levels() {
+            let t = best_at(&tide.1, harm, h).unwrap_or(0.0);
             for (p, pts) in families
                 .iter()
                 .filter(|f| !matches!(f.0, Policy::Tide | Policy::TideRequest))
             {
-                if let Some(b) = best_at(pts, h).filter(|&b| b > t) {
+                if let Some(b) = best_at(pts, harm, h).filter(|&b| b > t) {
                     lost.push(format!(
                         "{} {b:.3} > tide {t:.3} at ≤ {}%",
                         p.name(),
@@ -362,12 +401,16 @@ impl ReplayReport {
                 }
             }
         }
+        let last = harm.levels()[5] * 100.0;
         Some(if lost.is_empty() {
-            "frontier verdict: tide delivers the most at every HP interference level from 0 to 1%."
-                .into()
+            format!(
+                "frontier verdict ({}): tide delivers the most at every level from 0 to {last}%.",
+                harm.name()
+            )
         } else {
             format!(
-                "frontier verdict: tide is not ahead everywhere: {}.",
+                "frontier verdict ({}): tide is not ahead everywhere: {}.",
+                harm.name(),
                 lost.join("; ")
             )
         })
