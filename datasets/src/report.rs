@@ -286,6 +286,15 @@ impl ReplayReport {
                     if d >= 0.0 { "ahead" } else { "behind" },
                     d.abs()
                 );
+                if b.be_saturated_time > tide.be_saturated_time {
+                    let _ = write!(
+                        v,
+                        ", but {} kept node CPU ≥ 95% busy with BE {:.2}% of node-time against tide's {:.2}%",
+                        b.policy.name(),
+                        b.be_saturated_time * 100.0,
+                        tide.be_saturated_time * 100.0
+                    );
+                }
             }
             None => v.push_str("; every baseline here did more harm"),
         }
