@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use tide_api::{ResourceAmounts, TideConfig};
 
+use crate::plots;
 use crate::sim::{Policy, PolicyOutcome};
 
 /// Everything a replay produced.
@@ -83,10 +84,6 @@ fn best_at(points: &[&PolicyOutcome], harm: Harm, level: f64) -> Option<f64> {
         .map(|p| p.reclaim_ratio)
         .reduce(f64::max)
 }
-
-const COLORS: [&str; 6] = [
-    "#7f7f7f", "#bcbd22", "#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-];
 
 impl ReplayReport {
     /// Plain-text table: the run's parameters, one row per policy, why each policy gets what
@@ -474,127 +471,68 @@ impl ReplayReport {
                 escape(&self.frontier_table())
             );
         }
-        h.push_str("<h2>CPU utilisation over time</h2>");
-        h.push_str(&self.line_plot(|p| &p.timeline_cpu, "cluster CPU used / allocatable"));
-        h.push_str("<h2>Best-effort CPU over time</h2>");
-        h.push_str(&self.line_plot(|p| &p.timeline_be_cpu, "BE CPU / allocatable"));
-        h.push_str("<h2>Reclaim against harm</h2>");
-        h.push_str(&self.scatter());
+        let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
+        let series = |f: fn(&PolicyOutcome) -> &Vec<f32>| -> Vec<(&str, &[f32])> {
+            self.policies
+                .iter()
+                .map(|p| (p.policy.name(), f(p).as_slice()))
+                .collect()
+        };
+        h.push_str(&plots::over_time(
+            "Cluster CPU used over time",
+            "% of allocatable CPU",
+            hours,
+            &series(|p| &p.timeline_cpu),
+        ));
+        h.push_str(&plots::over_time(
+            "Best-effort CPU over time",
+            "% of allocatable CPU",
+            hours,
+            &series(|p| &p.timeline_be_cpu),
+        ));
+        h.push_str(&plots::over_time(
+            "Memory in use over time (HP + BE)",
+            "% of allocatable memory",
+            hours,
+            &series(|p| &p.timeline_memory),
+        ));
+        let points = if self.frontier.is_empty() {
+            &self.policies
+        } else {
+            &self.frontier
+        };
+        // Per family: (harm, reclaim) points against interference and against saturation.
+        type Curves<'a> = (&'a str, Vec<(f64, f64)>, Vec<(f64, f64)>);
+        let mut families: Vec<Curves<'_>> = Vec::new();
+        for p in points {
+            let i = match families.iter().position(|f| f.0 == p.policy.name()) {
+                Some(i) => i,
+                None => {
+                    families.push((p.policy.name(), Vec::new(), Vec::new()));
+                    families.len() - 1
+                }
+            };
+            families[i].1.push((p.hp_interference, p.reclaim_ratio));
+            families[i].2.push((p.be_saturated_time, p.reclaim_ratio));
+        }
+        let by = |k: usize| -> Vec<(&str, Vec<(f64, f64)>)> {
+            families
+                .iter()
+                .map(|f| (f.0, if k == 1 { f.1.clone() } else { f.2.clone() }))
+                .collect()
+        };
+        h.push_str(&plots::frontier(
+            "Reclaim against HP interference",
+            "HP interference, % of node-time",
+            &by(1),
+        ));
+        h.push_str(&plots::frontier(
+            "Reclaim against BE saturation",
+            "node CPU >= 95% busy because of BE, % of node-time",
+            &by(2),
+        ));
         h.push_str("<p class=\"note\">Reclaim ratio: BE core-hours delivered over the core-hours HP left idle. HP interference: share of node-time in which BE kept HP from CPU it demanded. Model and limits: docs/replay.md.</p></body></html>\n");
         h
-    }
-
-    fn line_plot(&self, series: impl Fn(&PolicyOutcome) -> &Vec<f32>, label: &str) -> String {
-        let (w, ht, pad, top) = (900.0, 300.0, 40.0, 12.0);
-        let plot_h = ht - pad - top;
-        let y_of = |v: f64| top + plot_h * (1.0 - v.clamp(0.0, 1.0));
-        let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"{label}\">",
-            ht + 30.0
-        );
-        let _ = write!(
-            s,
-            "<rect x=\"{pad}\" y=\"{top}\" width=\"{}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#999\"/>",
-            w - pad
-        );
-        for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = y_of(tick);
-            let _ = write!(
-                s,
-                "<text x=\"2\" y=\"{:.1}\" font-size=\"11\">{:.0}%</text><line x1=\"{pad}\" x2=\"{w}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>",
-                y + 4.0,
-                tick * 100.0
-            );
-        }
-        // Time ticks in hours, about eight of them.
-        let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
-        let every = [1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0]
-            .into_iter()
-            .find(|e| hours / e <= 8.0)
-            .unwrap_or(168.0);
-        let mut h = 0.0;
-        while h <= hours + 1e-9 && hours > 0.0 {
-            let x = pad + (w - pad) * h / hours;
-            let _ = write!(
-                s,
-                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{h:.0} h</text>",
-                top + plot_h,
-                (x - 8.0).min(w - 32.0),
-                top + plot_h + 14.0
-            );
-            h += every;
-        }
-        for (i, p) in self.policies.iter().enumerate() {
-            let v = series(p);
-            if v.is_empty() {
-                continue;
-            }
-            let dx = (w - pad) / (v.len().max(2) - 1) as f64;
-            let pts: Vec<String> = v
-                .iter()
-                .enumerate()
-                .map(|(k, y)| format!("{:.1},{:.1}", pad + k as f64 * dx, y_of(f64::from(*y))))
-                .collect();
-            let c = COLORS[i % COLORS.len()];
-            let _ = write!(
-                s,
-                "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>",
-                pts.join(" ")
-            );
-            let _ = write!(
-                s,
-                "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"{c}\">&#9644; {}</text>",
-                pad + 10.0 + 140.0 * i as f64,
-                ht + 8.0,
-                p.policy.name()
-            );
-        }
-        let _ = write!(
-            s,
-            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"#555\">{label}</text></svg>",
-            w / 2.0 - 80.0,
-            ht + 26.0
-        );
-        s
-    }
-
-    fn scatter(&self) -> String {
-        let (w, ht, pad) = (600.0, 360.0, 50.0);
-        let max_x = self
-            .policies
-            .iter()
-            .map(|p| p.hp_interference * 100.0)
-            .fold(0.1, f64::max)
-            * 1.2;
-        let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" role=\"img\" aria-label=\"reclaim ratio against HP interference\">"
-        );
-        let _ = write!(
-            s,
-            "<rect x=\"{pad}\" y=\"10\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
-            w - pad - 10.0,
-            ht - pad - 10.0
-        );
-        let px = |x: f64| pad + (x / max_x).clamp(0.0, 1.0) * (w - pad - 10.0);
-        let py = |y: f64| 10.0 + (1.0 - y.clamp(0.0, 1.0)) * (ht - pad - 10.0);
-        for (i, p) in self.policies.iter().enumerate() {
-            let (x, y) = (px(p.hp_interference * 100.0), py(p.reclaim_ratio));
-            let c = COLORS[i % COLORS.len()];
-            let _ = write!(
-                s,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"6\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
-                x + 8.0,
-                y + 4.0,
-                p.policy.name()
-            );
-        }
-        let _ = write!(
-            s,
-            "<text x=\"{pad}\" y=\"{:.0}\" font-size=\"11\">HP interference, % of node-time (0 … {max_x:.2}%)</text><text x=\"4\" y=\"20\" font-size=\"11\">reclaim 1.0</text><text x=\"4\" y=\"{:.0}\" font-size=\"11\">0</text></svg>",
-            ht - 15.0,
-            ht - pad
-        );
-        s
     }
 }
 

@@ -226,6 +226,8 @@ pub struct PolicyOutcome {
     pub timeline_cpu: Vec<f32>,
     /// BE share of allocatable CPU over time (down-sampled).
     pub timeline_be_cpu: Vec<f32>,
+    /// Cluster memory in use (HP + BE) over allocatable, over time (down-sampled).
+    pub timeline_memory: Vec<f32>,
     /// Wall time of this policy's run, seconds.
     pub elapsed_secs: f64,
 }
@@ -430,7 +432,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     // mid-step. A pod placed at the end of the step starts with that much done: live, the
     // scheduler fills a freed slot at once, not at the next step boundary.
     let mut carry: Vec<f64> = vec![0.0; nodes.len()];
-    let mut timeline: Vec<(f64, f64)> = Vec::with_capacity(steps);
+    let mut timeline: Vec<(f64, f64, f64)> = Vec::with_capacity(steps);
     // Per node, per step: HP demand and HP reservation, for the violation rate.
     let mut hp_series: Vec<[Vec<f64>; 2]> =
         vec![[Vec::with_capacity(steps), Vec::with_capacity(steps)]; nodes.len()];
@@ -527,6 +529,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         }
 
         let (mut step_used, mut step_cap, mut step_be) = (0.0, 0.0, 0.0);
+        let (mut step_mem, mut step_mem_cap) = (0.0, 0.0);
         for (n, node) in nodes.iter_mut().enumerate() {
             let members = &members[n];
             let hp_cpu: f64 = members
@@ -667,6 +670,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 overflow += 1;
             }
             mem_used += (hp_mem + be_mem).min(cap_mem);
+            step_mem += (hp_mem + be_mem).min(cap_mem);
+            step_mem_cap += cap_mem;
             be_mem_secs += be_mem * step as f64;
             mem_cap += cap_mem;
 
@@ -882,7 +887,11 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             queue.push_front(j);
         }
         carry.iter_mut().for_each(|c| *c = 0.0);
-        timeline.push((step_used / step_cap.max(1.0), step_be / step_cap.max(1.0)));
+        timeline.push((
+            step_used / step_cap.max(1.0),
+            step_be / step_cap.max(1.0),
+            step_mem / step_mem_cap.max(1.0),
+        ));
         progress.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -904,7 +913,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         }
     }
     let chunk = timeline.len().div_ceil(TIMELINE_POINTS).max(1);
-    let down = |f: fn(&(f64, f64)) -> f64| -> Vec<f32> {
+    let down = |f: fn(&(f64, f64, f64)) -> f64| -> Vec<f32> {
         #[allow(clippy::cast_possible_truncation)]
         timeline
             .chunks(chunk)
@@ -973,6 +982,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         hp_pending_steps,
         timeline_cpu: down(|x| x.0),
         timeline_be_cpu: down(|x| x.1),
+        timeline_memory: down(|x| x.2),
         elapsed_secs: started.elapsed().as_secs_f64(),
     }
 }
