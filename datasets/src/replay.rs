@@ -185,16 +185,32 @@ pub fn run(input: &ReplayInput<'_>) -> ReplayReport {
     report(input, outcomes, started.elapsed().as_secs_f64())
 }
 
-/// The knob values a sweep tries per policy family.
-pub fn sweep_variants(policies: &[Policy]) -> Vec<Variant> {
+/// The knob value a policy runs at by default in `input`.
+fn default_knob(input: &ReplayInput<'_>, p: Policy) -> f64 {
+    match p {
+        Policy::NoOvercommit => 1.0,
+        Policy::StaticRatio => input.static_ratio,
+        Policy::Koordinator => KOORDINATOR_THRESHOLD.0 * 100.0,
+        Policy::Tide | Policy::TideRequest => input.config.cpu.schedule_percent,
+    }
+}
+
+/// The knob values a sweep tries per policy family, plus each policy's own default knob
+/// (`defaults`) where the grid does not have it, in increasing order.
+pub fn sweep_variants(policies: &[Policy], defaults: impl Fn(Policy) -> f64) -> Vec<Variant> {
     let mut out = Vec::new();
     for &policy in policies {
-        let knobs: &[f64] = match policy {
-            Policy::NoOvercommit => &[1.0],
-            Policy::StaticRatio => &[1.1, 1.25, 1.5, 1.75, 2.0, 2.5],
-            Policy::Koordinator => &[40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
-            Policy::Tide | Policy::TideRequest => &[70.0, 75.0, 80.0, 85.0, 90.0, 95.0],
+        let mut knobs: Vec<f64> = match policy {
+            Policy::NoOvercommit => vec![1.0],
+            Policy::StaticRatio => vec![1.1, 1.25, 1.5, 1.75, 2.0, 2.5],
+            Policy::Koordinator => vec![40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
+            Policy::Tide | Policy::TideRequest => vec![70.0, 75.0, 80.0, 85.0, 90.0, 95.0],
         };
+        let own = defaults(policy);
+        if !knobs.iter().any(|k| (k - own).abs() < 1e-9) {
+            knobs.push(own);
+            knobs.sort_by(f64::total_cmp);
+        }
         out.extend(knobs.iter().map(|&k| Variant {
             policy,
             knob: (policy != Policy::NoOvercommit).then_some(k),
@@ -208,18 +224,13 @@ pub fn sweep_variants(policies: &[Policy]) -> Vec<Variant> {
 pub fn sweep(input: &ReplayInput<'_>) -> ReplayReport {
     let started = Instant::now();
     let setup = base_setup(input);
-    let variants = sweep_variants(&input.policies);
+    let variants = sweep_variants(&input.policies, |p| default_knob(input, p));
     let points = run_variants(&setup, &variants, &AtomicU64::new(0), input.progress);
     let defaults: Vec<PolicyOutcome> = input
         .policies
         .iter()
         .filter_map(|&p| {
-            let want = match p {
-                Policy::NoOvercommit => 1.0,
-                Policy::StaticRatio => input.static_ratio,
-                Policy::Koordinator => KOORDINATOR_THRESHOLD.0 * 100.0,
-                Policy::Tide | Policy::TideRequest => input.config.cpu.schedule_percent,
-            };
+            let want = default_knob(input, p);
             points
                 .iter()
                 .find(|o| o.policy == p && (o.knob - want).abs() < 1e-9)
@@ -229,4 +240,41 @@ pub fn sweep(input: &ReplayInput<'_>) -> ReplayReport {
     let mut r = report(input, defaults, started.elapsed().as_secs_f64());
     r.frontier = points;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_grid_holds_each_policys_default_knob() {
+        let v = sweep_variants(&Policy::ALL, |p| match p {
+            Policy::StaticRatio => 1.3,
+            Policy::Tide | Policy::TideRequest => 85.0,
+            Policy::Koordinator => 60.0,
+            Policy::NoOvercommit => 1.0,
+        });
+        let knobs = |p: Policy| -> Vec<f64> {
+            v.iter()
+                .filter(|x| x.policy == p)
+                .filter_map(|x| x.knob)
+                .collect()
+        };
+        assert_eq!(
+            knobs(Policy::StaticRatio),
+            vec![1.1, 1.25, 1.3, 1.5, 1.75, 2.0, 2.5]
+        );
+        assert_eq!(knobs(Policy::Tide).len(), 6, "85 is already in the grid");
+        assert_eq!(knobs(Policy::NoOvercommit), Vec::<f64>::new());
+        // The schedule level's agent levels follow it up, never down.
+        let c = tide_at_level(&TideConfig::default(), 95.0);
+        assert_eq!(c.cpu.suppress_percent, 100.0);
+        assert!(c.cpu.evict_percent >= c.cpu.suppress_percent);
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        let c = tide_at_level(&TideConfig::default(), 70.0);
+        assert_eq!(
+            c.cpu.suppress_percent,
+            TideConfig::default().cpu.suppress_percent
+        );
+    }
 }
