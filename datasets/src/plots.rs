@@ -72,6 +72,61 @@ pub fn over_time(title: &str, y_label: &str, hours: f64, series: &[(&str, &[f32]
     if ok { svg } else { String::new() }
 }
 
+/// A per-node distribution: each series sorted ascending, drawn against the node's rank as a
+/// share of nodes (0–100%), values in [0, 1] shown in percent.
+#[allow(clippy::cast_precision_loss)]
+pub fn distribution(title: &str, y_label: &str, series: &[(&str, &[f32])]) -> String {
+    let mut svg = String::new();
+    let ok = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+        let root = SVGBackend::with_string(&mut svg, (700, 340)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let top = series
+            .iter()
+            .flat_map(|s| s.1.iter())
+            .fold(0.0f32, |a, &b| a.max(b))
+            .max(0.0001);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..100f64, 0f64..f64::from(top) * 100.0 * 1.05)?;
+        chart
+            .configure_mesh()
+            .x_desc("nodes, % (sorted by the value)")
+            .y_desc(y_label)
+            .draw()?;
+        for (i, (name, v)) in series.iter().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            let c = color(i);
+            let n = v.len().max(2) - 1;
+            chart
+                .draw_series(LineSeries::new(
+                    v.iter()
+                        .enumerate()
+                        .map(|(k, y)| (k as f64 * 100.0 / n as f64, f64::from(*y) * 100.0)),
+                    c.stroke_width(2),
+                ))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })()
+    .is_ok();
+    if ok { svg } else { String::new() }
+}
+
 /// The frontier: reclaim ratio (y) against a harm share (x, shown in percent), one line per
 /// policy family through its knob values.
 pub fn frontier(title: &str, x_label: &str, families: &[(&str, Vec<(f64, f64)>)]) -> String {

@@ -496,6 +496,16 @@ impl ReplayReport {
             hours,
             &series(|p| &p.timeline_memory),
         ));
+        h.push_str(&plots::distribution(
+            "Per-node mean CPU level (HP + BE), nodes sorted",
+            "% of allocatable CPU",
+            &series(|p| &p.node_cpu_level),
+        ));
+        h.push_str(&plots::distribution(
+            "Per-node HP interference, nodes sorted",
+            "% of the node's time",
+            &series(|p| &p.node_interference),
+        ));
         let points = if self.frontier.is_empty() {
             &self.policies
         } else {

@@ -228,6 +228,11 @@ pub struct PolicyOutcome {
     pub timeline_be_cpu: Vec<f32>,
     /// Cluster memory in use (HP + BE) over allocatable, over time (down-sampled).
     pub timeline_memory: Vec<f32>,
+    /// Per node, mean CPU used (HP + BE) over allocatable, sorted ascending: the distribution
+    /// of the water level across nodes.
+    pub node_cpu_level: Vec<f32>,
+    /// Per node, share of its time HP was interfered with, sorted ascending.
+    pub node_interference: Vec<f32>,
     /// Wall time of this policy's run, seconds.
     pub elapsed_secs: f64,
 }
@@ -432,6 +437,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     // mid-step. A pod placed at the end of the step starts with that much done: live, the
     // scheduler fills a freed slot at once, not at the next step boundary.
     let mut carry: Vec<f64> = vec![0.0; nodes.len()];
+    let mut node_level: Vec<f64> = vec![0.0; nodes.len()];
+    let mut node_interfered: Vec<u64> = vec![0; nodes.len()];
     let mut timeline: Vec<(f64, f64, f64)> = Vec::with_capacity(steps);
     // Per node, per step: HP demand and HP reservation, for the violation rate.
     let mut hp_series: Vec<[Vec<f64>; 2]> =
@@ -587,6 +594,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             let hp_fair = hp_cpu.min(cap_cpu);
             if hp_got + 1e-6 < hp_fair {
                 interfered += 1;
+                node_interfered[n] += 1;
                 shortfall_secs += (hp_fair - hp_got) / 1000.0 * step as f64;
             }
             node_steps += 1;
@@ -637,6 +645,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             }
             be_core_secs += delivered / 1000.0;
             step_used += hp_got + be_used;
+            node_level[n] += (hp_got + be_used) / cap_cpu.max(1.0);
             step_cap += cap_cpu;
             step_be += be_used;
             cpu_used += hp_got + be_used;
@@ -921,6 +930,15 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             .collect()
     };
     slowdowns.sort_by(f64::total_cmp);
+    #[allow(clippy::cast_possible_truncation)]
+    let per_node = |v: Vec<f64>| -> Vec<f32> {
+        let mut v: Vec<f32> = v
+            .into_iter()
+            .map(|x| (x / steps.max(1) as f64) as f32)
+            .collect();
+        v.sort_by(f32::total_cmp);
+        v
+    };
     let in_flight: f64 = nodes
         .iter()
         .flat_map(|n| &n.running)
@@ -983,6 +1001,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         timeline_cpu: down(|x| x.0),
         timeline_be_cpu: down(|x| x.1),
         timeline_memory: down(|x| x.2),
+        node_cpu_level: per_node(node_level),
+        node_interference: per_node(node_interfered.iter().map(|&x| x as f64).collect()),
         elapsed_secs: started.elapsed().as_secs_f64(),
     }
 }
