@@ -244,6 +244,20 @@ impl Default for Intervals {
     }
 }
 
+/// How the extender counts the BE pods already on a node when it admits more BE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BeAdmission {
+    /// By their requests: BE requests are honoured, never overcommitted.
+    #[default]
+    Request,
+    /// By the real-time water level: the BE usage the node's agent measured, plus the requests
+    /// of BE pods bound since that measurement. BE requests themselves may then be
+    /// overcommitted where BE uses less than it asked; the agent's suppression and eviction
+    /// remain the safety net.
+    RealTime,
+}
+
 /// The whole shared configuration.
 ///
 /// ```
@@ -266,6 +280,8 @@ pub struct TideConfig {
     pub reserve: SystemReserve,
     /// Loop intervals.
     pub intervals: Intervals,
+    /// How BE already on a node is counted at BE admission and scoring.
+    pub be_admission: BeAdmission,
 }
 
 fn percent(field: &'static str, v: f64) -> Result<(), ConfigError> {

@@ -38,7 +38,7 @@ mod quantity;
 mod units;
 
 pub use config::{
-    ConfigError, CpuLevels, EstimatorSettings, Intervals, MemoryLevels, PredictorKind,
+    BeAdmission, ConfigError, CpuLevels, EstimatorSettings, Intervals, MemoryLevels, PredictorKind,
     ResourceNames, SystemReserve, TideConfig, duration_text,
 };
 pub use crd::{

@@ -29,7 +29,10 @@
 )]
 
 pub mod bejobs;
+pub mod churn;
 pub mod formats;
+pub mod pagecache;
+mod plots;
 pub mod predict;
 pub mod replay;
 pub mod report;

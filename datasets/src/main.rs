@@ -55,11 +55,12 @@ struct ReplayArgs {
     /// Offered BE CPU as a share of the idle HP CPU.
     #[arg(long, default_value_t = 1.2)]
     be_load: f64,
-    /// Policies to compare (comma-separated): no-overcommit, static-ratio, koordinator, tide.
+    /// Policies to compare (comma-separated): no-overcommit, static-ratio, koordinator,
+    /// tide-request (Tide admitting BE by request), tide (by the real-time water level).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "no-overcommit,static-ratio,koordinator,tide"
+        default_value = "no-overcommit,static-ratio,koordinator,tide-request,tide"
     )]
     policy: Vec<String>,
     /// Allocatable multiplier of the static-ratio policy.
@@ -77,6 +78,12 @@ struct ReplayArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Leave HP page cache and Tide's cold-memory credit and reclaim out of the replay.
+    #[arg(long)]
+    no_cold_memory: bool,
+    /// Keep HP pods where the packing put them (no HP churn, no pre-eviction).
+    #[arg(long)]
+    no_churn: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -87,6 +94,9 @@ enum Format {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run each policy family over its own knob (static ratio, Koordinator's reclaim
+    /// threshold, Tide's schedule level) and report the frontier: reclaim against HP harm.
+    Sweep(ReplayArgs),
     /// Score every estimator predictor and baseline on a real trace.
     Predict {
         /// Trace as KIND:PATH (bitbrains, alibaba2018, google).
@@ -139,7 +149,8 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<TideConfig> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => replay(cli.replay),
+        None => replay(cli.replay, false),
+        Some(Command::Sweep(args)) => replay(args, true),
         Some(Command::Predict {
             trace,
             horizon,
@@ -182,7 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn replay(a: ReplayArgs) -> anyhow::Result<()> {
+fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref())?;
     let capacity = ResourceAmounts {
         cpu: MilliCores::from_quantity(&a.node_cpu).context("--node-cpu")?,
@@ -203,7 +214,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         .map(|p| {
             Policy::parse(p).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown policy {p:?}: no-overcommit, static-ratio, koordinator, tide"
+                    "unknown policy {p:?}: no-overcommit, static-ratio, koordinator, tide-request, tide"
                 )
             })
         })
@@ -266,7 +277,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     let steps = a
         .duration
         .map(|d| usize::try_from(d.as_secs() / trace.step_secs.max(1)).unwrap_or(usize::MAX));
-    let report = run_replay(&ReplayInput {
+    let input = ReplayInput {
         source,
         trace: &trace,
         nodes: &nodes,
@@ -278,7 +289,17 @@ fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         steps,
         load_secs: started.elapsed().as_secs_f64(),
         progress: true,
-    });
+        page_cache: (!a.no_cold_memory).then(tide_datasets::pagecache::PageCacheModel::default),
+        churn: (!a.no_churn).then(|| tide_datasets::churn::HpChurn {
+            seed: a.seed,
+            ..tide_datasets::churn::HpChurn::default()
+        }),
+    };
+    let report = if sweep {
+        tide_datasets::replay::sweep(&input)
+    } else {
+        run_replay(&input)
+    };
     if let Some(dir) = a.report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

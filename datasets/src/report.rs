@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::sim::PolicyOutcome;
+use tide_api::{ResourceAmounts, TideConfig};
+
+use crate::plots;
+use crate::sim::{Policy, PolicyOutcome};
 
 /// Everything a replay produced.
 #[derive(Debug, Clone, Serialize)]
@@ -21,46 +24,115 @@ pub struct ReplayReport {
     pub steps: usize,
     /// Step width, seconds.
     pub step_secs: u64,
+    /// Allocatable of every node.
+    pub node_capacity: ResourceAmounts,
+    /// The static policy's allocatable ratio.
+    pub static_ratio: f64,
+    /// Tide's configuration in this run.
+    pub config: TideConfig,
     /// Results per policy.
     pub policies: Vec<PolicyOutcome>,
+    /// Every run of a sweep (`tide-replay sweep`): each family over its knob; empty otherwise.
+    pub frontier: Vec<PolicyOutcome>,
     /// Wall time of loading, seconds.
     pub load_secs: f64,
     /// Wall time of the simulation (all policies), seconds.
     pub simulate_secs: f64,
 }
 
-const COLORS: [&str; 6] = [
-    "#7f7f7f", "#bcbd22", "#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-];
+/// HP interference levels (share of node-time) at which the frontier is read.
+pub const HARM_LEVELS: [f64; 6] = [0.0, 0.0001, 0.001, 0.0025, 0.005, 0.01];
+
+/// Node-time saturated by BE (node CPU ≥ 95% busy) at which the frontier is also read.
+pub const SATURATION_LEVELS: [f64; 6] = [0.0, 0.001, 0.01, 0.05, 0.1, 0.25];
+
+/// The two harm measures the frontier is read against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Harm {
+    /// Share of node-time HP CPU demand was not met.
+    Interference,
+    /// Share of node-time BE pushed node CPU to ≥ 95% busy.
+    Saturation,
+}
+
+impl Harm {
+    fn of(self, p: &PolicyOutcome) -> f64 {
+        match self {
+            Harm::Interference => p.hp_interference,
+            Harm::Saturation => p.be_saturated_time,
+        }
+    }
+    fn levels(self) -> [f64; 6] {
+        match self {
+            Harm::Interference => HARM_LEVELS,
+            Harm::Saturation => SATURATION_LEVELS,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Harm::Interference => "HP interference",
+            Harm::Saturation => "node-time saturated by BE",
+        }
+    }
+}
+
+/// The best reclaim ratio a family reaches at or below a harm level.
+fn best_at(points: &[&PolicyOutcome], harm: Harm, level: f64) -> Option<f64> {
+    points
+        .iter()
+        .filter(|p| harm.of(p) <= level + 1e-12)
+        .map(|p| p.reclaim_ratio)
+        .reduce(f64::max)
+}
 
 impl ReplayReport {
-    /// Plain-text table.
+    /// Plain-text table: the run's parameters, one row per policy, why each policy gets what
+    /// it gets, the verdict, and the frontier when the run was a sweep.
     pub fn table(&self) -> String {
         let mut s = String::new();
         let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
         let _ = writeln!(
             s,
-            "replay of {}: {} nodes, {} HP pods, {} BE jobs offered, {:.1} h in {} s steps\n",
+            "replay of {}: {} nodes, {} HP pods, {} BE jobs offered, {:.1} h in {} s steps",
             self.source, self.nodes, self.hp_pods, self.be_jobs, hours, self.step_secs
+        );
+        let _ = writeln!(s, "{}\n", self.parameters());
+        let _ = writeln!(
+            s,
+            "{:<13} {:>6} {:>6} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}",
+            "policy",
+            "cpu",
+            "mem",
+            "BE",
+            "reclaim",
+            "violat.",
+            "HP",
+            "BE",
+            "BE",
+            "BE work",
+            "BE",
+            "BE"
         );
         let _ = writeln!(
             s,
-            "{:<14} {:>8} {:>8} {:>11} {:>8} {:>10} {:>13} {:>10} {:>9} {:>8}",
-            "policy",
-            "cpu util",
-            "mem util",
-            "BE core-h",
-            "reclaim",
-            "violation",
-            "HP interfer.",
-            "BE evict",
-            "BE kills",
-            "BE done"
+            "{:<13} {:>6} {:>6} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}",
+            "",
+            "util",
+            "util",
+            "core-h",
+            "ratio",
+            "rate",
+            "interf.",
+            "evict",
+            "kills",
+            "lost c-h",
+            "slow",
+            "done"
         );
         for p in &self.policies {
             let _ = writeln!(
                 s,
-                "{:<14} {:>7.1}% {:>7.1}% {:>11.0} {:>8.3} {:>9.2}% {:>12.3}% {:>10} {:>9} {:>8}",
+                "{:<13} {:>5.1}% {:>5.1}% {:>8.0} {:>7.3} {:>6.2}% {:>7.3}% {:>6} {:>6} {:>7.1} {:>5.1}x {:>6}",
                 p.policy.name(),
                 p.cpu_utilisation * 100.0,
                 p.memory_utilisation * 100.0,
@@ -70,6 +142,8 @@ impl ReplayReport {
                 p.hp_interference * 100.0,
                 p.be_evictions,
                 p.be_kills,
+                p.be_work_lost_core_hours,
+                p.be_slowdown_mean,
                 p.be_jobs_completed
             );
         }
@@ -78,10 +152,274 @@ impl ReplayReport {
             s,
             "\nreclaim = BE core-hours / idle HP core-hours ({oracle:.0} core-h, the oracle's limit); violation = share of\n\
              decisions whose HP peak over the horizon passed the HP reservation; HP interference = share of node-time\n\
-             HP CPU demand was not met because of BE. Loaded in {:.2} s, simulated in {:.2} s.",
-            self.load_secs, self.simulate_secs
+             HP CPU demand was not met because of BE; BE work lost = progress thrown away by evictions and kills;\n\
+             BE slow = mean completion time (queueing and restarts included) over the job's time alone."
+        );
+        let _ = writeln!(s, "\nwhy:");
+        for line in self.why() {
+            let _ = writeln!(s, "  {line}");
+        }
+        if let Some(v) = self.verdict() {
+            let _ = writeln!(s, "\n{v}");
+        }
+        if !self.frontier.is_empty() {
+            s.push('\n');
+            s.push_str(&self.frontier_table());
+        }
+        let _ = writeln!(
+            s,
+            "\nLoaded in {:.2} s, simulated in {:.2} s ({} runs on 2 threads).",
+            self.load_secs,
+            self.simulate_secs,
+            self.policies.len().max(self.frontier.len())
         );
         s
+    }
+
+    /// The run's parameters in one line.
+    pub fn parameters(&self) -> String {
+        format!(
+            "parameters: node {} m CPU / {:.0} GiB; static ratio {:.2}; Koordinator reclaim 60% CPU / 65% memory, suppress 65%; \
+             Tide schedule {:.0}% CPU / {:.0}% memory, suppress {:.0}%, evict {:.0}% memory, horizon {} s, target violation {:.3}",
+            self.node_capacity.cpu.0,
+            self.node_capacity.memory.as_f64() / f64::from(1u32 << 30),
+            self.static_ratio,
+            self.config.cpu.schedule_percent,
+            self.config.memory.schedule_percent,
+            self.config.cpu.suppress_percent,
+            self.config.memory.evict_percent,
+            self.config.estimator.horizon.as_secs(),
+            self.config.estimator.target_violation_rate
+        )
+    }
+
+    /// One line per policy on where its BE CPU comes from and what it costs.
+    pub fn why(&self) -> Vec<String> {
+        self.policies
+            .iter()
+            .map(|p| {
+                let how = match p.policy {
+                    Policy::NoOvercommit => "sells only what no HP pod requested",
+                    Policy::StaticRatio => {
+                        "sells requests up to ratio × allocatable with no agent: BE and HP share CPU by CFS weight, \
+                         so HP is hurt whenever its demand passes its share"
+                    }
+                    Policy::Koordinator => {
+                        "sells threshold × allocatable − HP 5-min average by request; its agent caps node CPU at 65%"
+                    }
+                    Policy::TideRequest => {
+                        "sells the predicted HP peak's headroom by BE request up to the schedule level; the agent suppresses BE"
+                    }
+                    Policy::Tide => {
+                        "sells the predicted HP peak's headroom by BE's measured usage (real-time level); the agent suppresses BE"
+                    }
+                };
+                format!(
+                    "{}: {how}. Held {:.0}% of CPU for HP (HP used {:.0}%); BE requests bound {:.0}% of allocatable CPU, BE used {:.0}% of them; \
+                     HP short {:.1} core-h; node CPU ≥ 95% busy because of BE {:.2}% of node-time; BE lost {:.1} core-h to {} evictions ({} at HP bind time, {} HP arrivals) + {} kills. \
+                     Memory: {:.0}% of allocatable left to sell on average, BE used {:.0} GiB-h{}.",
+                    p.policy.name(),
+                    p.hp_reserved_share * 100.0,
+                    p.hp_usage_share * 100.0,
+                    p.be_request_share * 100.0,
+                    p.be_usage_over_request * 100.0,
+                    p.hp_shortfall_core_hours,
+                    p.be_saturated_time * 100.0,
+                    p.be_work_lost_core_hours,
+                    p.be_evictions,
+                    p.be_pre_evictions,
+                    p.hp_arrivals,
+                    p.be_kills,
+                    p.sellable_memory_share * 100.0,
+                    p.be_memory_gib_hours,
+                    if p.cold_reclaimed_gib > 0.0 || p.refault_gib > 0.0 {
+                        format!(
+                            "; cold page cache dropped {:.0} GiB, {:.0} GiB of it refaulted",
+                            p.cold_reclaimed_gib, p.refault_gib
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect()
+    }
+
+    /// A one-line verdict: Tide against the best baseline that did no more harm.
+    pub fn verdict(&self) -> Option<String> {
+        let tide = self
+            .policies
+            .iter()
+            .find(|p| p.policy == Policy::Tide)
+            .or_else(|| {
+                self.policies
+                    .iter()
+                    .find(|p| p.policy == Policy::TideRequest)
+            })?;
+        let others: Vec<&PolicyOutcome> = self
+            .policies
+            .iter()
+            .filter(|p| !matches!(p.policy, Policy::Tide | Policy::TideRequest))
+            .collect();
+        let fair = others
+            .iter()
+            .filter(|p| p.hp_interference <= tide.hp_interference + 1e-12)
+            .max_by(|a, b| a.reclaim_ratio.total_cmp(&b.reclaim_ratio));
+        let mut v = format!(
+            "verdict: {} reclaims {:.3} of the oracle's idle core-hours at {:.3}% HP interference",
+            tide.policy.name(),
+            tide.reclaim_ratio,
+            tide.hp_interference * 100.0
+        );
+        match fair {
+            Some(b) => {
+                let d = (tide.reclaim_ratio - b.reclaim_ratio) * 100.0;
+                let _ = write!(
+                    v,
+                    "; the best baseline with no more harm, {} ({:.3}% interference), reclaims {:.3}: tide {} by {:.1} points",
+                    b.policy.name(),
+                    b.hp_interference * 100.0,
+                    b.reclaim_ratio,
+                    if d >= 0.0 { "ahead" } else { "behind" },
+                    d.abs()
+                );
+                if b.be_saturated_time > tide.be_saturated_time {
+                    let _ = write!(
+                        v,
+                        ", but {} kept node CPU ≥ 95% busy with BE {:.2}% of node-time against tide's {:.2}%",
+                        b.policy.name(),
+                        b.be_saturated_time * 100.0,
+                        tide.be_saturated_time * 100.0
+                    );
+                }
+            }
+            None => v.push_str("; every baseline here did more harm"),
+        }
+        for b in others.iter().filter(|p| {
+            p.hp_interference > tide.hp_interference + 1e-12 && p.reclaim_ratio > tide.reclaim_ratio
+        }) {
+            let _ = write!(
+                v,
+                "; {} reclaims more ({:.3}) at {:.3}% interference",
+                b.policy.name(),
+                b.reclaim_ratio,
+                b.hp_interference * 100.0
+            );
+        }
+        v.push('.');
+        Some(v)
+    }
+
+    /// The frontier: every point of the sweep, then each family's best reclaim at or below each
+    /// HP interference level.
+    pub fn frontier_table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "frontier: every run of the sweep (sat. = node CPU ≥ 95% busy because of BE)\n{:<13} {:>8} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>8} {:>6}",
+            "policy",
+            "knob",
+            "reclaim",
+            "HP int.",
+            "sat.",
+            "violat.",
+            "evict",
+            "kills",
+            "lost c-h",
+            "slow"
+        );
+        for p in &self.frontier {
+            let _ = writeln!(
+                s,
+                "{:<13} {:>8.2} {:>7.3} {:>7.3}% {:>6.2}% {:>6.2}% {:>6} {:>6} {:>8.1} {:>5.1}x",
+                p.policy.name(),
+                p.knob,
+                p.reclaim_ratio,
+                p.hp_interference * 100.0,
+                p.be_saturated_time * 100.0,
+                p.violation_rate * 100.0,
+                p.be_evictions,
+                p.be_kills,
+                p.be_work_lost_core_hours,
+                p.be_slowdown_mean
+            );
+        }
+        let families = self.families();
+        for harm in [Harm::Interference, Harm::Saturation] {
+            let _ = write!(s, "\nbest reclaim at {} ≤\n{:<13}", harm.name(), "policy");
+            for h in harm.levels() {
+                let _ = write!(s, " {:>7}", format!("{}%", h * 100.0));
+            }
+            s.push('\n');
+            for (policy, points) in &families {
+                let _ = write!(s, "{:<13}", policy.name());
+                for h in harm.levels() {
+                    match best_at(points, harm, h) {
+                        Some(r) => {
+                            let _ = write!(s, " {r:>7.3}");
+                        }
+                        None => {
+                            let _ = write!(s, " {:>7}", "-");
+                        }
+                    }
+                }
+                s.push('\n');
+            }
+            if let Some(line) = self.frontier_verdict_by(harm) {
+                let _ = writeln!(s, "{line}");
+            }
+        }
+        s
+    }
+
+    fn families(&self) -> Vec<(Policy, Vec<&PolicyOutcome>)> {
+        let mut out: Vec<(Policy, Vec<&PolicyOutcome>)> = Vec::new();
+        for p in &self.frontier {
+            match out.iter_mut().find(|f| f.0 == p.policy) {
+                Some(f) => f.1.push(p),
+                None => out.push((p.policy, vec![p])),
+            }
+        }
+        out
+    }
+
+    /// Whether Tide's frontier is above every baseline's at every HP interference level.
+    pub fn frontier_verdict(&self) -> Option<String> {
+        self.frontier_verdict_by(Harm::Interference)
+    }
+
+    fn frontier_verdict_by(&self, harm: Harm) -> Option<String> {
+        let families = self.families();
+        let tide = families.iter().find(|f| f.0 == Policy::Tide)?;
+        let mut lost = Vec::new();
+        for h in harm.levels() {
+            let t = best_at(&tide.1, harm, h).unwrap_or(0.0);
+            for (p, pts) in families
+                .iter()
+                .filter(|f| !matches!(f.0, Policy::Tide | Policy::TideRequest))
+            {
+                if let Some(b) = best_at(pts, harm, h).filter(|&b| b > t) {
+                    lost.push(format!(
+                        "{} {b:.3} > tide {t:.3} at ≤ {}%",
+                        p.name(),
+                        h * 100.0
+                    ));
+                }
+            }
+        }
+        let last = harm.levels()[5] * 100.0;
+        Some(if lost.is_empty() {
+            format!(
+                "frontier verdict ({}): tide delivers the most at every level from 0 to {last}%.",
+                harm.name()
+            )
+        } else {
+            format!(
+                "frontier verdict ({}): tide is not ahead everywhere: {}.",
+                harm.name(),
+                lost.join("; ")
+            )
+        })
     }
 
     /// A self-contained HTML page with SVG plots.
@@ -117,127 +455,94 @@ impl ReplayReport {
             );
         }
         h.push_str("</table>");
-        h.push_str("<h2>CPU utilisation over time</h2>");
-        h.push_str(&self.line_plot(|p| &p.timeline_cpu, "cluster CPU used / allocatable"));
-        h.push_str("<h2>Best-effort CPU over time</h2>");
-        h.push_str(&self.line_plot(|p| &p.timeline_be_cpu, "BE CPU / allocatable"));
-        h.push_str("<h2>Reclaim against harm</h2>");
-        h.push_str(&self.scatter());
+        let _ = write!(h, "<p class=\"note\">{}</p>", escape(&self.parameters()));
+        if let Some(v) = self.verdict() {
+            let _ = write!(h, "<p><b>{}</b></p>", escape(&v));
+        }
+        h.push_str("<h2>Why each policy gets what it gets</h2><ul>");
+        for line in self.why() {
+            let _ = write!(h, "<li>{}</li>", escape(&line));
+        }
+        h.push_str("</ul>");
+        if !self.frontier.is_empty() {
+            let _ = write!(
+                h,
+                "<h2>Frontier</h2><pre>{}</pre>",
+                escape(&self.frontier_table())
+            );
+        }
+        let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
+        let series = |f: fn(&PolicyOutcome) -> &Vec<f32>| -> Vec<(&str, &[f32])> {
+            self.policies
+                .iter()
+                .map(|p| (p.policy.name(), f(p).as_slice()))
+                .collect()
+        };
+        h.push_str(&plots::over_time(
+            "Cluster CPU used over time",
+            "% of allocatable CPU",
+            hours,
+            &series(|p| &p.timeline_cpu),
+        ));
+        h.push_str(&plots::over_time(
+            "Best-effort CPU over time",
+            "% of allocatable CPU",
+            hours,
+            &series(|p| &p.timeline_be_cpu),
+        ));
+        h.push_str(&plots::over_time(
+            "Memory in use over time (HP + BE)",
+            "% of allocatable memory",
+            hours,
+            &series(|p| &p.timeline_memory),
+        ));
+        h.push_str(&plots::distribution(
+            "Per-node mean CPU level (HP + BE), nodes sorted",
+            "% of allocatable CPU",
+            &series(|p| &p.node_cpu_level),
+        ));
+        h.push_str(&plots::distribution(
+            "Per-node HP interference, nodes sorted",
+            "% of the node's time",
+            &series(|p| &p.node_interference),
+        ));
+        let points = if self.frontier.is_empty() {
+            &self.policies
+        } else {
+            &self.frontier
+        };
+        // Per family: (harm, reclaim) points against interference and against saturation.
+        type Curves<'a> = (&'a str, Vec<(f64, f64)>, Vec<(f64, f64)>);
+        let mut families: Vec<Curves<'_>> = Vec::new();
+        for p in points {
+            let i = match families.iter().position(|f| f.0 == p.policy.name()) {
+                Some(i) => i,
+                None => {
+                    families.push((p.policy.name(), Vec::new(), Vec::new()));
+                    families.len() - 1
+                }
+            };
+            families[i].1.push((p.hp_interference, p.reclaim_ratio));
+            families[i].2.push((p.be_saturated_time, p.reclaim_ratio));
+        }
+        let by = |k: usize| -> Vec<(&str, Vec<(f64, f64)>)> {
+            families
+                .iter()
+                .map(|f| (f.0, if k == 1 { f.1.clone() } else { f.2.clone() }))
+                .collect()
+        };
+        h.push_str(&plots::frontier(
+            "Reclaim against HP interference",
+            "HP interference, % of node-time",
+            &by(1),
+        ));
+        h.push_str(&plots::frontier(
+            "Reclaim against BE saturation",
+            "node CPU >= 95% busy because of BE, % of node-time",
+            &by(2),
+        ));
         h.push_str("<p class=\"note\">Reclaim ratio: BE core-hours delivered over the core-hours HP left idle. HP interference: share of node-time in which BE kept HP from CPU it demanded. Model and limits: docs/replay.md.</p></body></html>\n");
         h
-    }
-
-    fn line_plot(&self, series: impl Fn(&PolicyOutcome) -> &Vec<f32>, label: &str) -> String {
-        let (w, ht, pad, top) = (900.0, 300.0, 40.0, 12.0);
-        let plot_h = ht - pad - top;
-        let y_of = |v: f64| top + plot_h * (1.0 - v.clamp(0.0, 1.0));
-        let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"{label}\">",
-            ht + 30.0
-        );
-        let _ = write!(
-            s,
-            "<rect x=\"{pad}\" y=\"{top}\" width=\"{}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#999\"/>",
-            w - pad
-        );
-        for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = y_of(tick);
-            let _ = write!(
-                s,
-                "<text x=\"2\" y=\"{:.1}\" font-size=\"11\">{:.0}%</text><line x1=\"{pad}\" x2=\"{w}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>",
-                y + 4.0,
-                tick * 100.0
-            );
-        }
-        // Time ticks in hours, about eight of them.
-        let hours = self.steps as f64 * self.step_secs as f64 / 3600.0;
-        let every = [1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0]
-            .into_iter()
-            .find(|e| hours / e <= 8.0)
-            .unwrap_or(168.0);
-        let mut h = 0.0;
-        while h <= hours + 1e-9 && hours > 0.0 {
-            let x = pad + (w - pad) * h / hours;
-            let _ = write!(
-                s,
-                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{h:.0} h</text>",
-                top + plot_h,
-                (x - 8.0).min(w - 32.0),
-                top + plot_h + 14.0
-            );
-            h += every;
-        }
-        for (i, p) in self.policies.iter().enumerate() {
-            let v = series(p);
-            if v.is_empty() {
-                continue;
-            }
-            let dx = (w - pad) / (v.len().max(2) - 1) as f64;
-            let pts: Vec<String> = v
-                .iter()
-                .enumerate()
-                .map(|(k, y)| format!("{:.1},{:.1}", pad + k as f64 * dx, y_of(f64::from(*y))))
-                .collect();
-            let c = COLORS[i % COLORS.len()];
-            let _ = write!(
-                s,
-                "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>",
-                pts.join(" ")
-            );
-            let _ = write!(
-                s,
-                "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"12\" fill=\"{c}\">&#9644; {}</text>",
-                pad + 10.0 + 140.0 * i as f64,
-                ht + 8.0,
-                p.policy.name()
-            );
-        }
-        let _ = write!(
-            s,
-            "<text x=\"{:.0}\" y=\"{:.0}\" font-size=\"11\" fill=\"#555\">{label}</text></svg>",
-            w / 2.0 - 80.0,
-            ht + 26.0
-        );
-        s
-    }
-
-    fn scatter(&self) -> String {
-        let (w, ht, pad) = (600.0, 360.0, 50.0);
-        let max_x = self
-            .policies
-            .iter()
-            .map(|p| p.hp_interference * 100.0)
-            .fold(0.1, f64::max)
-            * 1.2;
-        let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" role=\"img\" aria-label=\"reclaim ratio against HP interference\">"
-        );
-        let _ = write!(
-            s,
-            "<rect x=\"{pad}\" y=\"10\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
-            w - pad - 10.0,
-            ht - pad - 10.0
-        );
-        let px = |x: f64| pad + (x / max_x).clamp(0.0, 1.0) * (w - pad - 10.0);
-        let py = |y: f64| 10.0 + (1.0 - y.clamp(0.0, 1.0)) * (ht - pad - 10.0);
-        for (i, p) in self.policies.iter().enumerate() {
-            let (x, y) = (px(p.hp_interference * 100.0), py(p.reclaim_ratio));
-            let c = COLORS[i % COLORS.len()];
-            let _ = write!(
-                s,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"6\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
-                x + 8.0,
-                y + 4.0,
-                p.policy.name()
-            );
-        }
-        let _ = write!(
-            s,
-            "<text x=\"{pad}\" y=\"{:.0}\" font-size=\"11\">HP interference, % of node-time (0 … {max_x:.2}%)</text><text x=\"4\" y=\"20\" font-size=\"11\">reclaim 1.0</text><text x=\"4\" y=\"{:.0}\" font-size=\"11\">0</text></svg>",
-            ht - 15.0,
-            ht - pad
-        );
-        s
     }
 }
 

@@ -184,7 +184,13 @@ fn default_replay_prints_every_policy_and_writes_the_report() {
         .collect();
     assert_eq!(
         names,
-        ["no-overcommit", "static-ratio", "koordinator", "tide"]
+        [
+            "no-overcommit",
+            "static-ratio",
+            "koordinator",
+            "tide-request",
+            "tide"
+        ]
     );
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(

@@ -71,6 +71,9 @@ fn run(trace: &UsageTrace, be: &[BeJob], policy: Policy) -> PolicyOutcome {
         be_jobs: be,
         config,
         static_ratio: 1.5,
+        koordinator_threshold: (0.6, 0.65),
+        page_cache: None,
+        churn: None,
         system: ResourceAmounts::ZERO,
         steps: trace.steps(),
     };
@@ -192,6 +195,9 @@ fn golden_small_synthetic_cluster() {
         be_jobs: &c.be_jobs,
         config,
         static_ratio: 1.5,
+        koordinator_threshold: (0.6, 0.65),
+        page_cache: None,
+        churn: None,
         system: tide_datasets::replay::SYSTEM_USAGE,
         steps: c.trace.steps(),
     };
@@ -199,7 +205,7 @@ fn golden_small_synthetic_cluster() {
     for p in Policy::ALL {
         let o = simulate(&setup, p, &AtomicU64::new(0));
         lines.push(format!(
-            "{:<14} be_core_hours={:.3} reclaim={:.4} violation={:.4} interference={:.5} evictions={} kills={} completed={} waiting={}",
+            "{:<14} be_core_hours={:.3} reclaim={:.4} violation={:.4} interference={:.5} evictions={} kills={} completed={} waiting={} be_request_share={:.4} lost={:.3}",
             p.name(),
             o.be_core_hours,
             o.reclaim_ratio,
@@ -208,12 +214,116 @@ fn golden_small_synthetic_cluster() {
             o.be_evictions,
             o.be_kills,
             o.be_jobs_completed,
-            o.be_jobs_waiting
+            o.be_jobs_waiting,
+            o.be_request_share,
+            o.be_work_lost_core_hours
         ));
     }
     let got = lines.join("\n") + "\n";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata/golden/small-synthetic.txt");
+    if std::env::var_os("TIDE_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (TIDE_BLESS=1 to create)", path.display()));
+    assert_eq!(
+        got, want,
+        "replay decisions changed; if on purpose: TIDE_BLESS=1 cargo test -p tide-datasets --test replay"
+    );
+}
+
+/// Golden file: the replay v2 decisions — real-time level admission (`tide` against
+/// `tide-request`), HP churn with bind-time pre-eviction, and the cold-memory credit and reclaim
+/// — on a hand-made four-node cluster whose HP memory steps up half-way. Regenerate on purpose
+/// with `TIDE_BLESS=1 cargo test -p tide-datasets --test replay`.
+#[test]
+fn golden_real_time_pre_eviction_and_cold_memory() {
+    // Four nodes of two HP pods each (4 cores / 12 GiB requested per pod); CPU per pod swings
+    // 0.5–2.5 cores with a 3-hour period, memory 4 GiB for 4 h then 13 GiB per pod (81% of
+    // the node with no BE: Tide drops cold page cache, the others cannot).
+    let steps = 8 * 60;
+    let mut c = Array2::<f32>::zeros((steps, 8));
+    let mut m = Array2::<f32>::zeros((steps, 8));
+    for t in 0..steps {
+        for p in 0..8 {
+            let phase = (t as f32 / 180.0 + p as f32 / 8.0) * std::f32::consts::TAU;
+            c[[t, p]] = 1_500.0 + 1_000.0 * phase.sin();
+            m[[t, p]] = if t < 240 { 4.0 } else { 13.0 } * GIB as f32;
+        }
+    }
+    let trace = UsageTrace {
+        name: "hand-made".into(),
+        shape: TraceShape::Workloads,
+        step_secs: 60,
+        start_time: 0,
+        columns: (0..8)
+            .map(|i| Column {
+                name: format!("hp-{i}"),
+                request: ResourceAmounts::new(4_000, 12 * GIB),
+            })
+            .collect(),
+        cpu: c,
+        memory: m,
+        bad_rows: BadRows::default(),
+        rows_read: 0,
+    };
+    let nodes: Vec<Vec<usize>> = (0..4).map(|n| vec![2 * n, 2 * n + 1]).collect();
+    // BE: 1 core / 2 GiB requested, using 60% of the CPU and 1.5 GiB, 40 minutes of work each.
+    let be: Vec<BeJob> = (0..400)
+        .map(|id| BeJob {
+            id,
+            arrival: id * 60,
+            request: ResourceAmounts::new(1_000, 2 * GIB),
+            cpu_demand: 600,
+            memory_usage: 3 * GIB / 2,
+            work: 600.0 * 2400.0,
+            priority: i32::from(id % 5 == 0) * 100,
+        })
+        .collect();
+    let config = TideConfig::from_yaml("estimator:\n  minHistory: 10m\n  horizon: 10m\n").unwrap();
+    let setup = SimSetup {
+        trace: &trace,
+        nodes: &nodes,
+        capacity: vec![ResourceAmounts::new(8_000, 32 * GIB); 4],
+        be_jobs: &be,
+        config,
+        static_ratio: 1.5,
+        koordinator_threshold: (0.6, 0.65),
+        system: ResourceAmounts::ZERO,
+        page_cache: Some(tide_datasets::pagecache::PageCacheModel::default()),
+        churn: Some(tide_datasets::churn::HpChurn {
+            share: 0.5,
+            mean_life_secs: 2.0 * 3600.0,
+            mean_gap_secs: 1200.0,
+            seed: 5,
+        }),
+        steps,
+    };
+    let mut lines = Vec::new();
+    for p in Policy::ALL {
+        let o = simulate(&setup, p, &AtomicU64::new(0));
+        assert_eq!(o.capacity_breaches, 0, "{p:?}");
+        lines.push(format!(
+            "{:<14} be_core_hours={:.3} interference={:.5} be_request_share={:.4} evictions={} pre_evictions={} kills={} lost={:.3} hp_arrivals={} cold_dropped_gib={:.3} refault_gib={:.3} be_mem_gib_h={:.1}",
+            p.name(),
+            o.be_core_hours,
+            o.hp_interference,
+            o.be_request_share,
+            o.be_evictions,
+            o.be_pre_evictions,
+            o.be_kills,
+            o.be_work_lost_core_hours,
+            o.hp_arrivals,
+            o.cold_reclaimed_gib,
+            o.refault_gib,
+            o.be_memory_gib_hours
+        ));
+    }
+    let got = lines.join("\n") + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/golden/replay-v2-hand-made.txt");
     if std::env::var_os("TIDE_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &got).unwrap();

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use tide_api::{
-    Classification, Resource, ResourceAmounts, TideConfig, VictimKey, batch_admit_limit,
-    victim_order,
+    BeAdmission, Classification, Resource, ResourceAmounts, TideConfig, VictimKey,
+    batch_admit_limit, victim_order,
 };
 
 /// The node's estimate as the extender sees it (from its NodeEstimate).
@@ -228,6 +228,39 @@ pub fn predicted_level(node: &NodeView, pod: &PodView, r: Resource) -> f64 {
     total as f64 / alloc as f64
 }
 
+/// What the filter and the score count for the BE pods already on a node
+/// ([`NodeView::be_requested`]), by the configured [`BeAdmission`] mode:
+///
+/// - `Request`: their requests (`requested`).
+/// - `RealTime`: the BE usage the node's agent measured, plus the requests of the BE pods bound
+///   since that measurement (`bound_since`: their usage is not in it yet). Without a
+///   measurement, the requests (fail safe).
+///
+/// ```
+/// use tide_api::{BeAdmission, ResourceAmounts};
+/// use tide_scheduler::be_counted;
+/// let req = ResourceAmounts::new(8_000, 16 << 30);
+/// let used = ResourceAmounts::new(4_000, 10 << 30);
+/// let new_pod = ResourceAmounts::new(1_000, 2 << 30);
+/// assert_eq!(be_counted(BeAdmission::Request, req, Some(used), new_pod), req);
+/// assert_eq!(
+///     be_counted(BeAdmission::RealTime, req, Some(used), new_pod),
+///     ResourceAmounts::new(5_000, 12 << 30)
+/// );
+/// assert_eq!(be_counted(BeAdmission::RealTime, req, None, new_pod), req);
+/// ```
+pub fn be_counted(
+    mode: BeAdmission,
+    requested: ResourceAmounts,
+    measured: Option<ResourceAmounts>,
+    bound_since: ResourceAmounts,
+) -> ResourceAmounts {
+    match (mode, measured) {
+        (BeAdmission::RealTime, Some(used)) => used.saturating_add(bound_since),
+        _ => requested,
+    }
+}
+
 /// Kubernetes' `MaxExtenderPriority`.
 pub const MAX_SCORE: i64 = 10;
 
@@ -402,6 +435,48 @@ mod tests {
         let n = node((20_000, 60 << 30), (20_000, 20 << 30), (6_000, 0), 0);
         let err = filter(&be(2_000, 1 << 30), &n, &cfg, 0).unwrap_err();
         assert!(err.to_string().contains("water level 87.5%"), "{err}");
+    }
+
+    #[test]
+    fn real_time_level_counts_be_usage_not_requests() {
+        // HP reserved 12 of 32 cores; BE pods bound with 14 cores of requests use 7. A 2-core
+        // BE pod: by request the level would be (12 + 14 + 2) / 32 = 87.5%, over the 85%
+        // schedule level; by the real-time level it is (12 + 7 + 2) / 32 = 65.6%.
+        let cfg = TideConfig::default();
+        let requested = ResourceAmounts::new(14_000, 20 << 30);
+        let used = ResourceAmounts::new(7_000, 12 << 30);
+        let mut n = node((20_000, 80 << 30), (12_000, 40 << 30), (0, 0), 0);
+        n.be_requested = be_counted(
+            BeAdmission::Request,
+            requested,
+            Some(used),
+            ResourceAmounts::ZERO,
+        );
+        let err = filter(&be(2_000, 1 << 30), &n, &cfg, 0).unwrap_err();
+        assert!(err.to_string().contains("water level 87.5%"), "{err}");
+        n.be_requested = be_counted(
+            BeAdmission::RealTime,
+            requested,
+            Some(used),
+            ResourceAmounts::ZERO,
+        );
+        assert!(filter(&be(2_000, 1 << 30), &n, &cfg, 0).is_ok());
+        // A pod bound since the measurement counts at its request until its usage shows.
+        n.be_requested = be_counted(
+            BeAdmission::RealTime,
+            requested,
+            Some(used),
+            ResourceAmounts::new(7_000, 0),
+        );
+        assert!(filter(&be(2_000, 1 << 30), &n, &cfg, 0).is_err());
+        // No measurement: the requests (fail safe).
+        n.be_requested = be_counted(
+            BeAdmission::RealTime,
+            requested,
+            None,
+            ResourceAmounts::ZERO,
+        );
+        assert!(filter(&be(2_000, 1 << 30), &n, &cfg, 0).is_err());
     }
 
     #[test]
