@@ -41,6 +41,7 @@ mod histogram;
 mod history;
 mod metrics;
 mod predictors;
+mod select;
 mod tide;
 
 pub use calibration::{Calibrated, CalibrationOptions};
@@ -52,4 +53,5 @@ pub use predictors::{
     BorgStyle, Diurnal, KoordinatorDefault, NoOvercommit, NodeNSigma, NodeObservation,
     PeakPredictor, PodHistogramSum, PodSample, z_for_tail,
 };
+pub use select::{CANDIDATES, LADDER_NAMES, LEVELS, RUNGS, SelectOptions, Selector};
 pub use tide::{Catalog, Components, ResourceEstimate, ResourceEstimator, TideBase};
