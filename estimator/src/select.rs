@@ -79,9 +79,9 @@ impl SelectOptions {
         Self {
             horizon_secs,
             target,
-            half_life_secs: env("TIDE_HL", 7.0) * 86_400.0,
-            prior_beta: env("TIDE_BETA", 0.5),
-            margin: env("TIDE_MARGIN", 0.2),
+            half_life_secs: env("TIDE_HL", 3.0) * 86_400.0,
+            prior_beta: env("TIDE_BETA", 0.25),
+            margin: env("TIDE_MARGIN", 0.0),
             decision_interval_secs: (horizon_secs / 30).max(60),
         }
     }
