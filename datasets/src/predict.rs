@@ -385,7 +385,7 @@ pub fn sweep(
 }
 
 fn fmt_horizon(secs: u64) -> String {
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
     } else {
         format!("{}m", secs / 60)

@@ -8,7 +8,10 @@
 //! - `sigma`: mean + n·σ of the node aggregate over the recent window, n = 0, 0.5, …, 8, then
 //!   extension rungs;
 //! - `recent`: the node aggregate's recent peak × (1 + 2.5% · k) (Borg-like);
-//! - `diurnal`: the time-of-day profile at the same levels as `pod` (after its first day).
+//! - `diurnal`: the time-of-day profile at the same levels as `pod` (after its first day);
+//! - `max`: v1's base — the maximum of `pod` at `1 − α`, `sigma` at n = z(1 − α) and `diurnal`
+//!   at `1 − α` — plus a margin from −8% to +16% of capacity in steps of 1% (v1's conformal
+//!   margin, as candidates).
 //!
 //! Every candidate's prediction is recorded at each decision; when the horizon has passed the
 //! realised peak says, for every candidate at once, whether it would have been violated and
@@ -43,12 +46,14 @@ const EXT_STEP: f64 = 0.02;
 const EXT_RUNGS: usize = 8;
 /// Rungs per ladder.
 pub const RUNGS: usize = LEVELS.len() + EXT_RUNGS;
-/// Ladders: pod, sigma, recent, diurnal.
-pub const LADDERS: usize = 4;
+/// Ladders: pod, sigma, recent, diurnal, max.
+pub const LADDERS: usize = 5;
+/// Rungs of the `max` ladder below its base (each 1% of capacity).
+const MAX_BELOW: usize = 8;
 /// Candidates in all.
 pub const CANDIDATES: usize = LADDERS * RUNGS;
 /// Ladder names, in candidate order.
-pub const LADDER_NAMES: [&str; LADDERS] = ["pod", "sigma", "recent", "diurnal"];
+pub const LADDER_NAMES: [&str; LADDERS] = ["pod", "sigma", "recent", "diurnal", "max"];
 
 /// Selection settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -70,18 +75,12 @@ pub struct SelectOptions {
 impl SelectOptions {
     /// Defaults for a horizon and target.
     pub fn new(horizon_secs: u64, target: f64) -> Self {
-        let env = |k: &str, d: f64| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
         Self {
             horizon_secs,
             target,
-            half_life_secs: env("TIDE_HL", 3.0) * 86_400.0,
-            prior_beta: env("TIDE_BETA", 0.25),
-            margin: env("TIDE_MARGIN", 0.0),
+            half_life_secs: 3.0 * 86_400.0,
+            prior_beta: 0.25,
+            margin: 0.0,
             decision_interval_secs: (horizon_secs / 30).max(60),
         }
     }
@@ -220,6 +219,22 @@ impl Selector {
                 fill_ladder(3, &v);
             }
         }
+        // max: v1's base with additive margins.
+        let nominal = nominal_rung(self.opts.target);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let z_rung = ((2.0 * crate::predictors::z_for_tail(self.opts.target)).round() as usize)
+            .min(LEVELS.len() - 1);
+        let base = [out[nominal], out[RUNGS + z_rung], out[3 * RUNGS + nominal]]
+            .into_iter()
+            .filter(|x| x.is_finite())
+            .reduce(f64::max);
+        if let Some(b) = base {
+            for (k, o) in out[4 * RUNGS..].iter_mut().enumerate() {
+                #[allow(clippy::cast_precision_loss)]
+                let m = (k as f64 - MAX_BELOW as f64) * 0.01;
+                *o = b + m * c;
+            }
+        }
         // Never below what is in use now: that would be a certain violation.
         for x in &mut out {
             if x.is_finite() {
@@ -285,11 +300,13 @@ impl Selector {
     fn shrunk_rate(&self, k: usize) -> f64 {
         let a = self.opts.target.clamp(1e-6, 0.5);
         let prior_n = self.opts.prior_beta / a;
-        let prior_rate = if k / RUNGS == 0 && k % RUNGS >= nominal_rung(a) {
-            0.5 * a
-        } else {
-            2.0 * a
-        };
+        let (ladder, rung) = (k / RUNGS, k % RUNGS);
+        let prior_rate =
+            if (ladder == 0 && rung >= nominal_rung(a)) || (ladder == 4 && rung >= MAX_BELOW) {
+                0.5 * a
+            } else {
+                2.0 * a
+            };
         let rec = self.records[k];
         (rec.v + prior_rate * prior_n) / (rec.n + prior_n)
     }
@@ -300,14 +317,7 @@ impl Selector {
         let limit = (1.0 - self.opts.margin) * self.opts.target;
         let nominal = nominal_rung(self.opts.target);
         let mut best: Option<(usize, f64)> = None;
-        let mask: u32 = std::env::var("TIDE_MASK")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(15);
         for k in std::iter::once(nominal).chain((0..preds.len()).filter(|&k| k != nominal)) {
-            if mask & (1 << (k / RUNGS)) == 0 {
-                continue;
-            }
             if !preds[k].is_finite() || self.shrunk_rate(k) > limit {
                 continue;
             }
@@ -356,21 +366,6 @@ impl PeakPredictor for Selector {
         if !pred.is_finite() {
             k = RUNGS - 1;
             pred = preds[k];
-        }
-        if std::env::var("TIDE_DEBUG").is_ok() && obs.time.is_multiple_of(21_600) {
-            let rec = self.records[k];
-            eprintln!(
-                "t={} chosen={:?} pred={:.0} usage={:.0} cap={:.0} n={:.1} v={:.2} r={:.3} shrunk={:.4}",
-                obs.time / 3600,
-                (LADDER_NAMES[k / RUNGS], k % RUNGS),
-                pred,
-                usage,
-                obs.capacity,
-                rec.n,
-                rec.v,
-                rec.r,
-                self.shrunk_rate(k)
-            );
         }
         self.chosen = k;
         let spacing = self
