@@ -11,7 +11,9 @@
 //! - `diurnal`: the time-of-day profile at the same levels as `pod` (after its first day);
 //! - `max`: v1's base — the maximum of `pod` at `1 − α`, `sigma` at n = z(1 − α) and `diurnal`
 //!   at `1 − α` — plus a margin from −8% to +16% of capacity in steps of 1% (v1's conformal
-//!   margin, as candidates).
+//!   margin, as candidates);
+//! - `diurnal-margin`: `diurnal` at `1 − α` plus −8% … +4.5% of capacity in steps of 0.5% (a seasonal profile
+//!   whose level is right but whose spread needs a smaller or larger margin).
 //!
 //! Every candidate's prediction is recorded at each decision; when the horizon has passed the
 //! realised peak says, for every candidate at once, whether it would have been violated and
@@ -46,14 +48,15 @@ const EXT_STEP: f64 = 0.02;
 const EXT_RUNGS: usize = 8;
 /// Rungs per ladder.
 pub const RUNGS: usize = LEVELS.len() + EXT_RUNGS;
-/// Ladders: pod, sigma, recent, diurnal, max.
-pub const LADDERS: usize = 5;
+/// Ladders: pod, sigma, recent, diurnal, max, diurnal-margin.
+pub const LADDERS: usize = 6;
 /// Rungs of the `max` ladder below its base (each 1% of capacity).
 const MAX_BELOW: usize = 8;
 /// Candidates in all.
 pub const CANDIDATES: usize = LADDERS * RUNGS;
 /// Ladder names, in candidate order.
-pub const LADDER_NAMES: [&str; LADDERS] = ["pod", "sigma", "recent", "diurnal", "max"];
+pub const LADDER_NAMES: [&str; LADDERS] =
+    ["pod", "sigma", "recent", "diurnal", "max", "diurnal-margin"];
 
 /// Selection settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -228,8 +231,16 @@ impl Selector {
             .into_iter()
             .filter(|x| x.is_finite())
             .reduce(f64::max);
+        let d_nominal = out[3 * RUNGS + nominal];
+        if d_nominal.is_finite() {
+            for (k, o) in out[5 * RUNGS..].iter_mut().enumerate() {
+                #[allow(clippy::cast_precision_loss)]
+                let m = (k as f64 - 2.0 * MAX_BELOW as f64) * 0.005;
+                *o = d_nominal + m * c;
+            }
+        }
         if let Some(b) = base {
-            for (k, o) in out[4 * RUNGS..].iter_mut().enumerate() {
+            for (k, o) in out[4 * RUNGS..5 * RUNGS].iter_mut().enumerate() {
                 #[allow(clippy::cast_precision_loss)]
                 let m = (k as f64 - MAX_BELOW as f64) * 0.01;
                 *o = b + m * c;
