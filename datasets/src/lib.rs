@@ -42,7 +42,7 @@ pub mod sim;
 pub mod synthetic;
 pub mod trace;
 
-pub use predict::{PredictOptions, PredictReport, evaluate};
+pub use predict::{Dominance, PredictOptions, PredictReport, SweepReport, evaluate, sweep, wilson};
 pub use replay::{ReplayInput, run as run_replay};
 pub use report::ReplayReport;
 pub use rng::SplitMix64;

@@ -9,7 +9,7 @@ use tide_api::{Bytes, MilliCores, Quantity, ResourceAmounts, TideConfig};
 use tide_datasets::synthetic::{be_jobs_for, idle_cpu_milli};
 use tide_datasets::{
     Policy, PredictOptions, ReplayInput, SyntheticSpec, TraceSpec, evaluate, generate, pack_nodes,
-    run_replay,
+    run_replay, sweep,
 };
 
 #[derive(Parser, Debug)]
@@ -108,6 +108,15 @@ enum Command {
         /// Target violation rate.
         #[arg(long, default_value_t = 0.01)]
         target: f64,
+        /// Sweep: comma-separated targets (e.g. 0.001,0.005,0.01,0.02,0.05); overrides --target.
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<f64>,
+        /// Sweep: comma-separated horizons (e.g. 5m,15m,1h); overrides --horizon.
+        #[arg(long, value_delimiter = ',', value_parser = parse_duration)]
+        horizons: Vec<Duration>,
+        /// Sweep: where to write the HTML frontier report.
+        #[arg(long, default_value = "out/tide-predict.html")]
+        report: std::path::PathBuf,
         /// Node CPU used to pack workloads (Kubernetes quantity).
         #[arg(long, default_value = "64")]
         node_cpu: Quantity,
@@ -155,6 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             trace,
             horizon,
             target,
+            targets,
+            horizons,
+            report,
             node_cpu,
             node_memory,
             seed,
@@ -175,15 +187,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if t.bad_rows.count > 0 {
                 eprintln!("warning: {}", t.bad_rows.summary());
             }
-            let report = evaluate(
-                &t,
-                &PredictOptions {
-                    settings: cfg.estimator,
-                    node_capacity,
-                    seed,
-                    warmup_secs: warmup.as_secs(),
-                },
-            );
+            let opts = PredictOptions {
+                settings: cfg.estimator,
+                node_capacity,
+                seed,
+                warmup_secs: warmup.as_secs(),
+            };
+            if !targets.is_empty() || !horizons.is_empty() {
+                let targets = if targets.is_empty() {
+                    vec![target]
+                } else {
+                    targets
+                };
+                let horizons = if horizons.is_empty() {
+                    vec![horizon]
+                } else {
+                    horizons
+                };
+                if let Some(bad) = targets.iter().find(|a| !(**a > 0.0 && **a < 1.0)) {
+                    anyhow::bail!("--targets: {bad} is not a rate in (0, 1)");
+                }
+                let sw = sweep(&t, &opts, &targets, &horizons, |r| {
+                    eprintln!(
+                        "horizon {} s, target {}: done in {:.1} s",
+                        r.horizon_secs, r.target_violation_rate, r.elapsed_secs
+                    );
+                });
+                if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                std::fs::write(&report, sw.html())
+                    .with_context(|| format!("writing {}", report.display()))?;
+                match format {
+                    Format::Table => {
+                        for r in &sw.runs {
+                            println!("{}", r.table());
+                        }
+                        print!("{}", sw.table());
+                        eprintln!("report: {}", report.display());
+                    }
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&sw)?),
+                }
+                return Ok(());
+            }
+            let report = evaluate(&t, &opts);
             match format {
                 Format::Table => print!("{}", report.table()),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

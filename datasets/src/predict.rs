@@ -255,6 +255,315 @@ impl PredictReport {
     }
 }
 
+/// Tide against its best competitor at one target, horizon and resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dominance {
+    /// Horizon, seconds.
+    pub horizon_secs: u64,
+    /// Target violation rate α.
+    pub target: f64,
+    /// `cpu` or `memory`.
+    pub resource: Resource,
+    /// Tide's realised violation rate.
+    pub tide_violation: f64,
+    /// 95% Wilson interval of Tide's violation rate over independent node-windows
+    /// (decisions × step / horizon: decisions within one horizon share their window).
+    pub tide_violation_ci: (f64, f64),
+    /// Independent node-windows behind the interval.
+    pub windows: f64,
+    /// Tide's reclaim ratio.
+    pub tide_reclaim: f64,
+    /// The highest-reclaim other predictor whose violation rate is ≤ α, if any.
+    pub best_competitor: Option<String>,
+    /// Its reclaim ratio (0 when none).
+    pub best_reclaim: f64,
+    /// Tide's reclaim minus the best competitor's.
+    pub lead: f64,
+    /// Tide's violation rate is ≤ α, or α lies inside its interval (within noise).
+    pub meets_target: bool,
+    /// Meets the target and reclaims at least as much as every competitor that does.
+    pub dominates: bool,
+}
+
+/// A sweep over targets and horizons: one [`PredictReport`] each, and the dominance summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepReport {
+    /// Trace name.
+    pub trace: String,
+    /// Every run.
+    pub runs: Vec<PredictReport>,
+    /// Tide against the best competitor, per run and resource.
+    pub dominance: Vec<Dominance>,
+}
+
+/// 95% Wilson score interval for `k` successes in `n` trials.
+pub fn wilson(k: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.96f64;
+    let p = (k / n).clamp(0.0, 1.0);
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / d;
+    ((c - h).max(0.0), (c + h).min(1.0))
+}
+
+impl PredictReport {
+    /// Tide against the best competitor that meets the target, per resource.
+    pub fn dominance(&self) -> Vec<Dominance> {
+        let a = self.target_violation_rate;
+        let mut out = Vec::new();
+        for resource in Resource::ALL {
+            let Some(tide) = self
+                .results
+                .iter()
+                .find(|r| r.predictor == "tide" && r.resource == resource)
+            else {
+                continue;
+            };
+            let best = self
+                .results
+                .iter()
+                .filter(|r| {
+                    r.resource == resource
+                        && r.predictor != "tide"
+                        && r.predictor != "oracle"
+                        && r.violation_rate <= a
+                })
+                .max_by(|x, y| x.reclaim_ratio.total_cmp(&y.reclaim_ratio));
+            #[allow(clippy::cast_precision_loss)]
+            let windows = tide.decisions as f64 * self.step_secs as f64
+                / self.horizon_secs.max(self.step_secs).max(1) as f64;
+            let ci = wilson(tide.violation_rate * windows, windows);
+            let meets_target = tide.violation_rate <= a || ci.0 <= a;
+            let best_reclaim = best.map_or(0.0, |b| b.reclaim_ratio);
+            out.push(Dominance {
+                horizon_secs: self.horizon_secs,
+                target: a,
+                resource,
+                tide_violation: tide.violation_rate,
+                tide_violation_ci: ci,
+                windows,
+                tide_reclaim: tide.reclaim_ratio,
+                best_competitor: best.map(|b| b.predictor.clone()),
+                best_reclaim,
+                lead: tide.reclaim_ratio - best_reclaim,
+                meets_target,
+                dominates: meets_target && tide.reclaim_ratio >= best_reclaim,
+            });
+        }
+        out
+    }
+}
+
+/// Runs [`evaluate`] at every target and horizon.
+pub fn sweep(
+    trace: &UsageTrace,
+    opts: &PredictOptions,
+    targets: &[f64],
+    horizons: &[std::time::Duration],
+    mut progress: impl FnMut(&PredictReport),
+) -> SweepReport {
+    let mut runs = Vec::new();
+    for &h in horizons {
+        for &a in targets {
+            let mut o = opts.clone();
+            o.settings.horizon = h;
+            o.settings.target_violation_rate = a;
+            let r = evaluate(trace, &o);
+            progress(&r);
+            runs.push(r);
+        }
+    }
+    let dominance = runs.iter().flat_map(PredictReport::dominance).collect();
+    SweepReport {
+        trace: trace.name.clone(),
+        runs,
+        dominance,
+    }
+}
+
+fn fmt_horizon(secs: u64) -> String {
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", secs / 60)
+    }
+}
+
+impl SweepReport {
+    /// The dominance table and one summary line per horizon.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "trace {} — Tide against the best competitor meeting α\n\n",
+            self.trace
+        );
+        s.push_str(&format!(
+            "{:<7} {:>6} {:<7} {:>9} {:>19} {:>8} {:<20} {:>8} {:>8} {}\n",
+            "horizon",
+            "α",
+            "res",
+            "tide viol",
+            "95% CI (windows)",
+            "reclaim",
+            "best competitor",
+            "reclaim",
+            "lead",
+            "verdict"
+        ));
+        for d in &self.dominance {
+            s.push_str(&format!(
+                "{:<7} {:>5.1}% {:<7} {:>8.3}% {:>6.3}–{:<6.3}% ({:>5.0}) {:>8.3} {:<20} {:>8.3} {:>+8.3} {}\n",
+                fmt_horizon(d.horizon_secs),
+                d.target * 100.0,
+                d.resource.name(),
+                d.tide_violation * 100.0,
+                d.tide_violation_ci.0 * 100.0,
+                d.tide_violation_ci.1 * 100.0,
+                d.windows,
+                d.tide_reclaim,
+                d.best_competitor.as_deref().unwrap_or("-"),
+                d.best_reclaim,
+                d.lead,
+                if d.dominates {
+                    "dominates"
+                } else if !d.meets_target {
+                    "OVER TARGET"
+                } else {
+                    "TRAILS"
+                }
+            ));
+        }
+        let mut horizons: Vec<u64> = self.dominance.iter().map(|d| d.horizon_secs).collect();
+        horizons.dedup();
+        for h in horizons {
+            let parts: Vec<String> = self
+                .dominance
+                .iter()
+                .filter(|d| d.horizon_secs == h)
+                .map(|d| {
+                    format!(
+                        "{:.1}% {} {:+.3}{}",
+                        d.target * 100.0,
+                        d.resource.name(),
+                        d.lead,
+                        if d.meets_target { "" } else { " (over α)" }
+                    )
+                })
+                .collect();
+            s.push_str(&format!(
+                "\nsummary {}: {}",
+                fmt_horizon(h),
+                parts.join(", ")
+            ));
+        }
+        let n = self.dominance.len();
+        let ok = self.dominance.iter().filter(|d| d.dominates).count();
+        s.push_str(&format!(
+            "\n\nTide dominates in {ok} of {n} (target, horizon, resource) cells\n"
+        ));
+        s
+    }
+
+    /// A self-contained HTML page: the dominance table and, per run and resource, reclaim
+    /// against violation for every predictor (the frontier), target marked.
+    pub fn html(&self) -> String {
+        let mut h = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tide predict: {t}</title>\
+             <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}\
+             td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}.note{{color:#555}}\
+             .bad{{color:#b00}}.good{{color:#070}}svg{{margin:4px}}</style></head><body>\
+             <h1>Estimator frontier: {t}</h1>",
+            t = escape(&self.trace)
+        );
+        h.push_str("<table><tr><th>horizon</th><th>α</th><th>resource</th><th>Tide violation (95% CI)</th><th>Tide reclaim</th><th>best competitor ≤ α</th><th>its reclaim</th><th>lead</th></tr>");
+        for d in &self.dominance {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{:.1}%</td><td>{}</td><td>{:.3}% ({:.3}–{:.3})</td><td>{:.3}</td><td>{}</td><td>{:.3}</td><td class=\"{}\">{:+.3}</td></tr>",
+                fmt_horizon(d.horizon_secs),
+                d.target * 100.0,
+                d.resource.name(),
+                d.tide_violation * 100.0,
+                d.tide_violation_ci.0 * 100.0,
+                d.tide_violation_ci.1 * 100.0,
+                d.tide_reclaim,
+                escape(d.best_competitor.as_deref().unwrap_or("-")),
+                d.best_reclaim,
+                if d.dominates { "good" } else { "bad" },
+                d.lead
+            ));
+        }
+        h.push_str("</table>");
+        for r in &self.runs {
+            h.push_str(&format!(
+                "<h3>horizon {}, α = {:.1}%</h3>",
+                fmt_horizon(r.horizon_secs),
+                r.target_violation_rate * 100.0
+            ));
+            for resource in Resource::ALL {
+                h.push_str(&frontier_svg(r, resource));
+            }
+        }
+        h.push_str("<p class=\"note\">Each point is one predictor: x = violation rate (share of node-decisions whose realised HP peak over the horizon exceeded the prediction), y = reclaim ratio (share of what a perfect oracle could reclaim). The dashed line is the target α; Tide is red. Metrics: docs/metrics.md; estimator: docs/estimator.md.</p></body></html>\n");
+        h
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Reclaim against violation for every predictor of one run and resource (x on a
+/// square-root scale from 0 to 4α, points beyond drawn at the edge).
+fn frontier_svg(r: &PredictReport, resource: Resource) -> String {
+    let (w, ht, pad) = (520.0f64, 320.0f64, 44.0f64);
+    let a = r.target_violation_rate;
+    let max_x = 4.0 * a;
+    let x = |v: f64| pad + (v.min(max_x) / max_x).sqrt() * (w - 2.0 * pad);
+    let y = |v: f64| ht - pad - v.clamp(0.0, 1.05) / 1.05 * (ht - 2.0 * pad);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" role=\"img\" aria-label=\"{} reclaim against violation\">\
+         <rect x=\"{pad}\" y=\"{pad}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
+        resource.name(),
+        w - 2.0 * pad,
+        ht - 2.0 * pad
+    );
+    s.push_str(&format!(
+        "<line x1=\"{0:.1}\" y1=\"{pad}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#444\" stroke-dasharray=\"4 3\"/>",
+        x(a),
+        ht - pad
+    ));
+    for p in r.results.iter().filter(|p| p.resource == resource) {
+        let tide = p.predictor == "tide";
+        let (cx, cy) = (x(p.violation_rate), y(p.reclaim_ratio));
+        s.push_str(&format!(
+            "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{}\" fill=\"{}\"><title>{}: {:.3}% / {:.3}</title></circle>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#333\">{}</text>",
+            if tide { 5 } else { 3 },
+            if tide { "#d22" } else if p.tide { "#e90" } else { "#36c" },
+            escape(&p.predictor),
+            p.violation_rate * 100.0,
+            p.reclaim_ratio,
+            cx + 5.0,
+            cy - 3.0,
+            escape(&p.predictor)
+        ));
+    }
+    s.push_str(&format!(
+        "<text x=\"{pad}\" y=\"{:.0}\" font-size=\"11\">{} violation rate, √ scale 0 … {:.2}% (dashed: α)</text>\
+         <text x=\"4\" y=\"{:.0}\" font-size=\"11\">1.0</text><text x=\"4\" y=\"{:.0}\" font-size=\"11\">0</text></svg>",
+        ht - 10.0,
+        resource.name(),
+        max_x * 100.0,
+        y(1.0) + 4.0,
+        y(0.0)
+    ));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

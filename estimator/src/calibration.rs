@@ -100,6 +100,16 @@ impl<P: PeakPredictor> Calibrated<P> {
         &self.base
     }
 
+    /// The wrapped predictor, by value (checkpoint migration keeps its history).
+    pub fn into_base(self) -> P {
+        self.base
+    }
+
+    /// The calibration settings.
+    pub fn options(&self) -> &CalibrationOptions {
+        &self.opts
+    }
+
     /// The integrator term iₜ, as a share of capacity.
     pub fn integral(&self) -> f64 {
         self.integral

@@ -201,6 +201,34 @@ impl DecayingHistogram {
         Some(opts.bucket_start(usize::from(self.lo) + chosen + 1))
     }
 
+    /// Several percentiles in one pass: `levels` must be ascending; `out[i]` receives the
+    /// percentile at `levels[i]` (same rule as [`percentile`](Self::percentile)). Returns
+    /// false, leaving `out` untouched, when empty.
+    pub fn percentiles(&self, opts: &HistogramOptions, levels: &[f64], out: &mut [f64]) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let mut acc = 0.0;
+        let mut k = 0;
+        let last = self.weights.len() - 1;
+        for (i, w) in self.weights.iter().enumerate() {
+            acc += f64::from(*w);
+            while k < levels.len() && k < out.len() {
+                let target = levels[k].clamp(0.0, 1.0) * self.total;
+                if (acc >= target && *w > 0.0) || i == last {
+                    out[k] = opts.bucket_start(usize::from(self.lo) + i + 1);
+                    k += 1;
+                } else {
+                    break;
+                }
+            }
+            if k == levels.len().min(out.len()) {
+                break;
+            }
+        }
+        true
+    }
+
     /// Weighted mean, using bucket midpoints.
     pub fn mean(&self, opts: &HistogramOptions) -> Option<f64> {
         if self.is_empty() {

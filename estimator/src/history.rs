@@ -208,6 +208,37 @@ impl HistoryStore {
         fallback
     }
 
+    /// Adds to `out[i]` the percentile at `levels[i]` (ascending) of a series, with the
+    /// same fallbacks as [`percentile_or`](Self::percentile_or): its workload's history for a
+    /// series younger than `min_age_secs`, then `fallback` at every level.
+    pub fn add_percentiles_or(
+        &self,
+        id: SeriesId,
+        workload: Option<WorkloadId>,
+        levels: &[f64],
+        min_age_secs: u64,
+        fallback: f64,
+        out: &mut [f64],
+    ) {
+        let h = &self.opts.histogram;
+        let mut tmp = [0.0f64; 24];
+        let n = levels.len().min(out.len()).min(tmp.len());
+        let own = self.series.get(&id);
+        let found = own
+            .filter(|s| s.age_secs() >= min_age_secs)
+            .is_some_and(|s| s.hist.percentiles(h, &levels[..n], &mut tmp[..n]))
+            || workload
+                .or_else(|| own.and_then(|s| s.workload))
+                .and_then(|w| self.workloads.get(&w))
+                .is_some_and(|wh| wh.percentiles(h, &levels[..n], &mut tmp[..n]));
+        if !found {
+            tmp[..n].fill(fallback);
+        }
+        for (o, v) in out.iter_mut().zip(&tmp[..n]) {
+            *o += v;
+        }
+    }
+
     /// Bytes in memory for all series and workloads.
     pub fn heap_size(&self) -> usize {
         let per_entry = std::mem::size_of::<SeriesId>() + 3 * std::mem::size_of::<usize>();

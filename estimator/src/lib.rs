@@ -5,7 +5,10 @@
 //!   and per workload, so a new pod starts from its siblings' history.
 //! - Predictors ([`PeakPredictor`]): [`PodHistogramSum`], [`NodeNSigma`], [`Diurnal`], their
 //!   maximum [`TideBase`], and [`Calibrated`], which steers the realised violation rate to the
-//!   target. Baselines: [`NoOvercommit`], [`KoordinatorDefault`], [`BorgStyle`].
+//!   target (v1). Tide v2 is [`Selector`]: candidates derived from the same bases, scored
+//!   counterfactually on every resolved decision, the highest-reclaim one whose recent
+//!   violation rate meets the target chosen. Baselines: [`NoOvercommit`],
+//!   [`KoordinatorDefault`], [`BorgStyle`].
 //! - [`reclaimable`]: the reclaimable-capacity model; [`ResourceEstimator`] ties predictor and
 //!   model together for the agent and the replay.
 //! - [`EvalAccumulator`]: the metrics of DESIGN.md §5; [`Catalog`] lists what evaluation compares.
@@ -41,6 +44,7 @@ mod histogram;
 mod history;
 mod metrics;
 mod predictors;
+mod select;
 mod tide;
 
 pub use calibration::{Calibrated, CalibrationOptions};
@@ -52,4 +56,7 @@ pub use predictors::{
     BorgStyle, Diurnal, KoordinatorDefault, NoOvercommit, NodeNSigma, NodeObservation,
     PeakPredictor, PodHistogramSum, PodSample, z_for_tail,
 };
-pub use tide::{Catalog, Components, ResourceEstimate, ResourceEstimator, TideBase};
+pub use select::{CANDIDATES, LADDER_NAMES, LEVELS, RUNGS, SelectOptions, Selector};
+pub use tide::{
+    CHECKPOINT_VERSION, Catalog, Components, Model, ResourceEstimate, ResourceEstimator, TideBase,
+};

@@ -155,6 +155,13 @@ impl NodeNSigma {
     }
 }
 
+impl NodeNSigma {
+    /// Highest HP aggregate over the window.
+    pub fn recent_max(&self) -> Option<f64> {
+        self.samples.iter().map(|s| s.1).reduce(f64::max)
+    }
+}
+
 impl PeakPredictor for NodeNSigma {
     fn name(&self) -> String {
         "n-sigma".into()
@@ -218,6 +225,40 @@ impl Diurnal {
 
     fn slot(&self, t: u64) -> usize {
         usize::try_from((t % DAY) / self.slot_secs).unwrap_or(0) % self.slots.len()
+    }
+}
+
+impl Diurnal {
+    /// Like [`PeakPredictor::predict`] at several ascending `levels` at once; false (and
+    /// `out` untouched) before the first whole day or with no profile for the horizon.
+    pub fn predict_levels(
+        &self,
+        obs: &NodeObservation<'_>,
+        levels: &[f64],
+        out: &mut [f64],
+    ) -> bool {
+        if self.first_time.is_none_or(|f| self.last_time < f + DAY) {
+            return false;
+        }
+        let mut tmp = [0.0f64; 24];
+        let n = levels.len().min(out.len()).min(tmp.len());
+        let mut any = false;
+        let mut best = [f64::NEG_INFINITY; 24];
+        let mut t = obs.time;
+        let end = obs.time + self.horizon_secs;
+        while t <= end {
+            if self.slots[self.slot(t)].percentiles(&self.opts, &levels[..n], &mut tmp[..n]) {
+                any = true;
+                for (b, v) in best.iter_mut().zip(&tmp[..n]) {
+                    *b = b.max(*v);
+                }
+            }
+            t += self.slot_secs;
+        }
+        if any {
+            out[..n].copy_from_slice(&best[..n]);
+        }
+        any
     }
 }
 

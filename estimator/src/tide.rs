@@ -13,6 +13,7 @@ use crate::predictors::{
     BorgStyle, Diurnal, KoordinatorDefault, NoOvercommit, NodeNSigma, NodeObservation,
     PeakPredictor, PodHistogramSum, z_for_tail,
 };
+use crate::select::{SelectOptions, Selector};
 
 /// Slot width of the time-of-day profile.
 const DIURNAL_SLOT_SECS: u64 = 900;
@@ -125,15 +126,102 @@ impl PeakPredictor for TideBase {
     }
 }
 
-/// The live estimator for one node and one resource: Tide's calibrated predictor plus the
-/// reclaimable model. Serialisable, so the agent can checkpoint it.
+/// The predictor behind a [`ResourceEstimator`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// Tide v2: selection among candidates by their realised record (the default).
+    Select(Box<Selector>),
+    /// One base under conformal calibration (`predictor: pod-histogram` / `n-sigma`, and v1).
+    Calibrated(Box<Calibrated<TideBase>>),
+}
+
+impl Model {
+    fn as_predictor(&self) -> &dyn PeakPredictor {
+        match self {
+            Model::Select(p) => p.as_ref(),
+            Model::Calibrated(p) => p.as_ref(),
+        }
+    }
+    fn as_predictor_mut(&mut self) -> &mut dyn PeakPredictor {
+        match self {
+            Model::Select(p) => p.as_mut(),
+            Model::Calibrated(p) => p.as_mut(),
+        }
+    }
+}
+
+/// Checkpoint format version written by this build.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// The live estimator for one node and one resource: Tide's predictor plus the
+/// reclaimable model. Serialisable, so the agent can checkpoint it; version-1 checkpoints
+/// (calibrated max of the three bases) load and migrate to v2 keeping all history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Checkpoint")]
 pub struct ResourceEstimator {
     /// Which resource this estimates.
     pub resource: Resource,
-    predictor: Calibrated<TideBase>,
+    /// Checkpoint format version.
+    pub version: u32,
+    model: Model,
     first_time: Option<u64>,
     last_time: Option<u64>,
+}
+
+/// Every checkpoint format ever written, as one struct (v1 has `predictor`, v2 `version` and
+/// `model`), so that no untagged buffering loses the integer map keys of the histories.
+#[derive(Deserialize)]
+struct Checkpoint {
+    resource: Resource,
+    #[serde(default)]
+    version: Option<u32>,
+    #[serde(default)]
+    model: Option<Model>,
+    /// Version 1: Tide's calibrated max of the bases.
+    #[serde(default)]
+    predictor: Option<Box<Calibrated<TideBase>>>,
+    first_time: Option<u64>,
+    last_time: Option<u64>,
+}
+
+impl TryFrom<Checkpoint> for ResourceEstimator {
+    type Error = String;
+    fn try_from(c: Checkpoint) -> Result<Self, String> {
+        let model = match (c.model, c.predictor) {
+            (Some(m), _) => m,
+            (None, Some(predictor)) => {
+                let all = {
+                    let b = predictor.base();
+                    b.pod_histogram.is_some() && b.n_sigma.is_some() && b.diurnal.is_some()
+                };
+                // v1 Tide (all three bases) becomes v2's selector over the same history; a
+                // single calibrated base stays what it was.
+                if all {
+                    let o = *predictor.options();
+                    Model::Select(Box::new(Selector::new(
+                        (*predictor).into_base(),
+                        SelectOptions::new(o.horizon_secs, o.target),
+                    )))
+                } else {
+                    Model::Calibrated(predictor)
+                }
+            }
+            (None, None) => {
+                return Err(format!(
+                    "estimator checkpoint version {} has neither model nor predictor",
+                    c.version.unwrap_or(1)
+                ));
+            }
+        };
+        Ok(Self {
+            resource: c.resource,
+            version: CHECKPOINT_VERSION,
+            model,
+            first_time: c.first_time,
+            last_time: c.last_time,
+        })
+    }
 }
 
 /// The live estimate for one node and one resource (amounts in the resource's unit).
@@ -171,9 +259,19 @@ impl ResourceEstimator {
         };
         let mut cal = CalibrationOptions::new(s.horizon.as_secs(), s.target_violation_rate);
         cal.enabled = s.calibrate;
+        let base = TideBase::new(resource, s, which);
+        let model = if s.predictor == PredictorKind::Tide && s.calibrate {
+            Model::Select(Box::new(Selector::new(
+                base,
+                SelectOptions::new(s.horizon.as_secs(), s.target_violation_rate),
+            )))
+        } else {
+            Model::Calibrated(Box::new(Calibrated::new(base, cal)))
+        };
         Self {
             resource,
-            predictor: Calibrated::new(TideBase::new(resource, s, which), cal),
+            version: CHECKPOINT_VERSION,
+            model,
             first_time: None,
             last_time: None,
         }
@@ -183,7 +281,7 @@ impl ResourceEstimator {
     pub fn observe(&mut self, obs: &NodeObservation<'_>) {
         self.first_time.get_or_insert(obs.time);
         self.last_time = Some(obs.time);
-        self.predictor.observe(obs);
+        self.model.as_predictor_mut().observe(obs);
     }
 
     /// The estimate at `now` for the node last observed as `obs`. Pure given the state.
@@ -195,7 +293,7 @@ impl ResourceEstimator {
         system_reserve: f64,
         cold_credit: f64,
     ) -> ResourceEstimate {
-        let predicted_peak = self.predictor.predict(obs).unwrap_or(f64::NAN);
+        let predicted_peak = self.model.as_predictor().predict(obs).unwrap_or(f64::NAN);
         let margin_pct = match self.resource {
             Resource::Cpu => settings.cpu_margin_percent,
             Resource::Memory => settings.memory_margin_percent,
@@ -227,7 +325,10 @@ impl ResourceEstimator {
             reclaimable: decision.reclaimable,
             degraded: decision.degraded,
             history_secs,
-            recent_violation_rate: self.predictor.recent_violation_rate(),
+            recent_violation_rate: match &self.model {
+                Model::Select(p) => p.recent_violation_rate(),
+                Model::Calibrated(p) => p.recent_violation_rate(),
+            },
         }
     }
 }
@@ -235,8 +336,10 @@ impl ResourceEstimator {
 /// Every predictor and baseline the evaluation runs side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Catalog {
-    /// Tide: max of the three bases, calibrated.
+    /// Tide v2: online selection among candidates by their realised record.
     Tide,
+    /// Tide v1: max of the three bases, calibrated.
+    TideV1,
     /// Tide's calibration over the per-pod histogram sum alone.
     TidePodHistogram,
     /// Tide's calibration over node N-sigma alone.
@@ -247,6 +350,8 @@ pub enum Catalog {
     PodHistogram,
     /// Baseline: plain N-sigma on the node aggregate, n = z(1−α).
     NSigma,
+    /// Baseline: N-sigma with a fixed n (the "n that would have met α" is the best of these).
+    NSigmaN(u8),
     /// Baseline: Koordinator's default.
     Koordinator,
     /// Baseline: Borg-style decaying reservations.
@@ -257,13 +362,18 @@ pub enum Catalog {
 
 impl Catalog {
     /// All entries, in report order.
-    pub const ALL: [Catalog; 9] = [
+    pub const ALL: [Catalog; 14] = [
         Catalog::Tide,
+        Catalog::TideV1,
         Catalog::TidePodHistogram,
         Catalog::TideNSigma,
         Catalog::TideDiurnal,
         Catalog::PodHistogram,
         Catalog::NSigma,
+        Catalog::NSigmaN(1),
+        Catalog::NSigmaN(2),
+        Catalog::NSigmaN(3),
+        Catalog::NSigmaN(4),
         Catalog::Koordinator,
         Catalog::Borg,
         Catalog::NoOvercommit,
@@ -273,11 +383,16 @@ impl Catalog {
     pub fn name(self) -> &'static str {
         match self {
             Catalog::Tide => "tide",
+            Catalog::TideV1 => "tide-v1",
             Catalog::TidePodHistogram => "tide-pod-histogram",
             Catalog::TideNSigma => "tide-n-sigma",
             Catalog::TideDiurnal => "tide-diurnal",
             Catalog::PodHistogram => "pod-histogram",
             Catalog::NSigma => "n-sigma",
+            Catalog::NSigmaN(1) => "n-sigma-1",
+            Catalog::NSigmaN(2) => "n-sigma-2",
+            Catalog::NSigmaN(3) => "n-sigma-3",
+            Catalog::NSigmaN(_) => "n-sigma-4",
             Catalog::Koordinator => "koordinator",
             Catalog::Borg => "borg",
             Catalog::NoOvercommit => "no-overcommit",
@@ -288,7 +403,11 @@ impl Catalog {
     pub fn is_tide(self) -> bool {
         matches!(
             self,
-            Catalog::Tide | Catalog::TidePodHistogram | Catalog::TideNSigma | Catalog::TideDiurnal
+            Catalog::Tide
+                | Catalog::TideV1
+                | Catalog::TidePodHistogram
+                | Catalog::TideNSigma
+                | Catalog::TideDiurnal
         )
     }
 
@@ -304,7 +423,11 @@ impl Catalog {
             diurnal: false,
         };
         match self {
-            Catalog::Tide => tide(Components::ALL),
+            Catalog::Tide => Box::new(Selector::new(
+                TideBase::new(resource, s, Components::ALL),
+                SelectOptions::new(s.horizon.as_secs(), s.target_violation_rate),
+            )),
+            Catalog::TideV1 => tide(Components::ALL),
             Catalog::TidePodHistogram => tide(Components {
                 pod_histogram: true,
                 ..none
@@ -328,6 +451,10 @@ impl Catalog {
             Catalog::NSigma => Box::new(NodeNSigma::new(
                 s.recent_window.as_secs().max(60),
                 z_for_tail(s.target_violation_rate),
+            )),
+            Catalog::NSigmaN(n) => Box::new(NodeNSigma::new(
+                s.recent_window.as_secs().max(60),
+                f64::from(n),
             )),
             Catalog::Koordinator => Box::new(KoordinatorDefault::new(match resource {
                 Resource::Cpu => 0.60,
@@ -425,6 +552,59 @@ mod tests {
             back == e,
             "restored state differs from the checkpointed one"
         );
+    }
+
+    #[test]
+    fn version_1_checkpoint_migrates_keeping_history() {
+        // A v1 checkpoint: Tide's calibrated max of the three bases, as v1 wrote it.
+        let s = EstimatorSettings::default();
+        let mut v1 = Calibrated::new(
+            TideBase::new(Resource::Cpu, &s, Components::ALL),
+            CalibrationOptions::new(3600, 0.01),
+        );
+        let pods = [PodSample {
+            id: 4,
+            workload: Some(2),
+            usage: 1500.0,
+            request: 4000.0,
+        }];
+        for t in (0..7200u64).step_by(60) {
+            v1.observe(&NodeObservation {
+                time: t,
+                capacity: 8000.0,
+                pods: &pods,
+                system: 0.0,
+            });
+        }
+        let old = serde_json::json!({
+            "resource": "cpu",
+            "predictor": v1,
+            "first_time": 0,
+            "last_time": 7140,
+        });
+        let e: ResourceEstimator = serde_json::from_value(old).unwrap();
+        assert_eq!(e.version, CHECKPOINT_VERSION);
+        let Model::Select(sel) = &e.model else {
+            panic!("v1 Tide must migrate to the selector");
+        };
+        // The per-pod history came along: the prediction is the pod's level, not its request.
+        let obs = NodeObservation {
+            time: 7200,
+            capacity: 8000.0,
+            pods: &pods,
+            system: 0.0,
+        };
+        let mut e2 = e.clone();
+        e2.observe(&obs);
+        let est = e2.estimate(&obs, 7200, &s, 0.0, 0.0);
+        assert!(est.degraded.is_none(), "{est:?}");
+        assert!(est.predicted_peak < 2000.0, "{est:?}");
+        assert!(sel.base().pod_histogram.as_ref().unwrap().store.len() == 1);
+        // And a v2 checkpoint round-trips as itself.
+        let json = serde_json::to_string(&e2).unwrap();
+        assert!(json.contains("\"version\":2"));
+        let back: ResourceEstimator = serde_json::from_str(&json).unwrap();
+        assert!(back == e2);
     }
 
     #[test]

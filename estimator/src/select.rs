@@ -1,0 +1,415 @@
+//! Tide v2: online selection among candidate predictors by their own realised record.
+//!
+//! Candidates are rungs of four ladders built from one shared history (so the state costs
+//! what the bases cost, once):
+//!
+//! - `pod`: Σ over HP pods of the level-`q` percentile of each pod's decaying histogram, for
+//!   levels from 0.5 to 1.0, then the top level plus 2%, 4%, … of capacity;
+//! - `sigma`: mean + n·σ of the node aggregate over the recent window, n = 0, 0.5, …, 8, then
+//!   extension rungs;
+//! - `recent`: the node aggregate's recent peak × (1 + 2.5% · k) (Borg-like);
+//! - `diurnal`: the time-of-day profile at the same levels as `pod` (after its first day);
+//! - `max`: v1's base — the maximum of `pod` at `1 − α`, `sigma` at n = z(1 − α) and `diurnal`
+//!   at `1 − α` — plus a margin from −8% to +16% of capacity in steps of 1% (v1's conformal
+//!   margin, as candidates);
+//! - `diurnal-margin`: `diurnal` at `1 − α` plus −8% … +4.5% of capacity in steps of 0.5% (a seasonal profile
+//!   whose level is right but whose spread needs a smaller or larger margin).
+//!
+//! Every candidate's prediction is recorded at each decision; when the horizon has passed the
+//! realised peak says, for every candidate at once, whether it would have been violated and
+//! what it would have reclaimed (counterfactual scoring: no look-ahead, every candidate is
+//! scored on exactly the decisions the node saw). Counts decay (half-life
+//! [`SelectOptions::half_life_secs`]) and are weighted by decision spacing over the horizon, so
+//! a horizon's worth of overlapping decisions counts as one independent window.
+//!
+//! The prediction is the current value of the candidate with the highest recent mean
+//! reclaim among those whose recent violation rate, shrunk toward a prior, is at most
+//! `(1 − δ)·α`. The prior is worth `β/α` windows: rungs of `pod` at or above the nominal level
+//! `1 − α` start at `α/2` (they are the uncalibrated VPA-like predictor, sound by
+//! construction on stationary usage), every other rung at `2α`, so a node starts as the
+//! nominal per-pod histogram and moves to something bolder only on its own evidence. When no
+//! candidate qualifies, the most conservative `pod` rung is used.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::predictors::{NodeObservation, PeakPredictor};
+use crate::tide::TideBase;
+
+/// Percentile levels of the `pod` and `diurnal` ladders (ascending, at most 24).
+pub const LEVELS: [f64; 17] = [
+    0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.993, 0.995, 0.997, 0.998, 0.999,
+    1.0,
+];
+/// Extension rungs above a ladder's top, each adding this share of capacity.
+const EXT_STEP: f64 = 0.02;
+/// Extension rungs per ladder.
+const EXT_RUNGS: usize = 8;
+/// Rungs per ladder.
+pub const RUNGS: usize = LEVELS.len() + EXT_RUNGS;
+/// Ladders: pod, sigma, recent, diurnal, max, diurnal-margin.
+pub const LADDERS: usize = 6;
+/// Rungs of the `max` ladder below its base (each 1% of capacity).
+const MAX_BELOW: usize = 8;
+/// Candidates in all.
+pub const CANDIDATES: usize = LADDERS * RUNGS;
+/// Ladder names, in candidate order.
+pub const LADDER_NAMES: [&str; LADDERS] =
+    ["pod", "sigma", "recent", "diurnal", "max", "diurnal-margin"];
+
+/// Selection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SelectOptions {
+    /// Prediction horizon, seconds.
+    pub horizon_secs: u64,
+    /// Target violation rate α.
+    pub target: f64,
+    /// Half-life of the candidates' records, seconds.
+    pub half_life_secs: f64,
+    /// Prior weight, as β/α independent windows.
+    pub prior_beta: f64,
+    /// Safety margin δ: a candidate qualifies at a recent rate ≤ (1 − δ)·α.
+    pub margin: f64,
+    /// A decision is recorded at most this often.
+    pub decision_interval_secs: u64,
+}
+
+impl SelectOptions {
+    /// Defaults for a horizon and target.
+    pub fn new(horizon_secs: u64, target: f64) -> Self {
+        Self {
+            horizon_secs,
+            target,
+            half_life_secs: 3.0 * 86_400.0,
+            prior_beta: 0.25,
+            margin: 0.0,
+            decision_interval_secs: (horizon_secs / 30).max(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    time: u64,
+    weight: f32,
+    capacity: f64,
+    peak: f64,
+    preds: Vec<f32>,
+}
+
+/// Decayed record of one candidate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Record {
+    /// Weighted decisions (independent windows).
+    n: f64,
+    /// Weighted violations.
+    v: f64,
+    /// Weighted Σ (C − P)⁺ / C.
+    r: f64,
+}
+
+/// Tide v2's predictor: candidates from shared bases, chosen by their realised record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selector {
+    base: TideBase,
+    opts: SelectOptions,
+    records: Vec<Record>,
+    /// Time the records were last decayed to.
+    records_time: Option<u64>,
+    pending: VecDeque<Pending>,
+    last_decision: Option<u64>,
+    /// The candidate in use and its predictions at the latest decision.
+    chosen: usize,
+    current: Option<(u64, f64)>,
+    /// Prediction of the chosen candidate at the latest decision (re-used between decisions).
+    held: Option<f64>,
+    recent_violation_rate: f64,
+}
+
+impl Selector {
+    /// Wraps a base holding at least the per-pod histograms and N-sigma state.
+    pub fn new(base: TideBase, opts: SelectOptions) -> Self {
+        Self {
+            base,
+            opts,
+            records: vec![Record::default(); CANDIDATES],
+            records_time: None,
+            pending: VecDeque::new(),
+            last_decision: None,
+            chosen: nominal_rung(opts.target),
+            current: None,
+            held: None,
+            recent_violation_rate: 0.0,
+        }
+    }
+
+    /// The candidate in use, as `(ladder name, rung)`.
+    pub fn chosen(&self) -> (&'static str, usize) {
+        (LADDER_NAMES[self.chosen / RUNGS], self.chosen % RUNGS)
+    }
+
+    /// Recent share of violated decisions of the chosen predictions (EWMA over ~100).
+    pub fn recent_violation_rate(&self) -> f64 {
+        self.recent_violation_rate
+    }
+
+    /// The shared bases.
+    pub fn base(&self) -> &TideBase {
+        &self.base
+    }
+
+    /// Every candidate's prediction now (NaN where a ladder is not available yet).
+    pub fn candidates(&self, obs: &NodeObservation<'_>) -> Vec<f64> {
+        let mut out = vec![f64::NAN; CANDIDATES];
+        let c = obs.capacity;
+        let usage = obs.hp_usage();
+        let mut fill_ladder = |ladder: usize, levels: &[f64; LEVELS.len()]| {
+            let o = &mut out[ladder * RUNGS..(ladder + 1) * RUNGS];
+            o[..LEVELS.len()].copy_from_slice(levels);
+            let top = levels[LEVELS.len() - 1];
+            #[allow(clippy::cast_precision_loss)]
+            for k in 0..EXT_RUNGS {
+                o[LEVELS.len() + k] = top + EXT_STEP * (k + 1) as f64 * c;
+            }
+        };
+        // pod
+        if let Some(p) = &self.base.pod_histogram {
+            let mut v = [0.0f64; LEVELS.len()];
+            if obs.pods.is_empty() {
+                v.fill(0.0);
+            }
+            for pod in obs.pods {
+                p.store.add_percentiles_or(
+                    pod.id,
+                    pod.workload,
+                    &LEVELS,
+                    p.min_age_secs,
+                    pod.request,
+                    &mut v,
+                );
+            }
+            for x in &mut v {
+                *x += obs.system;
+            }
+            fill_ladder(0, &v);
+        }
+        if let Some(s) = &self.base.n_sigma {
+            // sigma
+            if let Some((m, sd)) = s.mean_std() {
+                let mut v = [0.0f64; LEVELS.len()];
+                for (i, x) in v.iter_mut().enumerate() {
+                    #[allow(clippy::cast_precision_loss)]
+                    let n = 0.5 * i as f64;
+                    *x = m + n * sd;
+                }
+                fill_ladder(1, &v);
+            }
+            // recent
+            if let Some(mx) = s.recent_max() {
+                let mut v = [0.0f64; LEVELS.len()];
+                for (i, x) in v.iter_mut().enumerate() {
+                    #[allow(clippy::cast_precision_loss)]
+                    let f = 1.0 + 0.025 * i as f64;
+                    *x = mx * f;
+                }
+                fill_ladder(2, &v);
+            }
+        }
+        if let Some(d) = &self.base.diurnal {
+            let mut v = [0.0f64; LEVELS.len()];
+            if d.predict_levels(obs, &LEVELS, &mut v) {
+                fill_ladder(3, &v);
+            }
+        }
+        // max: v1's base with additive margins.
+        let nominal = nominal_rung(self.opts.target);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let z_rung = ((2.0 * crate::predictors::z_for_tail(self.opts.target)).round() as usize)
+            .min(LEVELS.len() - 1);
+        let base = [out[nominal], out[RUNGS + z_rung], out[3 * RUNGS + nominal]]
+            .into_iter()
+            .filter(|x| x.is_finite())
+            .reduce(f64::max);
+        let d_nominal = out[3 * RUNGS + nominal];
+        if d_nominal.is_finite() {
+            for (k, o) in out[5 * RUNGS..].iter_mut().enumerate() {
+                #[allow(clippy::cast_precision_loss)]
+                let m = (k as f64 - 2.0 * MAX_BELOW as f64) * 0.005;
+                *o = d_nominal + m * c;
+            }
+        }
+        if let Some(b) = base {
+            for (k, o) in out[4 * RUNGS..5 * RUNGS].iter_mut().enumerate() {
+                #[allow(clippy::cast_precision_loss)]
+                let m = (k as f64 - MAX_BELOW as f64) * 0.01;
+                *o = b + m * c;
+            }
+        }
+        // Never below what is in use now: that would be a certain violation.
+        for x in &mut out {
+            if x.is_finite() {
+                *x = x.max(usage);
+            }
+        }
+        out
+    }
+
+    fn decay_to(&mut self, now: u64) {
+        let Some(t0) = self.records_time else {
+            self.records_time = Some(now);
+            return;
+        };
+        if now <= t0 {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let f = (-((now - t0) as f64) / self.opts.half_life_secs * std::f64::consts::LN_2).exp();
+        for r in &mut self.records {
+            r.n *= f;
+            r.v *= f;
+            r.r *= f;
+        }
+        self.records_time = Some(now);
+    }
+
+    fn resolve(&mut self, now: u64, usage: f64) {
+        for p in &mut self.pending {
+            p.peak = p.peak.max(usage);
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| now >= p.time + self.opts.horizon_secs)
+        {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            let w = f64::from(p.weight);
+            for (rec, &pred) in self.records.iter_mut().zip(&p.preds) {
+                if pred < 0.0 || p.capacity <= 0.0 {
+                    continue;
+                }
+                let pred = f64::from(pred);
+                rec.n += w;
+                if p.peak > pred {
+                    rec.v += w;
+                }
+                rec.r += w * ((p.capacity - pred).max(0.0) / p.capacity);
+            }
+            let chosen = p.preds.get(self.chosen).copied().unwrap_or(-1.0);
+            let err = if chosen >= 0.0 && f64::from(chosen) < p.peak {
+                1.0
+            } else {
+                0.0
+            };
+            self.recent_violation_rate += (err - self.recent_violation_rate) / 100.0;
+        }
+    }
+
+    /// Recent violation rate of a candidate, shrunk toward its prior.
+    fn shrunk_rate(&self, k: usize) -> f64 {
+        let a = self.opts.target.clamp(1e-6, 0.5);
+        let prior_n = self.opts.prior_beta / a;
+        let (ladder, rung) = (k / RUNGS, k % RUNGS);
+        let prior_rate =
+            if (ladder == 0 && rung >= nominal_rung(a)) || (ladder == 4 && rung >= MAX_BELOW) {
+                0.5 * a
+            } else {
+                2.0 * a
+            };
+        let rec = self.records[k];
+        (rec.v + prior_rate * prior_n) / (rec.n + prior_n)
+    }
+
+    /// Picks the candidate: highest recent mean reclaim among those that qualify. The
+    /// nominal rung is tried first, so it wins ties (and every score is 0 before any record).
+    fn select(&self, preds: &[f64]) -> Option<usize> {
+        let limit = (1.0 - self.opts.margin) * self.opts.target;
+        let nominal = nominal_rung(self.opts.target);
+        let mut best: Option<(usize, f64)> = None;
+        for k in std::iter::once(nominal).chain((0..preds.len()).filter(|&k| k != nominal)) {
+            if !preds[k].is_finite() || self.shrunk_rate(k) > limit {
+                continue;
+            }
+            let rec = self.records[k];
+            let score = if rec.n > 0.0 { rec.r / rec.n } else { 0.0 };
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((k, score));
+            }
+        }
+        best.map(|b| b.0)
+    }
+}
+
+/// The `pod` rung of the nominal level `1 − α` (the first level at or above it).
+fn nominal_rung(target: f64) -> usize {
+    let want = 1.0 - target;
+    LEVELS
+        .iter()
+        .position(|&l| l >= want - 1e-9)
+        .unwrap_or(LEVELS.len() - 1)
+}
+
+impl PeakPredictor for Selector {
+    fn name(&self) -> String {
+        "select".into()
+    }
+
+    fn observe(&mut self, obs: &NodeObservation<'_>) {
+        let usage = obs.hp_usage();
+        self.resolve(obs.time, usage);
+        self.base.observe(obs);
+        let due = self
+            .last_decision
+            .is_none_or(|t| obs.time >= t + self.opts.decision_interval_secs);
+        if !due {
+            if let Some(h) = self.held {
+                self.current = Some((obs.time, h.max(usage)));
+            }
+            return;
+        }
+        self.decay_to(obs.time);
+        let preds = self.candidates(obs);
+        // With no qualifying candidate, the most conservative `pod` rung.
+        let mut k = self.select(&preds).unwrap_or(RUNGS - 1);
+        let mut pred = preds[k];
+        if !pred.is_finite() {
+            k = RUNGS - 1;
+            pred = preds[k];
+        }
+        self.chosen = k;
+        let spacing = self
+            .last_decision
+            .map_or(self.opts.horizon_secs, |t| obs.time - t);
+        self.last_decision = Some(obs.time);
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let weight = (spacing as f64 / self.opts.horizon_secs.max(1) as f64).min(1.0) as f32;
+        #[allow(clippy::cast_possible_truncation)]
+        self.pending.push_back(Pending {
+            time: obs.time,
+            weight,
+            capacity: obs.capacity,
+            peak: usage,
+            // −1 marks a candidate not available (JSON has no NaN).
+            preds: preds
+                .iter()
+                .map(|&x| if x.is_finite() { x as f32 } else { -1.0 })
+                .collect(),
+        });
+        if pred.is_finite() {
+            self.held = Some(pred);
+            self.current = Some((obs.time, pred));
+        } else {
+            self.held = None;
+            self.current = None;
+        }
+    }
+
+    fn predict(&self, obs: &NodeObservation<'_>) -> Option<f64> {
+        match self.current {
+            Some((t, p)) if t == obs.time => Some(p),
+            _ => self.held.map(|h| h.max(obs.hp_usage())),
+        }
+    }
+}
