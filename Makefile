@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load
+.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load k8s-bench
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -47,3 +47,11 @@ bless:
 fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	cd scheduler-plugin && mkdir -p fuzz/target/corpus && RUSTC_BOOTSTRAP=1 cargo fuzz run extender_request fuzz/target/corpus fuzz/corpus/extender_request -- -max_total_time=60
+
+# A real kube-scheduler's throughput with and without the Tide extender, on the same Node
+# objects of a real control plane (v1.20.2 from Debian's source, or TIDE_K8S_BIN).
+k8s-bench:
+	bash scripts/build-k8s.sh >/dev/null
+	cargo build --release -p tide-benches --bin k8s-throughput -p tide-scheduler --bin tide-scheduler
+	./target/release/k8s-throughput --nodes 1000 --pods 2000
+	./target/release/k8s-throughput --nodes 5000 --pods 2000
