@@ -240,7 +240,21 @@ async fn run_arm(
     let last = bound.values().max().copied().unwrap();
     let secs = (last - first).as_secs_f64().max(1e-3);
     let metrics = cp.scheduler_metrics()?;
-    let h = "scheduler_e2e_scheduling_duration_seconds";
+    let dump = std::env::temp_dir().join(format!(
+        "k8s-throughput-scheduler-metrics-{}.txt",
+        std::process::id()
+    ));
+    let _ = std::fs::write(&dump, &metrics);
+    eprintln!("kube-scheduler metrics of this arm: {}", dump.display());
+    // v1.20 names it e2e_scheduling_duration_seconds; later versions have no e2e histogram
+    // but a pod_scheduling_duration_seconds one.
+    let h = [
+        "scheduler_e2e_scheduling_duration_seconds",
+        "scheduler_pod_scheduling_duration_seconds",
+    ]
+    .into_iter()
+    .find(|h| histogram_quantile(&metrics, h, 0.5).is_some())
+    .unwrap_or("scheduler_e2e_scheduling_duration_seconds");
     let q = |x| histogram_quantile(&metrics, h, x).map_or(f64::NAN, |s| s * 1e3);
     let result = ArmResult {
         pods_per_sec: (args.pods - 1) as f64 / secs,
