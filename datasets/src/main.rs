@@ -161,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 memory: Bytes::from_quantity(&node_memory).context("--node-memory")?,
             };
             let t = trace.load(strict).context("loading the trace")?;
-            if t.bad_rows.count > 0 {
+            if !t.bad_rows.is_clean() {
                 eprintln!("warning: {}", t.bad_rows.summary());
             }
             let report = evaluate(
@@ -229,7 +229,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         }
         Some(spec) => {
             let t = spec.load(a.strict).context("loading the trace")?;
-            if t.bad_rows.count > 0 {
+            if !t.bad_rows.is_clean() {
                 eprintln!("warning: {}", t.bad_rows.summary());
             }
             let nodes = pack_nodes(&t, capacity, a.seed);
@@ -254,7 +254,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<()> {
                 &mut bad,
             )
             .context("loading the BE trace")?;
-            if bad.count > 0 {
+            if !bad.is_clean() {
                 eprintln!("warning: {}", bad.summary());
             }
             (
