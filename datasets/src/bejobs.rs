@@ -111,6 +111,17 @@ pub fn alibaba2017(
     if keep.is_nan() || keep <= 0.0 {
         return Ok(Vec::new());
     }
+    let instances: f64 = tasks.iter().map(|t| t.count as f64).sum();
+    let expected = keep * instances * repeats as f64;
+    if expected > MAX_JOBS as f64 {
+        return Err(LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "about {expected:.0} BE jobs at the offered load over {duration_secs} s, more \
+                 than {MAX_JOBS}"
+            ),
+        });
+    }
     let mut rng = SplitMix64::new(seed ^ 0x2017);
     // Instances passed over before the next one kept: geometric with parameter `keep`, so
     // the walk costs one draw per job kept rather than one per instance.
@@ -203,6 +214,29 @@ mod tests {
         assert!(big.request.memory.0 > 10 << 30);
         let mut strict = BadRows::new(true);
         assert!(alibaba2017(&p, 1.0, 60, 1, &mut strict).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn huge_instance_counts_and_tiny_spans_stay_bounded() {
+        let dir = std::env::temp_dir().join(format!("tide-bejobs-huge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("batch_task.csv");
+        // A flipped digit: 10^12 instances is a bad row, not a 40 TB vector.
+        std::fs::write(
+            &p,
+            "0,600,1,1,1000000000000,Terminated,50,0.01\n0,600,1,2,1000000,Terminated,50,0.01\n1,600,1,3,1000000,Terminated,50,0.01\n",
+        )
+        .unwrap();
+        let mut bad = BadRows::new(false);
+        // Arrivals one second apart, repeated over 30 days at a load that keeps every one:
+        // refused by the job bound, not run for hours.
+        let err = alibaba2017(&p, 1e12, 30 * 86_400, 1, &mut bad).unwrap_err();
+        assert_eq!(bad.count, 1);
+        assert!(err.to_string().contains("BE jobs"), "{err}");
+        // At a modest load the draws cost one per job kept.
+        let jobs = alibaba2017(&p, 10_000.0, 86_400, 1, &mut bad).unwrap();
+        assert!(!jobs.is_empty() && jobs.len() < 1_000_000, "{}", jobs.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

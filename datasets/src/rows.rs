@@ -145,9 +145,15 @@ impl fmt::Display for Loss {
             _ => write!(f, ": the rest of the file is lost (how much is unknown)")?,
         }
         if d.kind == DamageKind::Corrupt {
-            write!(f, ", every row decoded from it dropped")
+            write!(f, ", every row decoded from it dropped")?;
         } else {
-            write!(f, ", {} rows before it kept", self.rows_kept)
+            write!(f, ", {} rows before it kept", self.rows_kept)?;
+        }
+        match d.file_len {
+            Some(len) if len > d.offset => {
+                write!(f, "; its last {} bytes were never decoded", len - d.offset)
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -266,7 +272,8 @@ impl BadRows {
     /// and the rows and bytes they lost).
     pub fn summary(&self) -> String {
         let mut s = match self.examples.first() {
-            None if self.count == 0 => "no bad rows".to_owned(),
+            None if self.count == 0 && self.losses.is_empty() => "no bad rows".to_owned(),
+            None if self.count == 0 => String::new(),
             None => format!("{} bad rows skipped", self.count),
             Some(first) => format!("{} bad rows skipped; first: {first}", self.count),
         };
@@ -274,8 +281,11 @@ impl BadRows {
             let (rows, rows_more) = self.rows_lost();
             let (bytes, bytes_more) = self.bytes_lost();
             let more = |m: bool| if m { " and more" } else { "" };
+            if !s.is_empty() {
+                s.push_str("; ");
+            }
             s.push_str(&format!(
-                "; {} damaged file{}, {rows} rows{} and {bytes} bytes{} lost; first: {first}",
+                "{} damaged file{}, {rows} rows{} and {bytes} bytes{} lost; first: {first}",
                 self.losses.len(),
                 if self.losses.len() == 1 { "" } else { "s" },
                 more(rows_more),
@@ -782,6 +792,86 @@ mod tests {
             matches!(strict.take(it.next().unwrap()), Err(LoadError::BadRow(e)) if e.line == 3)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_gzip_is_a_loss_never_a_bad_row_or_a_clean_end() {
+        let dir = std::env::temp_dir().join(format!("tide-rows-damage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = (0..5000).map(|i| format!("{i},{}.5\n", i * 7)).collect();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        let read = |name: &str, bytes: &[u8], strict: bool| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let mut rows = Rows::open(&p, Delimiter::Comma, parse_pair).unwrap();
+            let mut bad = BadRows::new(false);
+            let good = rows.by_ref().filter_map(|r| bad.take(r).unwrap()).count();
+            let mut outer = BadRows::new(strict);
+            (good, bad, outer.finish(&rows).map(|keep| (keep, outer)))
+        };
+        // Sound: no loss.
+        let (good, bad, fin) = read("ok.csv.gz", &gz, true);
+        let (keep, outer) = fin.unwrap();
+        assert_eq!((good, bad.count, keep), (5000, 0, true));
+        assert!(outer.is_clean());
+        // Cut: the rows before the cut are kept, the loss is recorded, strict stops.
+        let cut = &gz[..gz.len() / 2];
+        let (good, bad, fin) = read("cut.csv.gz", cut, false);
+        let (keep, outer) = fin.unwrap();
+        assert!(keep && good > 1000 && good < 5000, "{good}");
+        assert_eq!(bad.count, 0, "a cut is not a bad row");
+        let loss = &outer.losses[0];
+        assert_eq!(loss.damage.kind, DamageKind::Truncated);
+        assert_eq!(loss.rows_kept, good as u64);
+        assert_eq!(loss.damage.offset, cut.len() as u64);
+        assert!(
+            outer.summary().contains("truncated gzip stream"),
+            "{}",
+            outer.summary()
+        );
+        let (_, _, fin) = read("cut.csv.gz", cut, true);
+        assert!(
+            matches!(fin, Err(LoadError::Damaged(l)) if l.damage.kind == DamageKind::Truncated)
+        );
+        // Flipped bytes: corrupt, every row dropped.
+        let mut flipped = gz.clone();
+        let n = flipped.len();
+        for k in [n / 3, n / 2] {
+            flipped[k] ^= 0x10;
+        }
+        let (_, _, fin) = read("flip.csv.gz", &flipped, false);
+        let (keep, outer) = fin.unwrap();
+        assert!(!keep);
+        assert_eq!(outer.losses[0].damage.kind, DamageKind::Corrupt);
+        assert!(outer.summary().contains("dropped"), "{}", outer.summary());
+        // A flipped checksum alone: every byte decodes, the trailer refuses it.
+        let mut crc = gz.clone();
+        crc[n - 6] ^= 1;
+        let (good, _, fin) = read("crc.csv.gz", &crc, false);
+        let (keep, outer) = fin.unwrap();
+        assert_eq!((good, keep), (5000, false));
+        assert_eq!(outer.losses[0].rows_lost, Some(5000));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_and_binary_lines_are_bad_rows_and_reading_goes_on() {
+        let mut text = b"1,1\n".to_vec();
+        text.extend(std::iter::repeat_n(b'9', MAX_LINE * 3));
+        text.extend(b"\n2,\xff\xfe\n3,3\n");
+        let rows: Vec<_> = Rows::from_reader(
+            Box::new(std::io::Cursor::new(text)),
+            Path::new("x"),
+            Delimiter::Comma,
+            parse_pair,
+        )
+        .collect();
+        assert_eq!(rows.len(), 4);
+        assert!(rows[1].as_ref().unwrap_err().reason.contains("longer than"));
+        assert!(rows[2].as_ref().unwrap_err().reason.contains("UTF-8"));
+        assert_eq!(rows[3], Ok((3, 3.0)));
     }
 
     #[test]
