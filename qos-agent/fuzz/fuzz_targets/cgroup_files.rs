@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
 use tide_agent::cgroup::{self, Driver, Hierarchy, Layout};
-use tide_agent::topology::Topology;
 use tide_agent::procfs;
+use tide_agent::topology::Topology;
 
 fn scratch() -> PathBuf {
     let base = if std::path::Path::new("/dev/shm").is_dir() {

@@ -109,7 +109,11 @@ fuzz_target!(|data: &[u8]| {
             observe(&mut agent, 1_700_010_000, 5);
             agent.checkpoint(&path).expect("checkpoint again");
             let mut again = Agent::new(setup(), TideConfig::default());
-            assert_eq!(again.restore(&path), Ok(true), "a written checkpoint reads back");
+            assert_eq!(
+                again.restore(&path),
+                Ok(true),
+                "a written checkpoint reads back"
+            );
         }
         Ok(false) => unreachable!("the file exists"),
         Err(_) => assert_eq!((agent.cpu.clone(), agent.memory.clone()), before),

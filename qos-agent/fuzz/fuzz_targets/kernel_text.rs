@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = procfs::meminfo_bytes(text, "MemTotal");
     let _ = procfs::meminfo_bytes(text, "MemAvailable");
     let _ = kernel_text::proc_stat_cpu_ticks(text);
-    for key in ["inactive_file", "usage_usec", "nr_throttled", "throttled_usec"] {
+    for key in [
+        "inactive_file",
+        "usage_usec",
+        "nr_throttled",
+        "throttled_usec",
+    ] {
         let _ = cgroup::keyed(text, key);
     }
     if let Some(p) = cgroup::psi_some_avg10(text) {
