@@ -15,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-crates=(scheduler-plugin/fuzz datasets/fuzz qos-agent/fuzz cold-memory/fuzz)
+# FUZZ_CRATES="cold-memory/fuzz" narrows either mode to some crates.
+read -r -a crates <<< "${FUZZ_CRATES:-scheduler-plugin/fuzz datasets/fuzz qos-agent/fuzz cold-memory/fuzz}"
 mode="${1:-replay}"
 
 targets_of() {
