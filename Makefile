@@ -42,11 +42,12 @@ agent-load:
 bless:
 	TIDE_BLESS=1 cargo test --workspace
 
-# Fuzz the extender's request decoder and verbs for a minute (cargo-fuzz; the stable
-# toolchain is allowed its nightly flags through RUSTC_BOOTSTRAP).
+# Fuzz every target (extender requests, trace loaders, kernel-file parsers, the agent's
+# checkpoint, cold-memory frames) for FUZZ_SECS each (cargo-fuzz; the stable toolchain is
+# allowed its nightly flags through RUSTC_BOOTSTRAP). `make test` replays the corpora.
+FUZZ_SECS ?= 60
 fuzz:
-	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-	cd scheduler-plugin && mkdir -p fuzz/target/corpus && RUSTC_BOOTSTRAP=1 cargo fuzz run extender_request fuzz/target/corpus fuzz/corpus/extender_request -- -max_total_time=60
+	bash scripts/fuzz.sh run $(FUZZ_SECS)
 
 # A real kube-scheduler's throughput with and without the Tide extender, on the same Node
 # objects of a real control plane (v1.20.2 from Debian's source, or TIDE_K8S_BIN).

@@ -49,8 +49,8 @@ cargo fmt --all -- --check
 log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "fuzz target compiles"
-cargo check --quiet --locked --manifest-path scheduler-plugin/fuzz/Cargo.toml
+log "fuzz targets build and replay their corpora"
+bash scripts/fuzz.sh replay
 
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

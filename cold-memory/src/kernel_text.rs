@@ -11,7 +11,8 @@ pub fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// `some avg10=` (%) from a PSI file.
+/// `some avg10=` (%) from a PSI file; `None` unless it is a share in [0, 100] (`nan`, `inf`
+/// and out-of-range text are not pressure).
 pub fn psi_some_avg10(text: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with("some "))?
@@ -19,6 +20,7 @@ pub fn psi_some_avg10(text: &str) -> Option<f64> {
         .find_map(|f| f.strip_prefix("avg10="))?
         .parse()
         .ok()
+        .filter(|v: &f64| (0.0..=100.0).contains(v))
 }
 
 /// A `Key:   123 kB` field in bytes (`/proc/meminfo`, `/proc/<pid>/status`).
@@ -37,7 +39,7 @@ pub fn proc_stat_cpu_ticks(stat: &str) -> Option<u64> {
     let mut f = rest.split_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some(utime.saturating_add(stime))
 }
 
 /// One line of `/proc/<pid>/mountinfo`.
@@ -150,6 +152,10 @@ mod tests {
         let psi = "some avg10=1.50 avg60=0.20 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
         assert_eq!(psi_some_avg10(psi), Some(1.5));
         assert_eq!(psi_some_avg10("garbage"), None);
+        // Range-checked where parsed: not pressure, whatever the parser accepts.
+        for bad in ["nan", "inf", "-1", "100.5"] {
+            assert_eq!(psi_some_avg10(&format!("some avg10={bad} avg60=0")), None);
+        }
         assert_eq!(
             kib_field_bytes("MemTotal:  16 kB\nVmRSS:\t 4 kB\n", "VmRSS"),
             Some(4096)

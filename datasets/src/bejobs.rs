@@ -13,19 +13,28 @@ use crate::sim::BeJob;
 /// Alibaba 2017 normalises memory to [0, 1] of its largest machine; this is the size assumed for 1.
 pub const ALIBABA_2017_MEMORY_1: f64 = 512.0 * (1u64 << 30) as f64;
 
-/// One batch task instance, before thinning.
+/// One batch task, before thinning: `count` instances alike.
 #[derive(Debug, Clone, Copy)]
-struct Instance {
+struct Task {
     start: u64,
     request: ResourceAmounts,
     secs: f64,
+    count: u64,
 }
+
+/// Most task-by-repeat steps the thinning walks: a trace whose arrivals span seconds,
+/// repeated over a month, would otherwise take hours.
+const MAX_WALK: u64 = 200_000_000;
+/// Most BE jobs drawn: the replay holds each one.
+const MAX_JOBS: usize = 20_000_000;
 
 /// BE jobs from an Alibaba 2017 `batch_task.csv`: every instance of every terminated task is
 /// a pod with the task's per-instance CPU (100 = one core) and memory, running for the task's
 /// duration (at least one minute) at 80% of its CPU request. Instances are thinned at random
 /// (seeded) so the offered CPU is `offered_milli` on average, and the trace's arrival pattern is
-/// repeated until `duration_secs` is covered. Malformed rows go to `bad`.
+/// repeated until `duration_secs` is covered. Malformed rows go to `bad`; a corrupt file
+/// gives no tasks, a truncated one the tasks before the cut (both recorded in `bad`). Work
+/// and memory are bounded by the tasks and the jobs drawn, not by the instance counts.
 #[allow(
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
@@ -38,9 +47,13 @@ pub fn alibaba2017(
     seed: u64,
     bad: &mut BadRows,
 ) -> Result<Vec<BeJob>, LoadError> {
-    let mut instances: Vec<Instance> = Vec::new();
-    for item in formats::alibaba_batch_task_2017(path)? {
-        let Some(t) = bad.take(item)? else { continue };
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut file_bad = BadRows::new(bad.strict);
+    let mut rows = formats::alibaba_batch_task_2017(path)?;
+    for item in rows.by_ref() {
+        let Some(t) = file_bad.take(item)? else {
+            continue;
+        };
         if t.status != "Terminated"
             || t.end_time <= t.create_time
             || t.instances <= 0
@@ -53,55 +66,111 @@ pub fn alibaba2017(
             tide_api::f64_to_u64_saturating(t.mem_per_instance * ALIBABA_2017_MEMORY_1)
                 .max(64 << 20),
         );
-        let one = Instance {
+        tasks.push(Task {
             start: u64::try_from(t.create_time.max(0)).unwrap_or(0),
             request,
             secs: ((t.end_time - t.create_time) as f64).max(60.0),
-        };
-        instances.extend(std::iter::repeat_n(
-            one,
-            usize::try_from(t.instances).unwrap_or(0),
-        ));
-    }
-    if instances.is_empty() {
-        return Err(LoadError::Invalid {
-            path: path.to_owned(),
-            reason: "no terminated tasks with instances".into(),
+            count: u64::try_from(t.instances).unwrap_or(0),
         });
     }
-    instances.sort_by_key(|i| i.start);
-    let first = instances[0].start;
-    let span = (instances[instances.len() - 1].start - first).max(1);
+    if !file_bad.finish(&rows)? {
+        file_bad.drop_rows();
+        tasks.clear();
+    }
+    bad.merge(file_bad);
+    if tasks.is_empty() {
+        let mut reason = String::from("no terminated tasks with instances");
+        if !bad.is_clean() {
+            reason.push_str(&format!(" ({})", bad.summary()));
+        }
+        return Err(LoadError::Invalid {
+            path: path.to_owned(),
+            reason,
+        });
+    }
+    tasks.sort_by_key(|t| t.start);
+    let first = tasks[0].start;
+    let span = (tasks[tasks.len() - 1].start - first).max(1);
+    let repeats = duration_secs.div_ceil(span);
+    if repeats.saturating_mul(tasks.len() as u64) > MAX_WALK {
+        return Err(LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "the tasks' arrivals span {span} s: repeating {} tasks over {duration_secs} s \
+                 takes {repeats} rounds, more than {MAX_WALK} task draws",
+                tasks.len()
+            ),
+        });
+    }
     // CPU work the trace offers per second, and the share of it to keep.
-    let work: f64 = instances
+    let work: f64 = tasks
         .iter()
-        .map(|i| i.request.cpu.as_f64() * 0.8 * i.secs)
+        .map(|t| t.request.cpu.as_f64() * 0.8 * t.secs * t.count as f64)
         .sum();
     let keep = (offered_milli * span as f64 / work).clamp(0.0, 1.0);
+    if keep.is_nan() || keep <= 0.0 {
+        return Ok(Vec::new());
+    }
+    let instances: f64 = tasks.iter().map(|t| t.count as f64).sum();
+    let expected = keep * instances * repeats as f64;
+    if expected > MAX_JOBS as f64 {
+        return Err(LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "about {expected:.0} BE jobs at the offered load over {duration_secs} s, more \
+                 than {MAX_JOBS}"
+            ),
+        });
+    }
     let mut rng = SplitMix64::new(seed ^ 0x2017);
+    // Instances passed over before the next one kept: geometric with parameter `keep`, so
+    // the walk costs one draw per job kept rather than one per instance.
+    let mut gap = || -> u64 {
+        if keep >= 1.0 {
+            return 0;
+        }
+        let u = rng.uniform();
+        let g = ((1.0 - u).ln() / (1.0 - keep).ln()).floor();
+        if g.is_finite() && g >= 0.0 {
+            tide_api::f64_to_u64_saturating(g)
+        } else {
+            u64::MAX
+        }
+    };
     let mut jobs = Vec::new();
-    let mut id = 0;
+    let mut skip = gap();
     let mut offset = 0;
-    while offset < duration_secs && keep > 0.0 {
-        for i in &instances {
-            let arrival = offset + (i.start - first);
+    'rounds: while offset < duration_secs {
+        for t in &tasks {
+            let arrival = offset + (t.start - first);
             if arrival >= duration_secs {
-                break;
+                break 'rounds;
             }
-            if rng.uniform() >= keep {
-                continue;
+            let mut left = t.count;
+            while skip < left {
+                left -= skip + 1;
+                skip = gap();
+                if jobs.len() >= MAX_JOBS {
+                    return Err(LoadError::Invalid {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "more than {MAX_JOBS} BE jobs at the offered load over \
+                             {duration_secs} s"
+                        ),
+                    });
+                }
+                let demand = t.request.cpu.as_f64() * 0.8;
+                jobs.push(BeJob {
+                    id: jobs.len() as u64,
+                    arrival,
+                    request: t.request,
+                    cpu_demand: tide_api::f64_to_u64_saturating(demand),
+                    memory_usage: tide_api::f64_to_u64_saturating(t.request.memory.as_f64() * 0.7),
+                    work: demand * t.secs,
+                    priority: 0,
+                });
             }
-            let demand = i.request.cpu.as_f64() * 0.8;
-            jobs.push(BeJob {
-                id,
-                arrival,
-                request: i.request,
-                cpu_demand: tide_api::f64_to_u64_saturating(demand),
-                memory_usage: tide_api::f64_to_u64_saturating(i.request.memory.as_f64() * 0.7),
-                work: demand * i.secs,
-                priority: 0,
-            });
-            id += 1;
+            skip -= left;
         }
         offset += span;
     }
@@ -145,6 +214,29 @@ mod tests {
         assert!(big.request.memory.0 > 10 << 30);
         let mut strict = BadRows::new(true);
         assert!(alibaba2017(&p, 1.0, 60, 1, &mut strict).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn huge_instance_counts_and_tiny_spans_stay_bounded() {
+        let dir = std::env::temp_dir().join(format!("tide-bejobs-huge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("batch_task.csv");
+        // A flipped digit: 10^12 instances is a bad row, not a 40 TB vector.
+        std::fs::write(
+            &p,
+            "0,600,1,1,1000000000000,Terminated,50,0.01\n0,600,1,2,1000000,Terminated,50,0.01\n1,600,1,3,1000000,Terminated,50,0.01\n",
+        )
+        .unwrap();
+        let mut bad = BadRows::new(false);
+        // Arrivals one second apart, repeated over 30 days at a load that keeps every one:
+        // refused by the job bound, not run for hours.
+        let err = alibaba2017(&p, 1e12, 30 * 86_400, 1, &mut bad).unwrap_err();
+        assert_eq!(bad.count, 1);
+        assert!(err.to_string().contains("BE jobs"), "{err}");
+        // At a modest load the draws cost one per job kept.
+        let jobs = alibaba2017(&p, 10_000.0, 86_400, 1, &mut bad).unwrap();
+        assert!(!jobs.is_empty() && jobs.len() < 1_000_000, "{}", jobs.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,47 @@ use std::path::Path;
 
 use crate::rows::{Delimiter, LoadError, Rows, field};
 
+/// The physical bounds every parsed value is checked against, where it is parsed: wide
+/// enough for any real cluster, narrow enough that a flipped byte or digit is a bad row
+/// rather than a sample (a timestamp centuries away would size the whole time grid).
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// Unix time of a sample, seconds: 2000-01-01 to 2100-01-01.
+    pub const UNIX_TIME: RangeInclusive<i64> = 946_684_800..=4_102_444_800;
+    /// Seconds from a trace's start: ±10 years (Alibaba 2017 tasks start before its trace).
+    pub const TRACE_TIME: RangeInclusive<i64> = -315_360_000..=315_360_000;
+    /// CPU cores of one machine or VM.
+    pub const CORES: RangeInclusive<f64> = 0.0..=4096.0;
+    /// CPU cores of one machine, as an integer.
+    pub const CORES_INT: RangeInclusive<i64> = 0..=4096;
+    /// CPU of one machine or VM, MHz, provisioned or used (usage runs above what is
+    /// provisioned: Bitbrains has 1.8×): 10,000 cores at 10 GHz.
+    pub const MHZ: RangeInclusive<f64> = 0.0..=1.0e8;
+    /// Memory of one machine or VM, KB: 64 TiB.
+    pub const MEMORY_KB: RangeInclusive<f64> = 0.0..=68_719_476_736.0;
+    /// Memory of one pod, MiB: 64 TiB.
+    pub const MEMORY_MIB: RangeInclusive<i64> = 0..=67_108_864;
+    /// CPU of one pod, millicores: 4096 cores.
+    pub const MILLICORES: RangeInclusive<i64> = 0..=4_096_000;
+    /// CPU in Alibaba's unit (100 = one core): 4096 cores.
+    pub const CENTICORES: RangeInclusive<f64> = 0.0..=409_600.0;
+    /// CPU in Alibaba's unit, as an integer.
+    pub const CENTICORES_INT: RangeInclusive<i64> = 0..=409_600;
+    /// A share of a machine, percent.
+    pub const PERCENT: RangeInclusive<f64> = 0.0..=100.0;
+    /// A share of a request or reference, percent (usage may exceed what was asked).
+    pub const PERCENT_OF_REQUEST: RangeInclusive<f64> = 0.0..=10_000.0;
+    /// Alibaba 2018's disk I/O percent, with its abnormal markers −1 and 101.
+    pub const DISK_IO_PERCENT: RangeInclusive<f64> = -1.0..=101.0;
+    /// Alibaba 2017's memory, normalised to its largest machine.
+    pub const UNIT_SHARE: RangeInclusive<f64> = 0.0..=1.0;
+    /// Instances of one task, GPUs of one pod: counts.
+    pub const COUNT: RangeInclusive<i64> = 0..=1_000_000;
+    /// An identifier number.
+    pub const ID: RangeInclusive<i64> = 0..=i64::MAX;
+}
+
 /// Bitbrains GWA-T-12: one VM's 300 s sample. The first column is Unix epoch **seconds**
 /// despite its `[ms]` header.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,12 +71,17 @@ fn parse_bitbrains(f: &[&str], line: u64) -> Result<Option<BitbrainsRow>, String
     }
     field::at_least(f, 7)?;
     Ok(Some(BitbrainsRow {
-        time: field::i64(f, 0, "Timestamp")?,
-        cores: field::f64(f, 1, "CPU cores")?,
-        cpu_capacity_mhz: field::f64(f, 2, "CPU capacity provisioned [MHZ]")?,
-        cpu_usage_mhz: field::f64(f, 3, "CPU usage [MHZ]")?,
-        mem_capacity_kb: field::f64(f, 5, "Memory capacity provisioned [KB]")?,
-        mem_usage_kb: field::f64(f, 6, "Memory usage [KB]")?,
+        time: field::i64_in(f, 0, "Timestamp", bounds::UNIX_TIME)?,
+        cores: field::f64_in(f, 1, "CPU cores", bounds::CORES)?,
+        cpu_capacity_mhz: field::f64_in(f, 2, "CPU capacity provisioned [MHZ]", bounds::MHZ)?,
+        cpu_usage_mhz: field::f64_in(f, 3, "CPU usage [MHZ]", bounds::MHZ)?,
+        mem_capacity_kb: field::f64_in(
+            f,
+            5,
+            "Memory capacity provisioned [KB]",
+            bounds::MEMORY_KB,
+        )?,
+        mem_usage_kb: field::f64_in(f, 6, "Memory usage [KB]", bounds::MEMORY_KB)?,
     }))
 }
 
@@ -63,9 +109,9 @@ fn parse_machine_meta(f: &[&str], _line: u64) -> Result<Option<MachineMeta>, Str
     field::count(f, 7)?;
     Ok(Some(MachineMeta {
         machine_id: field::string(f, 0, "machine_id")?,
-        time: field::i64(f, 1, "time_stamp")?,
-        cpu_num: field::i64(f, 4, "cpu_num")?,
-        mem_size: field::f64(f, 5, "mem_size")?,
+        time: field::i64_in(f, 1, "time_stamp", bounds::TRACE_TIME)?,
+        cpu_num: field::i64_in(f, 4, "cpu_num", bounds::CORES_INT)?,
+        mem_size: field::f64_in(f, 5, "mem_size", bounds::PERCENT)?,
         status: field::string(f, 6, "status")?,
     }))
 }
@@ -92,20 +138,12 @@ pub struct MachineUsage {
 
 fn parse_machine_usage(f: &[&str], _line: u64) -> Result<Option<MachineUsage>, String> {
     field::count(f, 9)?;
-    let pct = |i, name| {
-        let v = field::f64(f, i, name)?;
-        if (0.0..=100.0).contains(&v) {
-            Ok(v)
-        } else {
-            Err(format!("column {name}: {v} is outside [0, 100]"))
-        }
-    };
     Ok(Some(MachineUsage {
         machine_id: field::string(f, 0, "machine_id")?,
-        time: field::i64(f, 1, "time_stamp")?,
-        cpu_util_percent: pct(2, "cpu_util_percent")?,
-        mem_util_percent: pct(3, "mem_util_percent")?,
-        disk_io_percent: field::opt_f64(f, 8, "disk_io_percent")?,
+        time: field::i64_in(f, 1, "time_stamp", bounds::TRACE_TIME)?,
+        cpu_util_percent: field::f64_in(f, 2, "cpu_util_percent", bounds::PERCENT)?,
+        mem_util_percent: field::f64_in(f, 3, "mem_util_percent", bounds::PERCENT)?,
+        disk_io_percent: field::opt_f64_in(f, 8, "disk_io_percent", bounds::DISK_IO_PERCENT)?,
     }))
 }
 
@@ -140,12 +178,12 @@ fn parse_container_meta(f: &[&str], _line: u64) -> Result<Option<ContainerMeta>,
     Ok(Some(ContainerMeta {
         container_id: field::string(f, 0, "container_id")?,
         machine_id: field::string(f, 1, "machine_id")?,
-        time: field::i64(f, 2, "time_stamp")?,
+        time: field::i64_in(f, 2, "time_stamp", bounds::TRACE_TIME)?,
         app_du: field::string(f, 3, "app_du")?,
         status: field::string(f, 4, "status")?,
-        cpu_request: field::i64(f, 5, "cpu_request")?,
-        cpu_limit: field::i64(f, 6, "cpu_limit")?,
-        mem_size: field::f64(f, 7, "mem_size")?,
+        cpu_request: field::i64_in(f, 5, "cpu_request", bounds::CENTICORES_INT)?,
+        cpu_limit: field::i64_in(f, 6, "cpu_limit", bounds::CENTICORES_INT)?,
+        mem_size: field::f64_in(f, 7, "mem_size", bounds::PERCENT)?,
     }))
 }
 
@@ -174,9 +212,9 @@ fn parse_container_usage(f: &[&str], _line: u64) -> Result<Option<ContainerUsage
     Ok(Some(ContainerUsage {
         container_id: field::string(f, 0, "container_id")?,
         machine_id: field::string(f, 1, "machine_id")?,
-        time: field::i64(f, 2, "time_stamp")?,
-        cpu_util_percent: field::f64(f, 3, "cpu_util_percent")?,
-        mem_util_percent: field::f64(f, 4, "mem_util_percent")?,
+        time: field::i64_in(f, 2, "time_stamp", bounds::TRACE_TIME)?,
+        cpu_util_percent: field::f64_in(f, 3, "cpu_util_percent", bounds::PERCENT_OF_REQUEST)?,
+        mem_util_percent: field::f64_in(f, 4, "mem_util_percent", bounds::PERCENT_OF_REQUEST)?,
     }))
 }
 
@@ -210,13 +248,13 @@ fn parse_batch_task_2018(f: &[&str], _line: u64) -> Result<Option<BatchTask2018>
     field::count(f, 9)?;
     Ok(Some(BatchTask2018 {
         task_name: field::string(f, 0, "task_name")?,
-        instance_num: field::i64(f, 1, "instance_num")?,
+        instance_num: field::i64_in(f, 1, "instance_num", bounds::COUNT)?,
         job_name: field::string(f, 2, "job_name")?,
         status: field::string(f, 4, "status")?,
-        start_time: field::i64(f, 5, "start_time")?,
-        end_time: field::i64(f, 6, "end_time")?,
-        plan_cpu: field::opt_f64(f, 7, "plan_cpu")?,
-        plan_mem: field::opt_f64(f, 8, "plan_mem")?,
+        start_time: field::i64_in(f, 5, "start_time", bounds::TRACE_TIME)?,
+        end_time: field::i64_in(f, 6, "end_time", bounds::TRACE_TIME)?,
+        plan_cpu: field::opt_f64_in(f, 7, "plan_cpu", bounds::CENTICORES)?,
+        plan_mem: field::opt_f64_in(f, 8, "plan_mem", bounds::PERCENT)?,
     }))
 }
 
@@ -259,17 +297,17 @@ fn parse_batch_instance_2018(f: &[&str], _line: u64) -> Result<Option<BatchInsta
         task_name: field::string(f, 1, "task_name")?,
         job_name: field::string(f, 2, "job_name")?,
         status: field::string(f, 4, "status")?,
-        start_time: field::i64(f, 5, "start_time")?,
-        end_time: field::i64(f, 6, "end_time")?,
+        start_time: field::i64_in(f, 5, "start_time", bounds::TRACE_TIME)?,
+        end_time: field::i64_in(f, 6, "end_time", bounds::TRACE_TIME)?,
         machine_id: f
             .get(7)
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
-        cpu_avg: field::opt_f64(f, 10, "cpu_avg")?,
-        cpu_max: field::opt_f64(f, 11, "cpu_max")?,
-        mem_avg: field::opt_f64(f, 12, "mem_avg")?,
-        mem_max: field::opt_f64(f, 13, "mem_max")?,
+        cpu_avg: field::opt_f64_in(f, 10, "cpu_avg", bounds::CENTICORES)?,
+        cpu_max: field::opt_f64_in(f, 11, "cpu_max", bounds::CENTICORES)?,
+        mem_avg: field::opt_f64_in(f, 12, "mem_avg", bounds::PERCENT)?,
+        mem_max: field::opt_f64_in(f, 13, "mem_max", bounds::PERCENT)?,
     }))
 }
 
@@ -305,14 +343,24 @@ fn parse_batch_task_2017(f: &[&str], line: u64) -> Result<Option<BatchTask2017>,
     }
     field::count(f, 8)?;
     Ok(Some(BatchTask2017 {
-        create_time: field::i64(f, 0, "task_create_time")?,
-        end_time: field::i64(f, 1, "task_end_time")?,
-        job_id: field::i64(f, 2, "job_id")?,
-        task_id: field::i64(f, 3, "task_id")?,
-        instances: field::i64(f, 4, "number_of_instances")?,
+        create_time: field::i64_in(f, 0, "task_create_time", bounds::TRACE_TIME)?,
+        end_time: field::i64_in(f, 1, "task_end_time", bounds::TRACE_TIME)?,
+        job_id: field::i64_in(f, 2, "job_id", bounds::ID)?,
+        task_id: field::i64_in(f, 3, "task_id", bounds::ID)?,
+        instances: field::i64_in(f, 4, "number_of_instances", bounds::COUNT)?,
         status: field::string(f, 5, "status")?,
-        cpu_per_instance: field::f64(f, 6, "number_of_cpus_requested_per_instance_in_the_task")?,
-        mem_per_instance: field::f64(f, 7, "normalized_memory_requested_per_instance_in_the_task")?,
+        cpu_per_instance: field::f64_in(
+            f,
+            6,
+            "number_of_cpus_requested_per_instance_in_the_task",
+            bounds::CENTICORES,
+        )?,
+        mem_per_instance: field::f64_in(
+            f,
+            7,
+            "normalized_memory_requested_per_instance_in_the_task",
+            bounds::UNIT_SHARE,
+        )?,
     }))
 }
 
@@ -347,12 +395,12 @@ fn parse_gpu_pod(f: &[&str], line: u64) -> Result<Option<GpuPod>, String> {
     field::at_least(f, 10)?;
     Ok(Some(GpuPod {
         name: field::string(f, 0, "name")?,
-        cpu_milli: field::i64(f, 1, "cpu_milli")?,
-        memory_mib: field::i64(f, 2, "memory_mib")?,
-        num_gpu: field::i64(f, 3, "num_gpu")?,
+        cpu_milli: field::i64_in(f, 1, "cpu_milli", bounds::MILLICORES)?,
+        memory_mib: field::i64_in(f, 2, "memory_mib", bounds::MEMORY_MIB)?,
+        num_gpu: field::i64_in(f, 3, "num_gpu", bounds::COUNT)?,
         qos: field::string(f, 6, "qos")?,
-        creation_time: field::i64(f, 8, "creation_time")?,
-        deletion_time: field::opt_i64(f, 9, "deletion_time")?,
+        creation_time: field::i64_in(f, 8, "creation_time", bounds::TRACE_TIME)?,
+        deletion_time: field::opt_i64_in(f, 9, "deletion_time", bounds::TRACE_TIME)?,
     }))
 }
 
@@ -373,9 +421,14 @@ pub struct GoogleSample {
 fn parse_google(f: &[&str], _line: u64) -> Result<Option<GoogleSample>, String> {
     field::count(f, 2)?;
     Ok(Some(GoogleSample {
-        cpu_percent: field::f64(f, 0, "cpu")?,
-        mem_percent: field::f64(f, 1, "memory")?,
+        cpu_percent: field::f64_in(f, 0, "cpu", bounds::PERCENT_OF_REQUEST)?,
+        mem_percent: field::f64_in(f, 1, "memory", bounds::PERCENT_OF_REQUEST)?,
     }))
+}
+
+/// Reads one Google-derived series file (plain or gzip).
+pub fn google_file(path: &Path) -> Result<Rows<GoogleSample>, LoadError> {
+    Rows::open(path, Delimiter::Whitespace, parse_google)
 }
 
 /// Parses one Google-derived series from any reader (`name` is used in messages).

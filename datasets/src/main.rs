@@ -149,11 +149,74 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<TideConfig> {
     match path {
         None => Ok(TideConfig::default()),
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            TideConfig::from_yaml(&text).with_context(|| format!("loading {}", p.display()))
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("--config: reading {}", p.display()))?;
+            TideConfig::from_yaml(&text)
+                .with_context(|| format!("--config: loading {}", p.display()))
         }
     }
+}
+
+/// Nodes of the synthetic cluster, at most.
+const MAX_NODES: usize = 100_000;
+/// Service-steps of the synthetic cluster, at most (each a sample in memory): nodes × cores
+/// per node (a service has at least one) × steps.
+const MAX_SYNTHETIC_CELLS: u64 = 1 << 30;
+/// Offered BE load, at most (a share of the idle HP CPU).
+const MAX_BE_LOAD: f64 = 100.0;
+/// Static-ratio multiplier, at most.
+const MAX_STATIC_RATIO: f64 = 100.0;
+/// Prediction horizon, at most: 30 days.
+const MAX_HORIZON: Duration = Duration::from_secs(30 * 86_400);
+/// Durations and warm-ups, at most: 10 years.
+const MAX_SPAN: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Node capacity from `--node-cpu` and `--node-memory`, each above zero.
+fn node_capacity(cpu: &Quantity, memory: &Quantity) -> anyhow::Result<ResourceAmounts> {
+    let cpu = MilliCores::from_quantity(cpu).context("--node-cpu")?;
+    let memory = Bytes::from_quantity(memory).context("--node-memory")?;
+    if cpu.0 == 0 {
+        anyhow::bail!("--node-cpu must be above zero");
+    }
+    if memory.0 == 0 {
+        anyhow::bail!("--node-memory must be above zero");
+    }
+    Ok(ResourceAmounts { cpu, memory })
+}
+
+/// `--report`: a file path whose folder exists or can be made, checked before the run.
+fn check_report(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("--report {}: is a folder, not a file", path.display());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--report {}: creating {}", path.display(), dir.display()))?;
+    }
+    Ok(())
+}
+
+/// `--be-trace`: `alibaba2017:PATH` with an existing file.
+fn be_trace_path(spec: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = spec
+        .strip_prefix("alibaba2017:")
+        .ok_or_else(|| anyhow::anyhow!("--be-trace {spec:?}: expected alibaba2017:PATH"))?;
+    let path = std::path::PathBuf::from(path);
+    if !path.is_file() {
+        anyhow::bail!("--be-trace {spec:?}: {} is not a file", path.display());
+    }
+    Ok(path)
+}
+
+/// A duration flag within `(0, max]`.
+fn check_duration(flag: &str, d: Duration, max: Duration) -> anyhow::Result<()> {
+    if d.is_zero() || d > max {
+        anyhow::bail!(
+            "{flag} must be above zero and at most {} days",
+            max.as_secs() / 86_400
+        );
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -176,16 +239,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
         }) => {
             let mut cfg = load_config(config.as_deref())?;
+            if !(target > 0.0 && target < 1.0) {
+                anyhow::bail!("--target must be a rate above 0 and below 1, not {target}");
+            }
+            check_duration("--horizon", horizon, MAX_HORIZON)?;
+            if warmup > MAX_SPAN {
+                anyhow::bail!(
+                    "--warmup must be at most {} days",
+                    MAX_SPAN.as_secs() / 86_400
+                );
+            }
             cfg.estimator.horizon = horizon;
             cfg.estimator.target_violation_rate = target;
-            cfg.validate().context("flags")?;
-            let node_capacity = ResourceAmounts {
-                cpu: MilliCores::from_quantity(&node_cpu).context("--node-cpu")?,
-                memory: Bytes::from_quantity(&node_memory).context("--node-memory")?,
-            };
-            let t = trace.load(strict).context("loading the trace")?;
-            if t.bad_rows.count > 0 {
+            cfg.validate()
+                .context("--horizon and --target with the configuration")?;
+            let node_capacity = node_capacity(&node_cpu, &node_memory)?;
+            let t = trace.load(strict).context("--trace: loading the trace")?;
+            if !t.bad_rows.is_clean() {
                 eprintln!("warning: {}", t.bad_rows.summary());
+            }
+            let span = t.steps() as u64 * t.step_secs;
+            if warmup.as_secs() + horizon.as_secs() >= span {
+                anyhow::bail!(
+                    "--warmup ({} s) and --horizon ({} s) leave nothing to score in a trace of {span} s",
+                    warmup.as_secs(),
+                    horizon.as_secs()
+                );
             }
             let opts = PredictOptions {
                 settings: cfg.estimator,
@@ -242,19 +321,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {
+    // Every flag is checked before anything is loaded or run.
     let cfg = load_config(a.config.as_deref())?;
-    let capacity = ResourceAmounts {
-        cpu: MilliCores::from_quantity(&a.node_cpu).context("--node-cpu")?,
-        memory: Bytes::from_quantity(&a.node_memory).context("--node-memory")?,
-    };
-    if capacity.cpu.0 == 0 || capacity.memory.0 == 0 {
-        anyhow::bail!("--node-cpu and --node-memory must be above zero");
+    let capacity = node_capacity(&a.node_cpu, &a.node_memory)?;
+    if !(a.be_load.is_finite() && (0.0..=MAX_BE_LOAD).contains(&a.be_load)) {
+        anyhow::bail!("--be-load must be a number from 0 to {MAX_BE_LOAD}");
     }
-    if !(a.be_load.is_finite() && a.be_load >= 0.0) {
-        anyhow::bail!("--be-load must be a number >= 0");
+    if !(a.static_ratio.is_finite() && (1.0..=MAX_STATIC_RATIO).contains(&a.static_ratio)) {
+        anyhow::bail!("--static-ratio must be a number from 1 to {MAX_STATIC_RATIO}");
     }
-    if !(a.static_ratio.is_finite() && a.static_ratio >= 1.0) {
-        anyhow::bail!("--static-ratio must be a number >= 1");
+    if let Some(d) = a.duration {
+        check_duration("--duration", d, MAX_SPAN)?;
+    }
+    if a.trace.is_none() {
+        if a.nodes == 0 || a.nodes > MAX_NODES {
+            anyhow::bail!("--nodes must be from 1 to {MAX_NODES}");
+        }
+        let spec = SyntheticSpec::default();
+        let secs = a.duration.map_or(spec.duration_secs, |d| d.as_secs());
+        if secs < spec.step_secs {
+            anyhow::bail!(
+                "--duration must be at least one step ({} s)",
+                spec.step_secs
+            );
+        }
+        let cells = (a.nodes as u64)
+            .saturating_mul(capacity.cpu.0.div_ceil(1000))
+            .saturating_mul(secs / spec.step_secs);
+        if cells > MAX_SYNTHETIC_CELLS {
+            anyhow::bail!(
+                "--nodes, --node-cpu and --duration ask for {cells} service-steps, more than \
+                 {MAX_SYNTHETIC_CELLS}: ask for fewer or smaller nodes or a shorter duration"
+            );
+        }
+    }
+    if a.policy.is_empty() {
+        anyhow::bail!("--policy: name at least one policy");
     }
     let policies = a
         .policy
@@ -262,11 +364,13 @@ fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {
         .map(|p| {
             Policy::parse(p).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown policy {p:?}: no-overcommit, static-ratio, koordinator, tide-request, tide"
+                    "--policy: unknown policy {p:?}: no-overcommit, static-ratio, koordinator, tide-request, tide"
                 )
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let be_trace = a.be_trace.as_deref().map(be_trace_path).transpose()?;
+    check_report(&a.report)?;
     let started = std::time::Instant::now();
     let (source, trace, nodes, jobs) = match &a.trace {
         None => {
@@ -280,40 +384,37 @@ fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {
             if let Some(d) = a.duration {
                 spec.duration_secs = d.as_secs();
             }
-            if spec.nodes == 0 || spec.duration_secs < spec.step_secs {
-                anyhow::bail!("--nodes must be above zero and --duration at least one step");
-            }
             let c = generate(&spec);
             (c.trace.name.clone(), c.trace, c.nodes, c.be_jobs)
         }
         Some(spec) => {
-            let t = spec.load(a.strict).context("loading the trace")?;
-            if t.bad_rows.count > 0 {
+            let t = spec.load(a.strict).context("--trace: loading the trace")?;
+            if !t.bad_rows.is_clean() {
                 eprintln!("warning: {}", t.bad_rows.summary());
+            }
+            if let Some(d) = a.duration
+                && d.as_secs() < t.step_secs
+            {
+                anyhow::bail!(
+                    "--duration must be at least one step of the trace ({} s)",
+                    t.step_secs
+                );
             }
             let nodes = pack_nodes(&t, capacity, a.seed);
             let jobs = be_jobs_for(&t, &nodes, capacity, a.be_load, a.seed);
             (format!("{} ({} rows)", t.name, t.rows_read), t, nodes, jobs)
         }
     };
-    let (jobs, source) = match &a.be_trace {
+    let (jobs, source) = match &be_trace {
         None => (jobs, source),
-        Some(spec) => {
-            let path = spec
-                .strip_prefix("alibaba2017:")
-                .ok_or_else(|| anyhow::anyhow!("--be-trace {spec:?}: expected alibaba2017:PATH"))?;
+        Some(path) => {
             let mut bad = tide_datasets::BadRows::new(a.strict);
             let offered = a.be_load * idle_cpu_milli(&trace, &nodes, capacity);
             let duration = trace.steps() as u64 * trace.step_secs;
-            let jobs = tide_datasets::bejobs::alibaba2017(
-                std::path::Path::new(path),
-                offered,
-                duration,
-                a.seed,
-                &mut bad,
-            )
-            .context("loading the BE trace")?;
-            if bad.count > 0 {
+            let jobs =
+                tide_datasets::bejobs::alibaba2017(path, offered, duration, a.seed, &mut bad)
+                    .context("--be-trace: loading the BE trace")?;
+            if !bad.is_clean() {
                 eprintln!("warning: {}", bad.summary());
             }
             (

@@ -82,8 +82,120 @@ impl UsageTrace {
     }
 }
 
-/// Samples of one column before gridding: (time, cpu millicores, memory bytes).
-type Samples = Vec<(i64, f32, f32)>;
+/// One raw sample of a column before gridding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    /// Time in the source's clock, seconds.
+    time: i64,
+    /// CPU, millicores.
+    cpu: f32,
+    /// Memory, bytes.
+    mem: f32,
+    /// The source line, for messages.
+    line: u64,
+}
+
+/// Samples of one column before gridding.
+type Samples = Vec<Sample>;
+
+/// A column's samples while it is read, with the bound on how many its time span justifies.
+#[derive(Debug, Default)]
+struct ColumnSamples {
+    samples: Samples,
+    min: i64,
+    max: i64,
+}
+
+/// How many samples one grid step may hold before a column counts as runaway (a looping or
+/// duplicated file): real traces have one or two.
+const SAMPLES_PER_STEP: usize = 16;
+/// Samples a column may hold whatever its span.
+const SAMPLES_FREE: usize = 1 << 16;
+
+impl ColumnSamples {
+    /// Adds a sample; an error when the column holds far more samples than its time span
+    /// has steps, so memory stays bounded by what the input's timestamps justify.
+    fn push(&mut self, s: Sample, step: u64, path: &Path) -> Result<(), LoadError> {
+        if self.samples.is_empty() {
+            (self.min, self.max) = (s.time, s.time);
+        }
+        self.min = self.min.min(s.time);
+        self.max = self.max.max(s.time);
+        self.samples.push(s);
+        let n = self.samples.len();
+        if n.is_multiple_of(SAMPLES_FREE) {
+            let span_steps = steps_between(self.min, self.max, step);
+            if n > span_steps
+                .saturating_mul(SAMPLES_PER_STEP)
+                .saturating_add(SAMPLES_FREE)
+            {
+                return Err(LoadError::Invalid {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "{n} rows for one column within {span_steps} steps of {step} s \
+                         (up to line {}): more than {SAMPLES_PER_STEP} per step, a duplicated \
+                         or looping file?",
+                        s.line
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Grid steps from `start` to `end` inclusive (saturating; 1 when `end <= start`).
+fn steps_between(start: i64, end: i64, step: u64) -> usize {
+    let span = u64::try_from(i128::from(end) - i128::from(start)).unwrap_or(0);
+    usize::try_from(span / step.max(1))
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+}
+
+/// Drops the samples of one column whose time is out of line with the rest: further from
+/// the column's median time than four times the span its samples fill at one per `step`
+/// (at least a week). A flipped digit can pass the range check (a year within the century);
+/// it must not size the whole grid. Each one dropped is a bad row.
+fn drop_outliers(
+    samples: &mut Samples,
+    step: u64,
+    name: &str,
+    path: &Path,
+    bad: &mut BadRows,
+) -> Result<(), LoadError> {
+    if samples.len() < 3 {
+        return Ok(());
+    }
+    let mut times: Vec<i64> = samples.iter().map(|s| s.time).collect();
+    let mid = times.len() / 2;
+    let median = *times.select_nth_unstable(mid).1;
+    let reach = u64::try_from(samples.len())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(step)
+        .saturating_mul(4)
+        .max(7 * 86_400);
+    let n = samples.len();
+    let mut first_err = Ok(());
+    samples.retain(|s| {
+        if (i128::from(s.time) - i128::from(median)).unsigned_abs() <= u128::from(reach) {
+            return true;
+        }
+        if first_err.is_ok() {
+            first_err = bad.record(crate::rows::RowError {
+                path: path.to_owned(),
+                line: s.line,
+                reason: format!(
+                    "timestamp {} is out of line with the other {} rows of {name} \
+                     (median {median}, more than {reach} s away)",
+                    s.time,
+                    n - 1
+                ),
+            });
+        }
+        false
+    });
+    first_err
+}
 
 /// Puts irregular samples on a grid: the mean of the samples in each step, carried forward
 /// over gaps (and backward before the first sample).
@@ -96,13 +208,20 @@ fn grid(columns: &[Samples], start: i64, step: u64, steps: usize) -> (Array2<f32
     let mut cpu = Array2::<f32>::zeros((steps, columns.len()));
     let mut mem = Array2::<f32>::zeros((steps, columns.len()));
     let step_i = i64::try_from(step).unwrap_or(i64::MAX).max(1);
+    let mut sum = vec![(0.0f64, 0.0f64, 0u32); steps];
     for (c, samples) in columns.iter().enumerate() {
-        let mut sum = vec![(0.0f64, 0.0f64, 0u32); steps];
-        for &(t, u, m) in samples {
-            let i = ((t - start) / step_i) as usize;
+        sum.fill((0.0, 0.0, 0));
+        for s in samples {
+            let Some(i) = s
+                .time
+                .checked_sub(start)
+                .and_then(|d| usize::try_from(d / step_i).ok())
+            else {
+                continue;
+            };
             if i < steps {
-                sum[i].0 += f64::from(u);
-                sum[i].1 += f64::from(m);
+                sum[i].0 += f64::from(s.cpu);
+                sum[i].1 += f64::from(s.mem);
                 sum[i].2 += 1;
             }
         }
@@ -153,54 +272,110 @@ fn numbered_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files.into_iter().map(|f| f.1).collect())
 }
 
+/// One column as read: its metadata, samples, bad rows and damage, and raw rows read.
+type Part = (Column, Samples, BadRows, u64);
+
+/// Reads one Bitbrains VM file into a column. A corrupt file gives no samples (its loss is
+/// in the returned [`BadRows`]); a truncated one keeps the rows before the cut.
+fn bitbrains_file(path: &Path, strict: bool) -> Result<Part, LoadError> {
+    const STEP: u64 = 300;
+    let mut bad = BadRows::new(strict);
+    let mut col = ColumnSamples::default();
+    let mut request = ResourceAmounts::ZERO;
+    let mut rows = formats::bitbrains(path)?;
+    while let Some(item) = rows.next() {
+        let line = rows.line();
+        let Some(r) = bad.take(item)? else { continue };
+        if r.cores <= 0.0 || r.cpu_capacity_mhz <= 0.0 {
+            // A powered-off VM: every metric is zero. It uses nothing.
+            col.push(
+                Sample {
+                    time: r.time,
+                    cpu: 0.0,
+                    mem: 0.0,
+                    line,
+                },
+                STEP,
+                path,
+            )?;
+            continue;
+        }
+        let mhz_per_core = r.cpu_capacity_mhz / r.cores;
+        let cpu_milli = (r.cpu_usage_mhz / mhz_per_core * 1000.0).max(0.0);
+        let mem_bytes = (r.mem_usage_kb * 1024.0).max(0.0);
+        // The request is the largest provisioned size the VM had.
+        request = ResourceAmounts::new(
+            request
+                .cpu
+                .0
+                .max(tide_api::f64_to_u64_saturating(r.cores * 1000.0)),
+            request
+                .memory
+                .0
+                .max(tide_api::f64_to_u64_saturating(r.mem_capacity_kb * 1024.0)),
+        );
+        #[allow(clippy::cast_possible_truncation)]
+        col.push(
+            Sample {
+                time: r.time,
+                cpu: cpu_milli as f32,
+                mem: mem_bytes as f32,
+                line,
+            },
+            STEP,
+            path,
+        )?;
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .split('.')
+        .next()
+        .unwrap_or("?")
+        .to_owned();
+    let mut samples = col.samples;
+    if bad.finish(&rows)? {
+        drop_outliers(&mut samples, STEP, &name, path, &mut bad)?;
+    } else {
+        bad.drop_rows();
+        samples = Samples::new();
+    }
+    Ok((Column { name, request }, samples, bad, rows.rows()))
+}
+
+/// A truncated file's missing tail, estimated from where the rest of the trace ends: one row
+/// per step from its last sample to the trace's last, at the bytes per row it had.
+fn estimate_cuts(parts: &mut [Part], step: u64) {
+    let Some(end) = parts
+        .iter()
+        .filter_map(|p| p.1.iter().map(|s| s.time).max())
+        .max()
+    else {
+        return;
+    };
+    for (_, samples, bad, _) in parts.iter_mut() {
+        let last = samples.iter().map(|s| s.time).max();
+        for loss in &mut bad.losses {
+            if loss.rows_lost.is_some() || loss.rows_kept == 0 {
+                continue;
+            }
+            let Some(last) = last else { continue };
+            let rows = steps_between(last, end, step).saturating_sub(1) as u64;
+            loss.rows_lost = Some(rows);
+            loss.bytes_lost = Some(rows.saturating_mul(loss.bytes_kept / loss.rows_kept));
+            loss.estimated = true;
+        }
+    }
+}
+
 /// Loads a Bitbrains GWA-T-12 folder (one file per VM) on its native 300 s grid.
 /// Provisioned CPU and memory stand in for the request. Files are read on two threads.
 pub fn load_bitbrains(dir: &Path, strict: bool) -> Result<UsageTrace, LoadError> {
     let files = numbered_files(dir)?;
     let half = files.len().div_ceil(2);
-    let read = |chunk: &[PathBuf]| -> Result<Vec<(Column, Samples, BadRows, u64)>, LoadError> {
-        let mut out = Vec::new();
-        for path in chunk {
-            let mut bad = BadRows::new(strict);
-            let mut samples = Samples::new();
-            let mut request = ResourceAmounts::ZERO;
-            let mut rows = 0u64;
-            for item in formats::bitbrains(path)? {
-                rows += 1;
-                let Some(r) = bad.take(item)? else { continue };
-                if r.cores <= 0.0 || r.cpu_capacity_mhz <= 0.0 {
-                    // A powered-off VM: every metric is zero. It uses nothing.
-                    samples.push((r.time, 0.0, 0.0));
-                    continue;
-                }
-                let mhz_per_core = r.cpu_capacity_mhz / r.cores;
-                let cpu_milli = (r.cpu_usage_mhz / mhz_per_core * 1000.0).max(0.0);
-                let mem_bytes = (r.mem_usage_kb * 1024.0).max(0.0);
-                // The request is the largest provisioned size the VM had.
-                request = ResourceAmounts::new(
-                    request
-                        .cpu
-                        .0
-                        .max(tide_api::f64_to_u64_saturating(r.cores * 1000.0)),
-                    request
-                        .memory
-                        .0
-                        .max(tide_api::f64_to_u64_saturating(r.mem_capacity_kb * 1024.0)),
-                );
-                #[allow(clippy::cast_possible_truncation)]
-                samples.push((r.time, cpu_milli as f32, mem_bytes as f32));
-            }
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("?")
-                .split('.')
-                .next()
-                .unwrap_or("?")
-                .to_owned();
-            out.push((Column { name, request }, samples, bad, rows));
-        }
-        Ok(out)
+    let read = |chunk: &[PathBuf]| -> Result<Vec<Part>, LoadError> {
+        chunk.iter().map(|p| bitbrains_file(p, strict)).collect()
     };
     let (a, b) = std::thread::scope(|s| {
         let h = s.spawn(|| read(&files[half..]));
@@ -213,15 +388,22 @@ pub fn load_bitbrains(dir: &Path, strict: bool) -> Result<UsageTrace, LoadError>
     })?;
     let mut parts = a?;
     parts.extend(b?);
+    estimate_cuts(&mut parts, 300);
     assemble(dir, "bitbrains", TraceShape::Workloads, 300, parts, strict)
 }
+
+/// Grid cells a trace may have per sample it holds: more means its timestamps are spread
+/// far wider than its rows fill, and the grid would be mostly made up.
+const CELLS_PER_SAMPLE: usize = 8;
+/// Grid cells any trace may have.
+const CELLS_FREE: usize = 1 << 22;
 
 fn assemble(
     path: &Path,
     name: &str,
     shape: TraceShape,
     step: u64,
-    parts: Vec<(Column, Samples, BadRows, u64)>,
+    parts: Vec<Part>,
     strict: bool,
 ) -> Result<UsageTrace, LoadError> {
     let mut bad_rows = BadRows::new(strict);
@@ -230,34 +412,57 @@ fn assemble(
     let mut series = Vec::new();
     for (col, samples, bad, rows) in parts {
         rows_read += rows;
-        bad_rows.count += bad.count;
-        for e in bad.examples {
-            if bad_rows.examples.len() < BadRows::KEEP {
-                bad_rows.examples.push(e);
-            }
-        }
+        bad_rows.merge(bad);
         if samples.is_empty() || col.request == ResourceAmounts::ZERO {
             continue;
         }
         columns.push(col);
         series.push(samples);
     }
-    let start = series
-        .iter()
-        .filter_map(|s| s.iter().map(|x| x.0).min())
-        .min();
-    let end = series
-        .iter()
-        .filter_map(|s| s.iter().map(|x| x.0).max())
-        .max();
+    let span = |s: &Samples| -> Option<(i64, i64)> {
+        Some((
+            s.iter().map(|x| x.time).min()?,
+            s.iter().map(|x| x.time).max()?,
+        ))
+    };
+    let spans: Vec<(i64, i64)> = series.iter().filter_map(span).collect();
+    let start = spans.iter().map(|s| s.0).min();
+    let end = spans.iter().map(|s| s.1).max();
     let (Some(start), Some(end)) = (start, end) else {
+        let mut reason = String::from("no valid rows");
+        if !bad_rows.is_clean() {
+            reason.push_str(&format!(" ({})", bad_rows.summary()));
+        }
         return Err(LoadError::Invalid {
             path: path.to_owned(),
-            reason: "no valid rows".into(),
+            reason,
         });
     };
-    let step_i = i64::try_from(step).unwrap_or(1);
-    let steps = usize::try_from((end - start) / step_i + 1).unwrap_or(0);
+    let steps = steps_between(start, end, step);
+    let samples: usize = series.iter().map(Vec::len).sum();
+    let cells = steps.saturating_mul(columns.len());
+    if cells > samples.saturating_mul(CELLS_PER_SAMPLE).max(CELLS_FREE) {
+        // Name the column whose middle is furthest from the middle of the others.
+        let mid = |s: &(i64, i64)| i128::from(s.0) + (i128::from(s.1) - i128::from(s.0)) / 2;
+        let mut mids: Vec<i128> = spans.iter().map(mid).collect();
+        mids.sort_unstable();
+        let centre = mids[mids.len() / 2];
+        let far = (0..spans.len())
+            .max_by_key(|&i| (mid(&spans[i]) - centre).unsigned_abs())
+            .unwrap_or(0);
+        return Err(LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "the rows span {steps} steps of {step} s (times {start} to {end}) for only \
+                 {samples} samples over {} columns; column {} runs from {} to {}, far from \
+                 the others",
+                columns.len(),
+                columns[far].name,
+                spans[far].0,
+                spans[far].1
+            ),
+        });
+    }
     let (cpu, memory) = grid(&series, start, step, steps);
     Ok(UsageTrace {
         name: name.into(),
@@ -277,8 +482,11 @@ fn assemble(
 pub const ALIBABA_MEMORY_100: u64 = 512 << 30;
 
 /// Loads Alibaba 2018 `machine_meta` + `machine_usage` from a folder: one column per machine
-/// on a 60 s grid. `machine_usage` may be the full file or the shared first-100k sample.
+/// on a 60 s grid. `machine_usage` may be the full file or the shared first-100k sample. A
+/// corrupt file gives no rows (each is one table: nothing of it can be trusted); a truncated
+/// one keeps the rows before the cut.
 pub fn load_alibaba_machines(dir: &Path, strict: bool) -> Result<UsageTrace, LoadError> {
+    const STEP: u64 = 60;
     let meta_path = dir.join("machine_meta.csv");
     let usage_path = [
         "machine_usage.csv",
@@ -295,78 +503,128 @@ pub fn load_alibaba_machines(dir: &Path, strict: bool) -> Result<UsageTrace, Loa
     let mut bad = BadRows::new(strict);
     let mut capacity: BTreeMap<String, ResourceAmounts> = BTreeMap::new();
     let mut rows_read = 0;
-    for item in formats::alibaba_machine_meta(&meta_path)? {
-        rows_read += 1;
-        let Some(m) = bad.take(item)? else { continue };
+    let mut file_bad = BadRows::new(strict);
+    let mut meta = formats::alibaba_machine_meta(&meta_path)?;
+    for item in meta.by_ref() {
+        let Some(m) = file_bad.take(item)? else {
+            continue;
+        };
         let cpu = u64::try_from(m.cpu_num.max(0)).unwrap_or(0) * 1000;
         #[allow(clippy::cast_precision_loss)]
         let mem = tide_api::f64_to_u64_saturating(m.mem_size / 100.0 * ALIBABA_MEMORY_100 as f64);
         capacity.insert(m.machine_id, ResourceAmounts::new(cpu, mem));
     }
-    let mut by_machine: BTreeMap<String, Samples> = BTreeMap::new();
-    for item in formats::alibaba_machine_usage(&usage_path)? {
-        rows_read += 1;
-        let Some(u) = bad.take(item)? else { continue };
+    rows_read += meta.rows();
+    if !file_bad.finish(&meta)? {
+        file_bad.drop_rows();
+        capacity.clear();
+    }
+    bad.merge(std::mem::replace(&mut file_bad, BadRows::new(strict)));
+    let mut by_machine: BTreeMap<String, ColumnSamples> = BTreeMap::new();
+    let mut usage = formats::alibaba_machine_usage(&usage_path)?;
+    while let Some(item) = usage.next() {
+        let line = usage.line();
+        let Some(u) = file_bad.take(item)? else {
+            continue;
+        };
         let Some(cap) = capacity.get(&u.machine_id) else {
-            bad.record(crate::rows::RowError {
+            file_bad.record(crate::rows::RowError {
                 path: usage_path.clone(),
-                line: rows_read,
+                line,
                 reason: format!("machine {} not in machine_meta", u.machine_id),
             })?;
             continue;
         };
         #[allow(clippy::cast_possible_truncation)]
-        by_machine.entry(u.machine_id).or_default().push((
-            u.time,
-            (u.cpu_util_percent / 100.0 * cap.cpu.as_f64()) as f32,
-            (u.mem_util_percent / 100.0 * cap.memory.as_f64()) as f32,
-        ));
+        let sample = Sample {
+            time: u.time,
+            cpu: (u.cpu_util_percent / 100.0 * cap.cpu.as_f64()) as f32,
+            mem: (u.mem_util_percent / 100.0 * cap.memory.as_f64()) as f32,
+            line,
+        };
+        by_machine
+            .entry(u.machine_id)
+            .or_default()
+            .push(sample, STEP, &usage_path)?;
     }
-    let parts = by_machine
-        .into_iter()
-        .map(|(name, samples)| {
-            let request = capacity[&name];
-            (Column { name, request }, samples, BadRows::default(), 0)
-        })
-        .collect();
-    let mut trace = assemble(
+    rows_read += usage.rows();
+    if !file_bad.finish(&usage)? {
+        file_bad.drop_rows();
+        by_machine.clear();
+    }
+    let mut parts = Vec::new();
+    for (name, col) in by_machine {
+        let mut samples = col.samples;
+        drop_outliers(&mut samples, STEP, &name, &usage_path, &mut file_bad)?;
+        let request = capacity[&name];
+        parts.push((Column { name, request }, samples, BadRows::default(), 0));
+    }
+    bad.merge(file_bad);
+    let mut trace = match assemble(
         dir,
         "alibaba-2018-machines",
         TraceShape::Machines,
-        60,
+        STEP,
         parts,
         strict,
-    )?;
+    ) {
+        Err(LoadError::Invalid { path, reason }) if !bad.is_clean() => {
+            return Err(LoadError::Invalid {
+                path,
+                reason: format!("{reason} ({})", bad.summary()),
+            });
+        }
+        other => other?,
+    };
     trace.bad_rows = bad;
     trace.rows_read = rows_read;
     Ok(trace)
 }
 
+/// Largest member of a Google series archive read: the published series are a few KB.
+const MAX_SERIES_BYTES: u64 = 64 << 20;
+
 /// Loads the Google-derived day series (`GCD_VMs.tar.gz` or a folder of them): each series is
 /// a workload whose request is one core and 1 GiB, usage the published percentages of it.
+/// A damaged file in a folder is accounted like a Bitbrains file; a truncated archive keeps
+/// the series before the cut, a corrupt one gives nothing (no series in it can be trusted).
 pub fn load_google(path: &Path, strict: bool) -> Result<UsageTrace, LoadError> {
-    let io = |source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    };
     let mut parts = Vec::new();
-    let mut push = |name: String,
-                    reader: Box<dyn std::io::BufRead + Send>,
+    let mut rows_read = 0;
+    let mut bad = BadRows::new(strict);
+    // One series' rows into a column; `false` when the series is corrupt and was dropped.
+    let mut push = |rows: &mut crate::rows::Rows<formats::GoogleSample>,
                     bad: &mut BadRows|
-     -> Result<u64, LoadError> {
+     -> Result<bool, LoadError> {
+        let mut file_bad = BadRows::new(strict);
         let mut samples = Samples::new();
-        let mut rows = 0u64;
-        for item in formats::google_series(reader, Path::new(&name)) {
-            rows += 1;
-            let Some(s) = bad.take(item)? else { continue };
-            let t = i64::try_from(samples.len()).unwrap_or(0) * 300;
+        while let Some(item) = rows.next() {
+            let line = rows.line();
+            let Some(s) = file_bad.take(item)? else {
+                continue;
+            };
+            let t = i64::try_from(samples.len()).unwrap_or(i64::MAX) * 300;
             #[allow(clippy::cast_possible_truncation)]
-            samples.push((
-                t,
-                (s.cpu_percent * 10.0) as f32,
-                (s.mem_percent / 100.0 * (1u64 << 30) as f64) as f32,
-            ));
+            samples.push(Sample {
+                time: t,
+                cpu: (s.cpu_percent * 10.0) as f32,
+                mem: (s.mem_percent / 100.0 * (1u64 << 30) as f64) as f32,
+                line,
+            });
         }
+        rows_read += rows.rows();
+        let kept = file_bad.finish(rows)?;
+        if !kept {
+            file_bad.drop_rows();
+            samples.clear();
+        }
+        bad.merge(file_bad);
+        let name = rows
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
         parts.push((
             Column {
                 name,
@@ -374,12 +632,15 @@ pub fn load_google(path: &Path, strict: bool) -> Result<UsageTrace, LoadError> {
             },
             samples,
             BadRows::default(),
-            rows,
+            0,
         ));
-        Ok(rows)
+        Ok(kept)
     };
-    let mut bad = BadRows::new(strict);
     if path.is_dir() {
+        let io = |source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(io)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -387,44 +648,114 @@ pub fn load_google(path: &Path, strict: bool) -> Result<UsageTrace, LoadError> {
             .collect();
         entries.sort();
         for p in entries {
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("?")
-                .to_owned();
-            push(name, crate::rows::open_text(&p)?, &mut bad)?;
+            push(&mut formats::google_file(&p)?, &mut bad)?;
         }
     } else {
-        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
-            std::fs::File::open(path).map_err(io)?,
-        ));
-        for entry in archive.entries().map_err(io)? {
-            let mut entry = entry.map_err(io)?;
-            if !entry.header().entry_type().is_file() {
-                continue;
+        let src = crate::rows::Source::open(path)?;
+        let offset = src.offset_handle();
+        let (compressed, file_len) = (src.compressed, src.file_len);
+        let mut archive = tar::Archive::new(src.reader);
+        let mut series = 0u64;
+        // An error reading the archive itself: the series before it are kept unless it is
+        // corrupt, in which case none of them can be trusted.
+        let mut damage: Option<std::io::Error> = None;
+        match archive.entries() {
+            Err(e) => damage = Some(e),
+            Ok(entries) => {
+                for entry in entries {
+                    let mut entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            damage = Some(e);
+                            break;
+                        }
+                    };
+                    if !entry.header().entry_type().is_file() {
+                        continue;
+                    }
+                    let name = match entry.path() {
+                        Ok(p) => p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .unwrap_or("?")
+                            .to_owned(),
+                        Err(e) => {
+                            damage = Some(e);
+                            break;
+                        }
+                    };
+                    let member = path.join(&name);
+                    if entry.size() > MAX_SERIES_BYTES {
+                        bad.record(crate::rows::RowError {
+                            path: member,
+                            line: 0,
+                            reason: format!(
+                                "archive member of {} bytes: a series is at most {MAX_SERIES_BYTES}",
+                                entry.size()
+                            ),
+                        })?;
+                        continue;
+                    }
+                    let mut text = Vec::new();
+                    if let Err(e) = std::io::Read::read_to_end(
+                        &mut std::io::Read::take(&mut entry, MAX_SERIES_BYTES),
+                        &mut text,
+                    ) {
+                        damage = Some(e);
+                        break;
+                    }
+                    let mut rows =
+                        formats::google_series(Box::new(std::io::Cursor::new(text)), &member);
+                    push(&mut rows, &mut bad)?;
+                    series += 1;
+                }
             }
-            let name = entry
-                .path()
-                .map_err(io)?
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("?")
-                .to_owned();
-            let mut text = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut text).map_err(io)?;
-            push(name, Box::new(std::io::Cursor::new(text)), &mut bad)?;
+        }
+        if let Some(e) = damage {
+            let kind = crate::rows::damage_kind(&e);
+            let corrupt = kind == crate::rows::DamageKind::Corrupt;
+            let (rows_kept, bytes_kept) = if corrupt { (0, 0) } else { (rows_read, 0) };
+            bad.damaged(crate::rows::Loss {
+                path: path.to_owned(),
+                damage: crate::rows::Damage {
+                    kind,
+                    cause: e.to_string(),
+                    compressed,
+                    offset: offset(),
+                    file_len: Some(file_len),
+                    line: series + 1,
+                },
+                rows_kept,
+                bytes_kept,
+                rows_lost: corrupt.then_some(rows_read),
+                bytes_lost: None,
+                estimated: false,
+            })?;
+            if corrupt {
+                parts.clear();
+                bad.drop_rows();
+            }
         }
     }
-    let mut trace = assemble(
+    match assemble(
         path,
         "google-2011-derived",
         TraceShape::Workloads,
         300,
         parts,
         strict,
-    )?;
-    trace.bad_rows = bad;
-    Ok(trace)
+    ) {
+        Err(LoadError::Invalid { path, reason }) if !bad.is_clean() => Err(LoadError::Invalid {
+            path,
+            reason: format!("{reason} ({})", bad.summary()),
+        }),
+        Err(e) => Err(e),
+        Ok(mut trace) => {
+            trace.bad_rows = bad;
+            trace.rows_read = rows_read;
+            Ok(trace)
+        }
+    }
 }
 
 /// Packs workloads into nodes of `capacity`: seeded shuffle, then first fit by request on
@@ -459,9 +790,15 @@ mod tests {
 
     #[test]
     fn grid_means_and_carries_forward() {
+        let s = |time, cpu, mem| Sample {
+            time,
+            cpu,
+            mem,
+            line: 0,
+        };
         let cols = vec![
-            vec![(0, 10.0, 1.0), (100, 20.0, 3.0), (700, 50.0, 5.0)],
-            vec![(400, 7.0, 7.0)],
+            vec![s(0, 10.0, 1.0), s(100, 20.0, 3.0), s(700, 50.0, 5.0)],
+            vec![s(400, 7.0, 7.0)],
         ];
         let (cpu, mem) = grid(&cols, 0, 300, 3);
         assert_eq!(cpu.column(0).to_vec(), vec![15.0, 15.0, 50.0]);

@@ -202,22 +202,232 @@ fn default_replay_prints_every_policy_and_writes_the_report() {
 }
 
 #[test]
-fn bad_flags_are_rejected() {
-    for args in [
-        &["--policy", "greedy"][..],
-        &["--node-cpu", "lots"][..],
-        &["--be-load", "-1"][..],
-        &["--duration", "0s"][..],
-        &["predict", "--trace", "bitbrains:/x", "--target", "2"][..],
-    ] {
+fn every_flag_bad_value_is_rejected_at_start_naming_the_flag() {
+    let dir = TempDir::new("flags");
+    let a_dir = dir.path().display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--policy", "greedy"], "--policy"),
+        (&["--policy", ""], "--policy"),
+        (&["--node-cpu", "lots"], "--node-cpu"),
+        (&["--node-cpu", "0"], "--node-cpu"),
+        (&["--node-memory", "0"], "--node-memory"),
+        (&["--node-memory=-1Gi"], "--node-memory"),
+        (&["--be-load=-1"], "--be-load"),
+        (&["--be-load", "1e9"], "--be-load"),
+        (&["--be-load", "NaN"], "--be-load"),
+        (&["--static-ratio", "0.5"], "--static-ratio"),
+        (&["--static-ratio", "inf"], "--static-ratio"),
+        (&["--duration", "0s"], "--duration"),
+        (&["--duration", "10"], "--duration"),
+        (&["--duration", "100000d"], "--duration"),
+        (&["--duration", "30s"], "--duration"),
+        (&["--nodes", "0"], "--nodes"),
+        (&["--nodes", "100000000"], "--nodes"),
+        (&["--nodes", "50000", "--node-cpu", "1000"], "--nodes"),
+        (&["--seed=-1"], "--seed"),
+        (&["--format", "xml"], "--format"),
+        (&["--config", "/nonexistent/tide.yaml"], "--config"),
+        (&["--report", "/proc/tide-no/r.html"], "--report"),
+        (&["--report", &a_dir], "--report"),
+        (&["--be-trace", "google:/x"], "--be-trace"),
+        (
+            &["--be-trace", "alibaba2017:/nonexistent/bt.csv"],
+            "--be-trace",
+        ),
+        (&["--trace", "azure:/x"], "--trace"),
+        (&["--trace", "bitbrains:/nonexistent/tide"], "--trace"),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--target", "2"],
+            "--target",
+        ),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--target", "0"],
+            "--target",
+        ),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--horizon", "0s"],
+            "--horizon",
+        ),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--horizon", "400d"],
+            "--horizon",
+        ),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--warmup", "100000d"],
+            "--warmup",
+        ),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--node-cpu", "0"],
+            "--node-cpu",
+        ),
+        (
+            &["predict", "--trace", "bitbrains:/x", "--seed", "x"],
+            "--seed",
+        ),
+        (&["predict", "--trace", "nope"], "--trace"),
+    ];
+    for (args, flag) in cases {
         let out = tide_replay(args);
         assert!(!out.status.success(), "{args:?}");
         let err = text(&out.stderr);
         assert!(
-            !err.is_empty() && !err.contains("panicked"),
+            err.contains(flag) && !err.contains("panicked"),
             "{args:?}: {err}"
         );
     }
+    // Checked before the run: the report's folder is made at start.
+    assert!(!dir.path().join("r.html").exists());
+}
+
+/// Writes `text` gzip-compressed.
+fn gzip(path: &Path, text: &[u8]) {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(text).unwrap();
+    enc.finish().unwrap();
+}
+
+#[test]
+fn corrupt_and_truncated_gzip_are_counted_as_losses_or_stop_a_strict_run() {
+    let dir = TempDir::new("damaged");
+    bitbrains(dir.path(), 4, 3, false);
+    for vm in 1..=4 {
+        let plain = dir.path().join(format!("{vm}.csv"));
+        gzip(
+            &dir.path().join(format!("{vm}.csv.gz")),
+            &std::fs::read(&plain).unwrap(),
+        );
+        std::fs::remove_file(plain).unwrap();
+    }
+    // 2.csv.gz: a few flipped bytes in the compressed body; 3.csv.gz: cut in half.
+    let p2 = dir.path().join("2.csv.gz");
+    let mut b = std::fs::read(&p2).unwrap();
+    for k in [b.len() / 3, b.len() / 2, 2 * b.len() / 3] {
+        b[k] ^= 0x55;
+    }
+    std::fs::write(&p2, b).unwrap();
+    let p3 = dir.path().join("3.csv.gz");
+    let b = std::fs::read(&p3).unwrap();
+    std::fs::write(&p3, &b[..b.len() / 2]).unwrap();
+
+    let spec = format!("bitbrains:{}", dir.path().display());
+    let args = [
+        "predict",
+        "--trace",
+        &spec,
+        "--node-cpu",
+        "16",
+        "--node-memory",
+        "64Gi",
+        "--format",
+        "json",
+    ];
+    let lenient = tide_replay(&args);
+    let err = text(&lenient.stderr);
+    assert!(lenient.status.success(), "{err}");
+    assert!(err.contains("2 damaged files"), "{err}");
+    // 3 days at 300 s: 864 rows per VM. The corrupt file's rows are all dropped; the cut
+    // one keeps what came before the cut, and its missing tail is estimated.
+    let v: serde_json::Value = serde_json::from_slice(&lenient.stdout).unwrap();
+    assert_eq!(v["workloads"], 3, "the corrupt VM is left out");
+    assert!(
+        err.contains("2.csv.gz: corrupt gzip stream at byte"),
+        "{err}"
+    );
+    let lost: u64 = err
+        .split(" damaged files, ")
+        .nth(1)
+        .and_then(|r| r.split(" rows").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        lost > 300,
+        "the corrupt file's rows and the cut's tail: {err}"
+    );
+
+    // Each damage on its own, as the first one the summary names.
+    std::fs::remove_file(&p2).unwrap();
+    let cut = tide_replay(&args);
+    let err = text(&cut.stderr);
+    assert!(cut.status.success(), "{err}");
+    assert!(
+        err.contains("3.csv.gz: truncated gzip stream at byte"),
+        "{err}"
+    );
+    assert!(err.contains("rows before it kept"), "{err}");
+    let kept_and_lost = err
+        .split(": ~")
+        .nth(1)
+        .and_then(|r| r.split(" rows").next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        (300..=600).contains(&kept_and_lost),
+        "about half of 864 rows estimated lost: {err}"
+    );
+
+    let strict = tide_replay(&[&args[..], &["--strict"]].concat());
+    assert!(!strict.status.success());
+    let err = text(&strict.stderr);
+    assert!(err.contains("3.csv.gz: truncated gzip stream"), "{err}");
+}
+
+#[test]
+fn absurd_timestamps_are_bad_rows_not_allocations() {
+    let dir = TempDir::new("absurd");
+    bitbrains(dir.path(), 3, 3, false);
+    let p = dir.path().join("2.csv");
+    let mut s = std::fs::read_to_string(&p).unwrap();
+    // Outside any plausible time (the 15 PB allocation), and within the century but 70 years
+    // from the rest of the file.
+    s.push_str("99999999999999;\t4;\t10400.0;\t300;\t0;\t16777216.0;\t4000000;\t0;\t0;\t0;\t0\n");
+    s.push_str("3600000000;\t4;\t10400.0;\t300;\t0;\t16777216.0;\t4000000;\t0;\t0;\t0;\t0\n");
+    std::fs::write(&p, s).unwrap();
+    let spec = format!("bitbrains:{}", dir.path().display());
+    let out = tide_replay(&["predict", "--trace", &spec, "--format", "json"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 bad rows skipped"), "{err}");
+    assert!(
+        err.contains("column Timestamp: 99999999999999 is outside"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"], 864, "the grid spans the good rows only");
+    let strict = tide_replay(&["predict", "--trace", &spec, "--strict"]);
+    assert!(!strict.status.success());
+    assert!(
+        text(&strict.stderr).contains("2.csv:866:"),
+        "{}",
+        text(&strict.stderr)
+    );
+    // An in-range timestamp out of line is named too.
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("99999999999999;", "1372629600;"),
+    )
+    .unwrap();
+    let out = tide_replay(&["predict", "--trace", &spec, "--strict"]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("3600000000 is out of line"),
+        "{err}"
+    );
+}
+
+#[test]
+fn warmup_and_horizon_longer_than_the_trace_are_an_error() {
+    let dir = TempDir::new("short");
+    bitbrains(dir.path(), 2, 1, false);
+    let spec = format!("bitbrains:{}", dir.path().display());
+    let out = tide_replay(&["predict", "--trace", &spec, "--warmup", "2d"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("--warmup"), "{err}");
 }
 
 #[test]

@@ -218,11 +218,11 @@ impl<P: PeakPredictor> PeakPredictor for Calibrated<P> {
         self.current = Some((obs.time, base, predicted));
         let due = self
             .last_decision
-            .is_none_or(|t| obs.time >= t + self.opts.decision_interval_secs);
+            .is_none_or(|t| obs.time >= t.saturating_add(self.opts.decision_interval_secs));
         if due {
             let spacing = self
                 .last_decision
-                .map_or(self.opts.horizon_secs, |t| obs.time - t);
+                .map_or(self.opts.horizon_secs, |t| obs.time.saturating_sub(t));
             self.last_decision = Some(obs.time);
             self.pending.push_back(Pending {
                 time: obs.time,

@@ -76,9 +76,10 @@ impl UsageSeries {
         if self.recent.is_empty() {
             self.slot_start = time - time % slot;
             self.recent.push_back(v);
-        } else if time >= self.slot_start + slot {
+        } else if time >= self.slot_start.saturating_add(slot) {
             // Close slots; gaps become empty (zero) slots, capped at the ring length.
-            let skipped = ((time - self.slot_start) / slot).min(u64::from(opts.recent_slots));
+            let skipped =
+                (time.saturating_sub(self.slot_start) / slot).min(u64::from(opts.recent_slots));
             for _ in 1..skipped {
                 self.recent.push_back(0.0);
             }
@@ -105,7 +106,8 @@ impl UsageSeries {
 
     /// Seconds between the first and last sample.
     pub fn age_secs(&self) -> u64 {
-        self.last_seen - self.first_seen
+        // Saturating: a restored checkpoint may hold any pair (the agent's fuzzing found it).
+        self.last_seen.saturating_sub(self.first_seen)
     }
 
     /// Time of the last sample.

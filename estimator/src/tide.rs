@@ -300,7 +300,7 @@ impl ResourceEstimator {
         };
         let margin = obs.capacity * margin_pct / 100.0;
         let history_secs = match (self.first_time, self.last_time) {
-            (Some(f), Some(l)) => l - f,
+            (Some(f), Some(l)) => l.saturating_sub(f),
             _ => 0,
         };
         let data_age_secs = self.last_time.map_or(u64::MAX, |l| now.saturating_sub(l));

@@ -197,6 +197,21 @@ impl Layout {
         "memory"
     }
 
+    /// The kubelet's cgroup root in the hierarchy the agent walks, or why it cannot be used
+    /// (controller not mounted, missing, not a directory): what `/healthz` and the start-up
+    /// check report.
+    pub fn root_dir(&self) -> Result<PathBuf, CgroupError> {
+        let controller = self.walk_controller();
+        let dir = self
+            .path(controller, self.root.trim_matches('/'))
+            .ok_or_else(|| invalid(Path::new(controller), "controller not mounted"))?;
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => Ok(dir),
+            Ok(_) => Err(invalid(&dir, "not a directory")),
+            Err(e) => Err(err(&dir, e)),
+        }
+    }
+
     /// Every pod and container under the kubelet's tree.
     pub fn discover(&self) -> Result<Vec<PodCgroup>, CgroupError> {
         let mut pods = Vec::new();
@@ -386,6 +401,40 @@ mod tests {
 31 25 0:28 / /sys/fs/cgroup/memory rw,nosuid shared:15 - cgroup cgroup rw,memory
 32 25 0:29 / /sys/fs/cgroup/cpuset rw,nosuid shared:16 - cgroup cgroup rw,cpuset
 ";
+
+    #[test]
+    fn root_dir_is_found_or_the_reason_is_named() {
+        let dir = std::env::temp_dir().join(format!("tide-cg-root-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("kubelet")).unwrap();
+        std::fs::write(dir.join("file"), "").unwrap();
+        let layout = |root: &str| Layout {
+            hierarchy: Hierarchy::V2(dir.clone()),
+            driver: Driver::Systemd,
+            root: root.into(),
+        };
+        assert_eq!(layout("").root_dir().unwrap(), dir);
+        assert_eq!(layout("/kubelet/").root_dir().unwrap(), dir.join("kubelet"));
+        let e = layout("/nope").root_dir().unwrap_err();
+        assert!(e.to_string().contains("nope") && e.source.kind() == io::ErrorKind::NotFound);
+        assert!(
+            layout("file")
+                .root_dir()
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        let v1 = Layout {
+            hierarchy: Hierarchy::V1(BTreeMap::new()),
+            ..layout("")
+        };
+        assert!(
+            v1.root_dir()
+                .unwrap_err()
+                .to_string()
+                .contains("not mounted")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn mounts_from_mountinfo() {

@@ -165,9 +165,14 @@ async fn start(args: Args) -> Result<(), String> {
         .and_then(|m| tide_agent::procfs::meminfo_bytes(&m, "MemTotal"))
         .unwrap_or(totals.memory_used);
     let cpus = u64::try_from(topology.all_cpus().len()).unwrap_or(0);
+    let layout = layout(&args)?;
+    // A root that is not there would leave the node unprotected while looking healthy.
+    layout
+        .root_dir()
+        .map_err(|e| format!("--cgroup-root {:?}: {e}", args.cgroup_root))?;
     let setup = NodeSetup {
         node_name: args.node_name.clone(),
-        layout: layout(&args)?,
+        layout,
         proc_root: args.proc_root.clone(),
         topology,
         system_cpus: args.system_cpus,

@@ -19,7 +19,16 @@ pub fn cpu_busy_ns(stat: &str) -> Option<u64> {
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal [guest guest_nice]
-    let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0);
+    let busy = [
+        v.first()?,
+        v.get(1)?,
+        v.get(2)?,
+        v.get(5)?,
+        v.get(6)?,
+        v.get(7).unwrap_or(&0),
+    ]
+    .into_iter()
+    .fold(0u64, |a, &b| a.saturating_add(b));
     Some(busy.saturating_mul(1_000_000_000 / USER_HZ))
 }
 
@@ -55,6 +64,9 @@ mod tests {
         let stat = "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n";
         assert_eq!(cpu_busy_ns(stat), Some(161 * 10_000_000));
         assert_eq!(cpu_busy_ns("cpu  x\n"), None);
+        // Counters at their limit saturate rather than overflow.
+        let max = format!("cpu  {m} {m} {m} 0 0 {m} {m} {m}\n", m = u64::MAX);
+        assert_eq!(cpu_busy_ns(&max), Some(u64::MAX));
         let mem = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    4000000 kB\n";
         assert_eq!(meminfo_bytes(mem, "MemTotal"), Some(16_000_000 * 1024));
         assert_eq!(meminfo_bytes(mem, "MemAvailable"), Some(4_000_000 * 1024));

@@ -579,6 +579,27 @@ pub async fn run(rt: Arc<Runtime>, interval: Duration, stop: impl Future<Output 
     }
 }
 
+/// `/healthz`: 200 `ok` while the kubelet's cgroup root is there to act on; 503 with the
+/// reason when it is not (a wrong `--cgroup-root`, an unmounted controller), since then no
+/// suppression, pinning or OOM ordering can land.
+async fn healthz(
+    axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let checked = match rt.agent.lock() {
+        Ok(a) => a
+            .setup
+            .layout
+            .root_dir()
+            .map_err(|e| format!("cgroup root: {e}")),
+        Err(_) => Err("agent state poisoned by a panic".to_owned()),
+    };
+    match checked {
+        Ok(_) => (StatusCode::OK, "ok".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
 /// The `/metrics` and `/healthz` router.
 pub fn router(rt: Arc<Runtime>) -> axum::Router {
     use axum::routing::get;
@@ -597,6 +618,6 @@ pub fn router(rt: Arc<Runtime>) -> axum::Router {
                 },
             ),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .with_state(rt)
 }

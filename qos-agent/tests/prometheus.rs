@@ -34,6 +34,10 @@ fn free_port() -> u16 {
 }
 
 async fn get(port: u16, path: &str) -> Option<String> {
+    get_with_status(port, path).await.map(|(_, body)| body)
+}
+
+async fn get_with_status(port: u16, path: &str) -> Option<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -49,8 +53,33 @@ async fn get(port: u16, path: &str) -> Option<String> {
         .await
         .ok()?
         .ok()?;
+    let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
-    Some(String::from_utf8_lossy(&body).into_owned())
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Issue 18: an agent whose cgroup root is missing wrote nothing yet answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_when_the_cgroup_root_is_gone() {
+    let (root, _dir, _fake, rt) = live_node("health").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = tide_agent::runtime::router(Arc::clone(&rt));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    assert_eq!(
+        get_with_status(port, "/healthz").await,
+        Some((200, "ok".to_owned()))
+    );
+    std::fs::remove_dir_all(root.join("cgroup")).unwrap();
+    let (status, body) = get_with_status(port, "/healthz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("cgroup root") && body.contains("cgroup"),
+        "{body}"
+    );
+    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

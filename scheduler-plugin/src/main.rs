@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8888")]
     listen: SocketAddr,
     /// Path part of the scheduler's `urlPrefix` (e.g. `/extender`); empty for none.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", value_parser = tide_scheduler::server::parse_path_prefix)]
     path_prefix: String,
     /// Tide configuration file (YAML, the shared `TideConfig`); built-in defaults without it.
     #[arg(long)]

@@ -104,8 +104,38 @@ impl ExtenderState {
     }
 }
 
+/// Checks a `--path-prefix`: empty, or `/` followed by path segments of unreserved URL
+/// characters (`/extender`, `/tide/v1/`); a trailing `/` is dropped. Anything else (no
+/// leading `/`, empty segments, `{`, `*`, spaces) is an error naming what is wrong, so the
+/// router is never asked to mount a path it cannot.
+pub fn parse_path_prefix(s: &str) -> Result<String, String> {
+    let p = s.trim_end_matches('/');
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    let Some(rest) = p.strip_prefix('/') else {
+        return Err(format!(
+            "{s:?} must start with '/' (the path part of the scheduler's urlPrefix, e.g. /{s})"
+        ));
+    };
+    for seg in rest.split('/') {
+        if seg.is_empty() {
+            return Err(format!("{s:?} has an empty path segment"));
+        }
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+        {
+            return Err(format!(
+                "{s:?} has {c:?}: path segments are letters, digits, '-', '.', '_' and '~'"
+            ));
+        }
+    }
+    Ok(p.to_owned())
+}
+
 /// The router, mounted under `prefix` (the path part of the scheduler's `urlPrefix`, e.g.
-/// `/extender`, or empty).
+/// `/extender`, or empty; see [`parse_path_prefix`]).
 pub fn router(state: Arc<ExtenderState>, prefix: &str, body_limit: usize) -> Router {
     let verbs = Router::new()
         .route("/filter", post(filter))
@@ -249,4 +279,34 @@ async fn metrics(State(state): State<Arc<ExtenderState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_path_prefix;
+
+    #[test]
+    fn path_prefix_is_checked_not_left_to_the_router() {
+        for (ok, want) in [
+            ("", ""),
+            ("/", ""),
+            ("/extender", "/extender"),
+            ("/tide/v1/", "/tide/v1"),
+        ] {
+            assert_eq!(parse_path_prefix(ok).as_deref(), Ok(want));
+        }
+        // `extender` without its slash made the router panic (issue 18).
+        let e = parse_path_prefix("extender").unwrap_err();
+        assert!(e.contains("must start with '/'"), "{e}");
+        for bad in ["//x", "/a//b", "/{id}", "/*rest", "/a b", "/ä"] {
+            assert!(parse_path_prefix(bad).is_err(), "{bad}");
+        }
+        // Whatever the check lets through, the router mounts.
+        for ok in ["/extender", "/a.b/c-d/e_f~"] {
+            let state = std::sync::Arc::new(
+                super::ExtenderState::new(tide_api::TideConfig::default()).unwrap(),
+            );
+            let _ = super::router(state, &parse_path_prefix(ok).unwrap(), 1024);
+        }
+    }
 }
