@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use crate::cluster::{ClusterApi, EvictOutcome};
 use crate::placement::{filter, plan_pre_eviction};
 use crate::server::ExtenderState;
+use crate::snapshot::ClusterIndex;
 use crate::wire::ExtenderBindingArgs;
 
 /// The next step of a bind.
@@ -58,15 +59,7 @@ fn next_step(
     let be_pods = idx.be_pods_on(&args.node);
     let plan = plan_pre_eviction(&pod.view(), &node, &be_pods, blocked, &state.config);
     if !plan.victims.is_empty() {
-        let victims = plan
-            .victims
-            .into_iter()
-            .filter_map(|uid| {
-                let p = idx.pod(&uid)?;
-                Some((uid, p.namespace.clone(), p.name.clone()))
-            })
-            .collect();
-        return Ok(Step::Evict(victims));
+        return Ok(Step::Evict(named(&idx, plan.victims)));
     }
     if plan.enough || blocked.is_empty() {
         return Ok(Step::Bind);
@@ -107,42 +100,65 @@ pub async fn relieve(state: &ExtenderState, uid: &str, node: &str) -> Vec<String
                 pod.request = tide_api::ResourceAmounts::ZERO;
             }
             let be = idx.be_pods_on(node);
-            plan_pre_eviction(&pod, &view, &be, &blocked, &state.config)
-                .victims
-                .into_iter()
-                .filter_map(|v| {
-                    let p = idx.pod(&v)?;
-                    Some((v, p.namespace.clone(), p.name.clone()))
-                })
-                .collect()
+            named(
+                &idx,
+                plan_pre_eviction(&pod, &view, &be, &blocked, &state.config).victims,
+            )
         };
         if victims.is_empty() {
             return evicted;
         }
-        for (victim, ns, name) in victims {
-            let outcome = api.evict(&ns, &name).await;
-            state
-                .metrics
-                .pre_evictions
-                .with_label_values(&[outcome_label(&outcome)])
-                .inc();
-            match outcome {
-                Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => {
-                    state.lock_index().mark_leaving(&victim);
-                    state.dirty.store(true, Ordering::Release);
-                    evicted.push(format!("{ns}/{name}"));
-                }
-                Ok(EvictOutcome::Blocked(_)) => {
-                    blocked.insert(victim);
-                    break;
-                }
-                Err(e) => {
-                    eprintln!("tide-scheduler: relieving node {node}: evicting {ns}/{name}: {e}");
-                    return evicted;
-                }
+        match evict_in_order(state, api, victims, &mut blocked).await {
+            Ok(done) => evicted.extend(done),
+            Err((pod, e)) => {
+                eprintln!("tide-scheduler: relieving node {node}: evicting {pod}: {e}");
+                return evicted;
             }
         }
     }
+}
+
+/// Evicts `victims` (UID, namespace, name) in order until a PodDisruptionBudget refuses one
+/// (its UID goes into `blocked`). Evicted pods stop counting as victims at once. Returns the
+/// evicted pods as `namespace/name`, or the pod whose eviction failed and why.
+async fn evict_in_order(
+    state: &ExtenderState,
+    api: &dyn ClusterApi,
+    victims: Vec<(String, String, String)>,
+    blocked: &mut HashSet<String>,
+) -> Result<Vec<String>, (String, crate::cluster::ApiError)> {
+    let mut evicted = Vec::new();
+    for (uid, ns, name) in victims {
+        let outcome = api.evict(&ns, &name).await;
+        state
+            .metrics
+            .pre_evictions
+            .with_label_values(&[outcome_label(&outcome)])
+            .inc();
+        match outcome {
+            Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => {
+                state.lock_index().mark_leaving(&uid);
+                state.dirty.store(true, Ordering::Release);
+                evicted.push(format!("{ns}/{name}"));
+            }
+            Ok(EvictOutcome::Blocked(_)) => {
+                blocked.insert(uid);
+                break;
+            }
+            Err(e) => return Err((format!("{ns}/{name}"), e)),
+        }
+    }
+    Ok(evicted)
+}
+
+/// UIDs with the namespace and name the index knows them by.
+fn named(idx: &ClusterIndex, uids: Vec<String>) -> Vec<(String, String, String)> {
+    uids.into_iter()
+        .filter_map(|uid| {
+            let p = idx.pod(&uid)?;
+            Some((uid, p.namespace.clone(), p.name.clone()))
+        })
+        .collect()
 }
 
 fn outcome_label(outcome: &Result<EvictOutcome, crate::cluster::ApiError>) -> &'static str {
@@ -175,29 +191,11 @@ pub async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(
             Step::Bind => break,
             Step::Refuse(reason) => return Err(reason),
             Step::Evict(victims) => {
-                for (uid, ns, name) in victims {
-                    let outcome = api.evict(&ns, &name).await;
-                    state
-                        .metrics
-                        .pre_evictions
-                        .with_label_values(&[outcome_label(&outcome)])
-                        .inc();
-                    match outcome {
-                        Ok(EvictOutcome::Evicted | EvictOutcome::Gone) => {
-                            state.lock_index().mark_leaving(&uid);
-                            state.dirty.store(true, Ordering::Release);
-                        }
-                        Ok(EvictOutcome::Blocked(_)) => {
-                            blocked.insert(uid);
-                            break;
-                        }
-                        Err(e) => {
-                            return Err(format!(
-                                "pre-evicting {ns}/{name} for {}/{} failed, not binding: {e}",
-                                args.pod_namespace, args.pod_name
-                            ));
-                        }
-                    }
+                if let Err((pod, e)) = evict_in_order(state, api, victims, &mut blocked).await {
+                    return Err(format!(
+                        "pre-evicting {pod} for {}/{} failed, not binding: {e}",
+                        args.pod_namespace, args.pod_name
+                    ));
                 }
             }
         }

@@ -16,7 +16,7 @@ pub use tide_kube::{ApiError, EvictOutcome, connect, connect_url};
 /// The writes (and the one read) the extender makes. Object-safe so the server can hold any
 /// implementation.
 pub trait ClusterApi: Send + Sync {
-    /// Evicts a pod through the Eviction API (policy/v1).
+    /// Evicts a pod through the Eviction API (policy/v1; policy/v1beta1 before Kubernetes 1.22).
     fn evict<'a>(
         &'a self,
         namespace: &'a str,

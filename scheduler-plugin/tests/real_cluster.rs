@@ -81,21 +81,27 @@ impl Cluster {
             extender_kubeconfig,
         };
         c.start_extender();
-        let slots = c.cp.scheduler_slots().unwrap();
+        c.start_kube_scheduler(client_qps);
+        c
+    }
+
+    /// Starts kube-scheduler with the shipped configuration rendered for the server's version,
+    /// calling the current tide-scheduler.
+    fn start_kube_scheduler(&mut self, client_qps: Option<(f64, u32)>) {
+        let slots = self.cp.scheduler_slots().unwrap();
         let config = wiring::render(
             wiring::SHIPPED,
             &wiring::Render {
                 minor: slots.minor,
                 kubeconfig: Some(slots.kubeconfig.display().to_string()),
-                extender_url: Some(format!("http://127.0.0.1:{}/extender", c.extender_port)),
+                extender_url: Some(format!("http://127.0.0.1:{}/extender", self.extender_port)),
                 healthz: Some(slots.healthz),
                 metrics: Some(slots.metrics),
                 client_qps,
             },
         )
         .unwrap();
-        c.cp.start_scheduler(&config).unwrap();
-        c
+        self.cp.start_scheduler(&config).unwrap();
     }
 
     /// Starts tide-scheduler (the real binary) with its ServiceAccount's token and waits until
@@ -634,22 +640,9 @@ async fn watches_recover_after_an_api_server_restart_and_replicas_agree() {
     let first_port = c.extender_port;
     c.extender_port = k8s::free_port();
     c.start_extender();
-    let slots = c.cp.scheduler_slots().unwrap();
-    let config = wiring::render(
-        wiring::SHIPPED,
-        &wiring::Render {
-            minor: slots.minor,
-            kubeconfig: Some(slots.kubeconfig.display().to_string()),
-            extender_url: Some(format!("http://127.0.0.1:{}/extender", c.extender_port)),
-            healthz: Some(slots.healthz),
-            metrics: Some(slots.metrics),
-            client_qps: None,
-        },
-    )
-    .unwrap();
     // Pods bound to node-a so far count for the new replica too: 11 fit there in all.
     let on_a = count_on(&c.placements("first-").await, "node-a");
-    c.cp.start_scheduler(&config).unwrap();
+    c.start_kube_scheduler(None);
     for i in 0..15 {
         c.create_pod(be_pod(&format!("second-{i}"), 1_000)).await;
     }
