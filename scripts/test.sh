@@ -28,7 +28,7 @@ log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 apt_install ca-certificates openssl procps prometheus qemu-system-x86 busybox-static cpio xz-utils e2fsprogs \
-  etcd-server curl util-linux
+  etcd-server curl util-linux containerd runc containernetworking-plugins iproute2 libc6-dev
 # Kubernetes v1.20.2 server binaries built from Debian's source (cached outside the clone,
 # keyed by the source version; set TIDE_K8S_BIN to test against other binaries instead).
 if [[ -z "${TIDE_K8S_BIN:-}" ]]; then

@@ -23,6 +23,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod k8s;
+pub mod kubelet;
 pub mod node;
 
 use std::collections::{BTreeMap, HashSet};
