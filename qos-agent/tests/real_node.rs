@@ -696,3 +696,107 @@ async fn oom_score_adj_of_real_processes_follows_the_priority_order() {
     );
     env.shutdown();
 }
+
+fn read_trim(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// CPU time of a cgroup (cpuacct.usage) over `window`, in millicores.
+async fn cpu_rate(layout: &Layout, rel: &str, window: Duration) -> u64 {
+    let usage = || layout.usage(rel).unwrap().cpu_ns;
+    let (t0, u0) = (Instant::now(), usage());
+    tokio::time::sleep(window).await;
+    let (u1, dt) = (usage(), t0.elapsed());
+    u64::try_from(u128::from(u1 - u0) * 1000 / dt.as_nanos().max(1)).unwrap_or(u64::MAX)
+}
+
+/// CPU suppression by cpuset on the real node. The machine has 2 logical CPUs, so the agent
+/// runs with `--system-cpus=0` (see `agent_args`): unsuppressed, BE may use both; the BE
+/// limit is `90% × 2000 m − HP − system`, and the BE set is `ceil(limit / 1000)` CPUs, so
+/// an HP burner of 1200 m leaves BE one CPU and, once it stops, BE gets both back (while the
+/// rest of the machine uses under 800 m). Checked in the BE container's real `cpuset.cpus`
+/// and in its measured CPU: confined to one CPU, a burner asking 1500 m gets at most 1000 m
+/// (5% allowed for the measuring window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn be_cpuset_shrinks_when_hp_rises_and_grows_back_when_it_falls() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start(NodeOptions {
+        name: NODE.into(),
+        ..NodeOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    env.burner("be-burner", "BE", json!({}), 1500, 0).await;
+    env.burner(
+        "hp-burner",
+        "LS",
+        json!({"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}),
+        0,
+        0,
+    )
+    .await;
+    env.wait_running(&["be-burner", "hp-burner"]).await;
+    let layout = env.layout();
+    let be_cg = env.container_cgroup("be-burner").await;
+    let cpus_file = layout.path("cpuset", &be_cg).unwrap().join("cpuset.cpus");
+    let all = read_trim(&layout.path("cpuset", "").unwrap().join("cpuset.cpus"));
+    assert_eq!(all, "0-1", "these tests assume a 2-CPU machine");
+    env.start_agent();
+    wait_for("BE on both CPUs while HP is idle", 60, || {
+        let ok = read_trim(&cpus_file) == all;
+        async move { ok }
+    })
+    .await;
+    let be_free = cpu_rate(&layout, &be_cg, Duration::from_secs(3)).await;
+
+    // HP rises: the BE container's cpuset shrinks to one CPU.
+    env.set_load("hp-burner", 1200, 0);
+    let rise = Instant::now();
+    let mut shrunk = None;
+    let deadline = rise + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if read_trim(&cpus_file) == "1" {
+            shrunk = Some(rise.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shrunk = shrunk.unwrap_or_else(|| {
+        panic!(
+            "BE cpuset still {} 30 s after HP rose; metrics:\n{}",
+            read_trim(&cpus_file),
+            env.metrics()
+        )
+    });
+    let be_suppressed = cpu_rate(&layout, &be_cg, Duration::from_secs(3)).await;
+    assert!(
+        be_suppressed <= 1050,
+        "BE on one CPU used {be_suppressed} m (unsuppressed {be_free} m)"
+    );
+    assert_eq!(
+        read_trim(&cpus_file),
+        "1",
+        "still suppressed while HP burns"
+    );
+
+    // HP falls: BE gets both CPUs back.
+    env.set_load("hp-burner", 0, 0);
+    let fall = Instant::now();
+    wait_for("BE back on both CPUs after HP stopped", 60, || {
+        let ok = read_trim(&cpus_file) == all;
+        async move { ok }
+    })
+    .await;
+    let regrown = fall.elapsed();
+    let be_after = cpu_rate(&layout, &be_cg, Duration::from_secs(3)).await;
+    eprintln!(
+        "HP rise -> BE cpuset 0-1 -> 1: {shrunk:?}; HP fall -> back to 0-1: {regrown:?}; \
+         BE CPU unsuppressed {be_free} m, suppressed {be_suppressed} m, after {be_after} m"
+    );
+    env.shutdown();
+}
