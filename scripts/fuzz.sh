@@ -19,6 +19,12 @@ cd "$(dirname "$0")/.."
 read -r -a crates <<< "${FUZZ_CRATES:-scheduler-plugin/fuzz datasets/fuzz qos-agent/fuzz cold-memory/fuzz}"
 mode="${1:-replay}"
 
+# The targets' scratch files go here and are removed with it, whatever happens.
+TIDE_FUZZ_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/tide-fuzz.XXXXXX")
+[[ -d /dev/shm && -w /dev/shm ]] && TIDE_FUZZ_SCRATCH=$(rm -rf "$TIDE_FUZZ_SCRATCH"; mktemp -d /dev/shm/tide-fuzz.XXXXXX)
+export TIDE_FUZZ_SCRATCH
+trap 'rm -rf "$TIDE_FUZZ_SCRATCH"' EXIT
+
 targets_of() {
   sed -n 's/^name = "\(.*\)"$/\1/p' "$1/Cargo.toml" | tail -n +2
 }

@@ -86,6 +86,43 @@ pub struct NodeEstimateStatus {
     pub confidence: EstimateConfidence,
 }
 
+impl NodeEstimateStatus {
+    /// The body of a JSON merge patch (RFC 7386) of the status subresource that leaves the
+    /// stored status equal to `self`: every field of the CRD's status schema that `self` does
+    /// not serialize (an absent `degradedReason`, a zero `coldCredit`) is sent as `null`, so a
+    /// value published earlier is removed rather than kept by the merge.
+    pub fn merge_patch(&self) -> serde_json::Value {
+        use std::sync::OnceLock;
+        static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
+        let schema = SCHEMA.get_or_init(|| {
+            use kube::CustomResourceExt;
+            serde_json::to_value(NodeEstimate::crd()).map_or(serde_json::Value::Null, |crd| {
+                crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+                    .clone()
+            })
+        });
+        let mut status = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        null_absent(&mut status, schema);
+        serde_json::json!({ "status": status })
+    }
+}
+
+/// Adds `null` for every property of `schema` (an OpenAPI object schema) that `value` lacks,
+/// recursively through nested objects.
+fn null_absent(value: &mut serde_json::Value, schema: &serde_json::Value) {
+    let (Some(obj), Some(props)) = (value.as_object_mut(), schema["properties"].as_object()) else {
+        return;
+    };
+    for (key, sub) in props {
+        match obj.get_mut(key) {
+            Some(v) => null_absent(v, sub),
+            None => {
+                obj.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
+}
+
 /// The CRD manifest for [`NodeEstimate`], as YAML; `deploy/crd-nodeestimate.yaml` holds its output.
 pub fn node_estimate_crd_yaml() -> String {
     use kube::CustomResourceExt;

@@ -195,6 +195,8 @@ impl Agent {
         api_reachable: bool,
     ) -> Tick {
         let now = now_ms / 1000;
+        let with_fallback = cgroup_fallback(infos, &collected.cgroups, &self.config);
+        let infos = with_fallback.as_ref();
         let obs = observe(
             now_ms,
             &collected.counters,
@@ -377,6 +379,47 @@ impl Agent {
     }
 }
 
+/// The pods the API has not told about yet (the pod watch has not listed, the API server is
+/// unreachable, a pod created since the last event) that sit in the kubelet's besteffort
+/// level are classified from that alone — Kubernetes BestEffort, so Tide BE under the shared
+/// rules, as a pod asking only batch resources is. On cgroup v1 they cannot be wider than the
+/// BE set anyway (a child's `cpuset.cpus` stays within its parent's), and counting their usage
+/// as HP would protect work that is being sold. Unknown pods elsewhere stay unknown: protected
+/// as HP and left alone.
+pub fn cgroup_fallback<'a>(
+    infos: &'a HashMap<String, PodInfo>,
+    cgroups: &[PodCgroup],
+    config: &TideConfig,
+) -> std::borrow::Cow<'a, HashMap<String, PodInfo>> {
+    use tide_api::KubeQosClass as K;
+    let unknown: Vec<&PodCgroup> = cgroups
+        .iter()
+        .filter(|c| c.kube_qos == K::BestEffort && !infos.contains_key(&c.uid))
+        .collect();
+    if unknown.is_empty() {
+        return std::borrow::Cow::Borrowed(infos);
+    }
+    let facts = tide_api::PodFacts {
+        kube_qos: Some(K::BestEffort),
+        ..tide_api::PodFacts::default()
+    };
+    let class = tide_api::classify(&facts, &config.resources.classify_rules());
+    let mut all = infos.clone();
+    for c in unknown {
+        all.insert(
+            c.uid.clone(),
+            PodInfo {
+                uid: c.uid.clone(),
+                name: format!("pod{} (not yet known to the API)", c.uid),
+                class,
+                requests: tide_api::PodRequests::default(),
+                workload: None,
+            },
+        );
+    }
+    std::borrow::Cow::Owned(all)
+}
+
 /// The cgroup state for the pods found: CPU sets (QoS levels, pods, containers), the BE quota
 /// and every known container's `oom_score_adj`. Pods the API does not know are left alone.
 pub fn desired_state(
@@ -415,6 +458,28 @@ pub fn desired_state(
         }
     }
     d.quotas.push((layout.qos_dir(K::BestEffort), be_quota));
+    d
+}
+
+/// The cgroup state that undoes the agent's CPU work, for when it is removed: every QoS
+/// level, pod and container back on all CPUs (the kubelet's own setting without a static CPU
+/// manager) and no BE quota. `oom_score_adj` values stay: the kubelet's originals are not
+/// known, and the order they give still holds.
+pub fn released_state(setup: &NodeSetup, cgroups: &[PodCgroup]) -> Desired {
+    use tide_api::KubeQosClass as K;
+    let layout = &setup.layout;
+    let all: CpuSet = setup.topology.all_cpus();
+    let mut d = Desired::default();
+    for q in [K::Guaranteed, K::Burstable, K::BestEffort] {
+        d.cpusets.push((layout.qos_dir(q), all.clone()));
+    }
+    for pod in cgroups {
+        d.cpusets.push((pod.path.clone(), all.clone()));
+        for (_, rel) in &pod.containers {
+            d.cpusets.push((rel.clone(), all.clone()));
+        }
+    }
+    d.quotas.push((layout.qos_dir(K::BestEffort), None));
     d
 }
 
@@ -597,5 +662,51 @@ mod tests {
         );
         agent.checkpoint(&cp).unwrap();
         assert!(other.restore(&cp).unwrap_err().contains("belongs to node"));
+    }
+    #[test]
+    fn before_the_api_reports_pods_besteffort_cgroups_count_and_are_set_as_be() {
+        let dir = std::env::temp_dir().join(format!("tide-agent-unknown-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _guard = FakeV2 { dir: dir.clone() };
+        let s = setup(&dir, Suppression::Cpuset);
+        let cg = dir.join("cgroup");
+        for q in [
+            KubeQosClass::Guaranteed,
+            KubeQosClass::Burstable,
+            KubeQosClass::BestEffort,
+        ] {
+            cgroup_files(&cg.join(s.layout.qos_dir(q)), 0, 1, 0);
+        }
+        let be_uid = "33333333-0000-4000-8000-000000000003";
+        let hp_uid = "44444444-0000-4000-8000-000000000004";
+        let be_pod = s.layout.pod_dir(KubeQosClass::BestEffort, be_uid);
+        let hp_pod = s.layout.pod_dir(KubeQosClass::Burstable, hp_uid);
+        cgroup_files(&cg.join(&be_pod), 0, 1 << 30, 0);
+        cgroup_files(&cg.join(&hp_pod), 0, 1 << 30, 0);
+        write_proc(&dir, 0, 7 << 20);
+        let none = HashMap::new();
+        let mut agent = Agent::new(s, TideConfig::default());
+        let c = agent.collect().unwrap();
+        agent.decide(1_000_000, &c, &none, false);
+        cgroup_files(&cg.join(&be_pod), 2_000_000, 1 << 30, 0);
+        cgroup_files(&cg.join(&hp_pod), 1_000_000, 1 << 30, 0);
+        write_proc(&dir, 300, 7 << 20);
+        let c = agent.collect().unwrap();
+        let t = agent.decide(1_001_000, &c, &none, false);
+        // The besteffort pod is BE (its usage is not protected as HP); the burstable one,
+        // unknown too, stays HP.
+        assert_eq!(t.observation.be.cpu.0, 2_000);
+        assert_eq!(t.observation.hp.cpu.0, 1_000);
+        let set = |rel: &str| {
+            t.desired
+                .cpusets
+                .iter()
+                .find(|(r, _)| r == rel)
+                .map(|(_, c)| c)
+        };
+        assert_eq!(set(&be_pod), Some(&t.pinning.be));
+        // The unknown HP pod is left alone.
+        assert_eq!(set(&hp_pod), None);
+        assert!(t.desired.oom.iter().all(|(r, _)| !r.starts_with(&hp_pod)));
     }
 }

@@ -212,6 +212,29 @@ impl Layout {
         }
     }
 
+    /// The kubelet's pod level (`kubepods`, `kubepods.slice`) under the cgroup root, or why
+    /// the agent cannot work on this node: the root is unusable ([`Layout::root_dir`]), or
+    /// the root holds no pod level — the kubelet runs with `cgroupsPerQOS: false` (flat
+    /// per-container cgroups with no pod or QoS level, which Tide cannot suppress as a
+    /// class), or with another `--cgroup-root`/`--cgroup-driver` than the agent was given.
+    pub fn pods_dir(&self) -> Result<PathBuf, String> {
+        let root = self.root_dir().map_err(|e| format!("cgroup root: {e}"))?;
+        let rel = self.qos_dir(KubeQosClass::Guaranteed);
+        let dir = self
+            .path(self.walk_controller(), &rel)
+            .ok_or_else(|| format!("{}: controller not mounted", self.walk_controller()))?;
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        Err(format!(
+            "no pod cgroup level {} under {}: the kubelet must run with cgroupsPerQOS: true \
+             (its default) and the agent with the kubelet's cgroupRoot and cgroupDriver \
+             (supported layouts: docs/kubernetes.md)",
+            dir.display(),
+            root.display()
+        ))
+    }
+
     /// Every pod and container under the kubelet's tree.
     pub fn discover(&self) -> Result<Vec<PodCgroup>, CgroupError> {
         let mut pods = Vec::new();
@@ -509,5 +532,29 @@ mod tests {
             l.path("memory", "tide-test-1/kubepods").unwrap(),
             PathBuf::from("/sys/fs/cgroup/tide-test-1/kubepods")
         );
+    }
+    #[test]
+    fn a_flat_tree_without_a_pod_level_is_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("tide-cgroup-flat-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // cgroupsPerQOS: false with containerd: k8s.io/<container id>, no kubepods.
+        fs::create_dir_all(dir.join("k8s.io").join("e".repeat(64))).unwrap();
+        let layout = Layout {
+            hierarchy: Hierarchy::V2(dir.clone()),
+            driver: Driver::Cgroupfs,
+            root: String::new(),
+        };
+        assert!(layout.root_dir().is_ok());
+        let why = layout.pods_dir().unwrap_err();
+        assert!(why.contains("cgroupsPerQOS: true"), "{why}");
+        assert!(layout.discover().unwrap().is_empty());
+        fs::create_dir_all(dir.join("kubepods")).unwrap();
+        assert_eq!(layout.pods_dir().unwrap(), dir.join("kubepods"));
+        let systemd = Layout {
+            driver: Driver::Systemd,
+            ..layout
+        };
+        assert!(systemd.pods_dir().unwrap_err().contains("kubepods.slice"));
+        let _ = fs::remove_dir_all(&dir);
     }
 }

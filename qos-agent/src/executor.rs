@@ -87,7 +87,18 @@ pub fn apply(layout: &Layout, desired: &Desired, proc_root: &Path) -> Applied {
     }
     // Pass 2: children first, narrow to the target.
     for (path, target) in widened.into_iter().rev() {
-        out.record(write_if_changed(&path, &target.to_string()));
+        match write_if_changed(&path, &target.to_string()) {
+            // cgroup v1 refuses (EBUSY) to narrow a cpuset below a child's: a cgroup this
+            // plan does not name (a pod the API has not reported yet, a container made since
+            // the walk). Narrow the children to fit, then retry once.
+            Err(e) if e.source.raw_os_error() == Some(EBUSY) => {
+                if let Some(dir) = path.parent() {
+                    narrow_descendants(dir, target, &mut out);
+                }
+                out.record(write_if_changed(&path, &target.to_string()));
+            }
+            r => out.record(r),
+        }
     }
     // CFS quotas.
     for (rel, quota) in &desired.quotas {
@@ -115,6 +126,34 @@ pub fn apply(layout: &Layout, desired: &Desired, proc_root: &Path) -> Applied {
         }
     }
     out
+}
+
+/// `EBUSY`: the kernel's answer to a cpuset write that would leave a child outside its parent.
+const EBUSY: i32 = 16;
+
+/// Narrows every cgroup below `dir` whose `cpuset.cpus` is not within `target` to its overlap
+/// with `target` (or to `target` when they do not overlap), deepest first.
+fn narrow_descendants(dir: &Path, target: &CpuSet, out: &mut Applied) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let child = e.path();
+        narrow_descendants(&child, target, out);
+        let file = child.join("cpuset.cpus");
+        let Some(current) = current_cpus(&file) else {
+            continue;
+        };
+        if current.iter().all(|c| target.contains(c)) {
+            continue;
+        }
+        let overlap = current.intersection(target);
+        let fit = if overlap.is_empty() { target } else { &overlap };
+        out.record(write_if_changed(&file, &fit.to_string()));
+    }
 }
 
 fn write_quota(layout: &Layout, rel: &str, quota: Option<u64>) -> Result<bool, CgroupError> {

@@ -168,7 +168,7 @@ async fn start(args: Args) -> Result<(), String> {
     let layout = layout(&args)?;
     // A root that is not there would leave the node unprotected while looking healthy.
     layout
-        .root_dir()
+        .pods_dir()
         .map_err(|e| format!("--cgroup-root {:?}: {e}", args.cgroup_root))?;
     let setup = NodeSetup {
         node_name: args.node_name.clone(),
@@ -239,6 +239,19 @@ async fn start(args: Args) -> Result<(), String> {
         args.node_name, interval, args.listen
     );
     run(Arc::clone(&rt), interval, shutdown()).await;
+    let released = rt.release().await;
+    for e in &released.errors {
+        eprintln!("tide-agent: {e}");
+    }
+    eprintln!(
+        "tide-agent: released the node: {} cgroup writes, batch resources {}",
+        released.writes,
+        if released.published {
+            "withdrawn"
+        } else {
+            "NOT withdrawn"
+        }
+    );
     if let Some(cp) = &args.checkpoint
         && let Err(e) = rt
             .agent

@@ -46,9 +46,10 @@ pub fn should_publish(
         || moved(reclaimable.1, last.reclaimable.1, allocatable.1)
 }
 
-/// The merge patch for the NodeEstimate's status subresource.
+/// The merge patch for the NodeEstimate's status subresource. Fields the new status lacks
+/// are sent as `null` so an earlier `degradedReason` or cold-memory credit does not linger.
 pub fn estimate_patch(status: &NodeEstimateStatus) -> Value {
-    json!({ "status": status })
+    status.merge_patch()
 }
 
 /// A new NodeEstimate object for `node` (created once, then its status is patched).

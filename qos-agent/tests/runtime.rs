@@ -132,3 +132,47 @@ async fn publishes_evicts_and_survives_an_unreachable_api() {
     assert!(fresh.restore(&root.join("estimator.json")).unwrap());
     assert_eq!(fresh.memory, rt.agent.lock().unwrap().memory);
 }
+
+/// Issue 15: an agent that is removed puts back what it changed — BE back on every CPU, no
+/// quota — and withdraws the batch resources it advertised, so no BE work lands on a node no
+/// agent vouches for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_puts_cpusets_back_and_withdraws_batch_resources() {
+    let (root, _dir, fake, rt) = live_node("release").await;
+    let r = rt.tick(1_800_000_000_000).await;
+    assert!(r.published && r.errors.is_empty(), "{r:?}");
+    let l = common::layout(&root);
+    let be_ctr = root
+        .join("cgroup")
+        .join(l.pod_dir(tide_api::KubeQosClass::BestEffort, common::BE))
+        .join(format!("cri-containerd-{}.scope", "b".repeat(64)));
+    let cpus = || {
+        std::fs::read_to_string(be_ctr.join("cpuset.cpus"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    // Eight CPUs (four cores, two threads each), core 0 kept for the system.
+    assert_eq!(cpus(), "1-3,5-7");
+    let node = fake.get(Kind::Node, "", "n1").unwrap();
+    assert!(node["status"]["allocatable"]["tide.dev/batch-cpu"].is_string());
+
+    let r = rt.release().await;
+    assert!(r.errors.is_empty() && r.published, "{r:?}");
+    assert_eq!(cpus(), "0-7");
+    let node = fake.get(Kind::Node, "", "n1").unwrap();
+    for field in ["allocatable", "capacity"] {
+        let res = node["status"][field].as_object().unwrap();
+        assert!(
+            !res.contains_key("tide.dev/batch-cpu") && !res.contains_key("tide.dev/batch-memory"),
+            "{node}"
+        );
+        assert_eq!(res["cpu"], "8", "the kubelet's resources stay");
+    }
+    // Without the API the cgroups are still put back, and the failure is reported.
+    fake.set_unavailable(true);
+    rt.tick(1_800_000_001_000).await;
+    let r = rt.release().await;
+    assert!(r.errors.iter().any(|e| e.contains("withdrawing")), "{r:?}");
+    assert_eq!(cpus(), "0-7");
+}

@@ -710,3 +710,153 @@ async fn watches_recover_after_an_api_server_restart_and_replicas_agree() {
     );
     c.assert_never_forbidden();
 }
+
+/// tide-agent's own publish path (its `Runtime`, ticking over a node tree the test writes)
+/// with a token of its shipped ServiceAccount: the NodeEstimate is created and its status
+/// patched through the real CRD's status subresource, the batch resources land on the real
+/// Node, a recovered estimate drops its earlier `degradedReason`, a value the API server
+/// rewrites (`6000` read back as `6k`) is not re-advertised every tick, and kube-scheduler then
+/// places a BE pod on the node by what the agent published. Nothing the agent does is refused
+/// by RBAC; something its role does not grant is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_publishes_through_its_role_and_a_be_pod_lands_by_it() {
+    use tide_agent::agent::{Agent, NodeSetup, Suppression};
+    use tide_agent::cgroup::{Driver, Hierarchy, Layout};
+    use tide_agent::runtime::{Runtime, RuntimeOptions};
+    use tide_api::KubeQosClass;
+    use tide_testkit::node::{cgroup_v2, proc_files};
+
+    let c = Cluster::start().await;
+    let node = "node-agent";
+    k8s::create_ready_node(
+        &c.admin,
+        node,
+        &json!({"cpu": "32", "memory": "128Gi", "pods": "110"}),
+    )
+    .await
+    .unwrap();
+
+    // The node tree: one HP pod steadily using 8 of 32 cores and 16 GiB.
+    let root = c.cp.path("agent-node");
+    let layout = Layout {
+        hierarchy: Hierarchy::V2(root.join("cgroup")),
+        driver: Driver::Systemd,
+        root: String::new(),
+    };
+    let cg = root.join("cgroup");
+    for q in [
+        KubeQosClass::Guaranteed,
+        KubeQosClass::Burstable,
+        KubeQosClass::BestEffort,
+    ] {
+        cgroup_v2(&cg.join(layout.qos_dir(q)), 0, 1, 0).unwrap();
+    }
+    let hp = cg.join(layout.pod_dir(
+        KubeQosClass::Burstable,
+        "11111111-0000-4000-8000-0000000000aa",
+    ));
+    let write_usage = |secs: u64| {
+        let cpu_usec = secs * 8 * 1_000_000;
+        cgroup_v2(&hp, cpu_usec, 16 << 30, 0).unwrap();
+        // /proc/stat counts USER_HZ (100/s): the 8 cores plus a little system work.
+        proc_files(&root.join("proc"), secs * 820, 128 << 20, 18 << 20).unwrap();
+    };
+    write_usage(0);
+    let topo = root.join("sys-cpu");
+    tide_agent::topology::write_fake_sysfs(&topo, 16, 2, 1).unwrap();
+    let setup = NodeSetup {
+        node_name: node.into(),
+        layout,
+        proc_root: root.join("proc"),
+        topology: tide_agent::topology::Topology::read(&topo).unwrap(),
+        system_cpus: 2,
+        suppression: Suppression::Cpuset,
+        allocatable: tide_api::ResourceAmounts::new(1_000, 1 << 30), // learned from the Node
+    };
+    let token = k8s::service_account_token(&c.admin, "tide-system", "tide-agent")
+        .await
+        .unwrap();
+    let kubeconfig = c.cp.token_kubeconfig("tide-agent", &token).unwrap();
+    let client = tide_kube::connect(Some(&kubeconfig)).await.unwrap();
+    let rt = std::sync::Arc::new(
+        Runtime::new(
+            Agent::new(setup, TideConfig::default()),
+            client.clone(),
+            RuntimeOptions {
+                api_timeout: Duration::from_secs(5),
+                checkpoint: None,
+                checkpoint_every: 1,
+            },
+        )
+        .unwrap(),
+    );
+    let watch = tokio::spawn(std::sync::Arc::clone(&rt).watch_pods());
+
+    // 70 minutes of history, one tick a minute, ending now (the estimator wants an hour).
+    let now_s = jiff::Timestamp::now().as_second().unsigned_abs();
+    let ticks = 70;
+    let estimates: Api<NodeEstimate> = Api::all(c.admin.clone());
+    let mut saw_young = false;
+    for i in 0..=ticks {
+        let t = now_s - (ticks - i) * 60;
+        write_usage(i * 60);
+        let r = rt.tick(t * 1000).await;
+        assert!(r.errors.is_empty(), "tick {i}: {:?}", r.errors);
+        if i == 1 {
+            assert!(r.published, "first minute: {r:?}");
+            let ne = estimates.get(node).await.unwrap();
+            let reason = ne.status.unwrap().confidence.degraded_reason;
+            saw_young = reason.as_deref() == Some("history too young");
+        }
+    }
+    assert!(saw_young, "a young history is published as the reason");
+    let ne = estimates.get(node).await.unwrap();
+    let status = ne.status.unwrap();
+    assert_eq!(status.cpu.allocatable, 32_000, "allocatable from the Node");
+    assert_eq!(
+        status.confidence.degraded_reason, None,
+        "the recovered estimate drops the old reason on the real API server: {status:?}"
+    );
+    assert!(status.cpu.reclaimable > 0, "{status:?}");
+    // The Node advertises what the agent computed, as the API server writes quantities.
+    let limits = status.batch_admit_limits(&TideConfig::default());
+    let nodes: Api<Node> = Api::all(c.admin.clone());
+    let shown = serde_json::to_value(nodes.get(node).await.unwrap()).unwrap();
+    let names = TideConfig::default().resources;
+    assert!(
+        tide_agent::publish::node_shows(&shown, &names, limits.cpu.0, limits.memory.0),
+        "{}",
+        shown["status"]["allocatable"]
+    );
+    eprintln!(
+        "the agent advertised {} / {} and the API server shows {} / {}",
+        limits.cpu.0,
+        limits.memory.0,
+        shown["status"]["allocatable"][&names.batch_cpu],
+        shown["status"]["allocatable"][&names.batch_memory]
+    );
+    // One second later nothing moved: no write, whatever text the server keeps.
+    write_usage(ticks * 60 + 1);
+    let r = rt.tick((now_s + 1) * 1000).await;
+    assert!(!r.published && r.errors.is_empty(), "{r:?}");
+
+    // kube-scheduler, through the extender, places a BE pod by what the agent published.
+    c.create_pod(be_pod("be-by-agent", 2_000)).await;
+    let placed = c.wait_bound("be-by-agent", 1, Duration::ZERO).await;
+    assert_eq!(count_on(&placed, node), 1, "{placed:?}");
+
+    // The agent's role: its own calls were never refused; a call outside it is.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "tide-system");
+    match secrets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("listing secrets with the agent's token: {other:?}"),
+    }
+    let m = rt.metrics.render();
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("tide_agent_errors_total") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    watch.abort();
+}

@@ -336,7 +336,9 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// RFC 7386 JSON merge patch.
-fn merge_patch(target: &mut Value, patch: &Value) {
+/// Applies a JSON merge patch (RFC 7386) to `target`, as the API server does for
+/// `application/merge-patch+json`.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(p) => {
             if !target.is_object() {

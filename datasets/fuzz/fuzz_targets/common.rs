@@ -6,11 +6,19 @@ use std::path::PathBuf;
 
 /// A scratch folder for this process, emptied for each input (tmpfs when there is one).
 pub fn scratch(name: &str) -> PathBuf {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
+    // scripts/fuzz.sh makes TIDE_FUZZ_SCRATCH and removes it after the run (libFuzzer exits
+    // without running destructors, so a folder per process would stay behind).
+    let base = std::env::var_os("TIDE_FUZZ_SCRATCH").map_or_else(
+        || {
+            let shm = std::path::Path::new("/dev/shm");
+            if shm.is_dir() {
+                shm.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            }
+        },
+        PathBuf::from,
+    );
     let dir = base.join(format!("tide-fuzz-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");

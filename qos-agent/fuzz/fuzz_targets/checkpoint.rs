@@ -5,7 +5,7 @@
 //! again, as the agent's next ticks would. Never a panic.
 #![no_main]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -16,11 +16,19 @@ use tide_api::{ResourceAmounts, TideConfig};
 use tide_estimator::{NodeObservation, PodSample};
 
 fn scratch() -> PathBuf {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
+    // scripts/fuzz.sh makes TIDE_FUZZ_SCRATCH and removes it after the run (libFuzzer exits
+    // without running destructors, so a folder per process would stay behind).
+    let base = std::env::var_os("TIDE_FUZZ_SCRATCH").map_or_else(
+        || {
+            let shm = std::path::Path::new("/dev/shm");
+            if shm.is_dir() {
+                shm.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            }
+        },
+        PathBuf::from,
+    );
     let dir = base.join(format!("tide-fuzz-checkpoint-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch");
     dir
