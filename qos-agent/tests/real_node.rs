@@ -64,7 +64,13 @@ fn skip_reason() -> Option<String> {
 
 /// The agent's arguments: the DaemonSet's, with node paths substituted. Every DaemonSet flag
 /// must be known here, so a new one is considered for the real-node test too.
-fn agent_args(node: &RealNode, port: u16, kubeconfig: &Path, system_cpus: usize) -> Vec<String> {
+fn agent_args(
+    node: &RealNode,
+    port: u16,
+    kubeconfig: &Path,
+    system_cpus: usize,
+    suppression: Option<&str>,
+) -> Vec<String> {
     let ds = k8s::yaml_documents(&repo_file("deploy/agent/daemonset.yaml")).unwrap();
     let args = ds[0]["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -101,7 +107,7 @@ fn agent_args(node: &RealNode, port: u16, kubeconfig: &Path, system_cpus: usize)
             // BE a single CPU that cannot shrink; with none, BE has both and suppression
             // shows as the BE cpuset going from 2 CPUs to 1.
             "--system-cpus" => system_cpus.to_string(),
-            "--cpu-suppression" => value.into(),
+            "--cpu-suppression" => suppression.unwrap_or(value).into(),
             "--checkpoint" => node.dir.join("tide/estimator.json").display().to_string(),
             "--listen" => format!("127.0.0.1:{port}"),
             "--sandbox-hvsock" => node
@@ -131,6 +137,8 @@ struct Env {
     agent_kubeconfig: PathBuf,
     agent_port: u16,
     system_cpus: usize,
+    /// `--cpu-suppression` instead of the DaemonSet's.
+    suppression: Option<&'static str>,
 }
 
 impl Env {
@@ -194,6 +202,7 @@ impl Env {
             agent_kubeconfig,
             agent_port: k8s::free_port(),
             system_cpus: 0,
+            suppression: None,
         })
     }
 
@@ -225,6 +234,7 @@ impl Env {
             self.agent_port,
             &self.agent_kubeconfig,
             self.system_cpus,
+            self.suppression,
         );
         let mut p = Proc::start(
             "tide-agent",
@@ -868,8 +878,10 @@ async fn be_cpuset_shrinks_when_hp_rises_and_grows_back_when_it_falls() {
 /// the kubelet stops it and the pod is gone; the HP pod and a second, idle BE pod are
 /// untouched (the first eviction brings the level under the release level). Then the agent
 /// is restarted: it restores its history from the checkpoint and evicts nothing more.
-/// The levels sit 768 MiB above and below what the machine uses at the start, so other work
-/// on the machine moving by less than that does not change the outcome.
+/// The eviction level sits 2 GiB above what the machine uses at the start and the burner rises
+/// by 3 GiB, so other work on the machine (other test runs start whole control planes here)
+/// growing by less than 2 GiB, or shrinking by less than 1 GiB, does not change the outcome;
+/// the Node's allocatable (and so the kubelet's `kubepods` limit) stays above the burner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_pressure_evicts_a_be_pod_and_a_restart_does_not_evict_again() {
     let _serial = SERIAL.lock().await;
@@ -878,7 +890,7 @@ async fn memory_pressure_evicts_a_be_pod_and_a_restart_does_not_evict_again() {
             name: NODE.into(),
             ..NodeOptions::default()
         },
-        Some(768 * MIB),
+        Some(2048 * MIB),
     )
     .await
     else {
@@ -906,12 +918,13 @@ async fn memory_pressure_evicts_a_be_pod_and_a_restart_does_not_evict_again() {
     assert_eq!(
         metric(&env.metrics(), "tide_agent_actions_total{action=\"evict\""),
         0.0,
-        "evicted before any pressure (other work on the machine?); agent log:\n{}",
-        env.agent_log()
+        "evicted before any pressure (other work on the machine?); agent log:\n{}\n{}",
+        env.agent_log(),
+        env.metrics()
     );
 
-    // The BE burner's memory rises by 1.5 GiB, the eviction level is 768 MiB away.
-    env.set_load("be-hog", 0, 1536);
+    // The BE burner's memory rises by 3 GiB, the eviction level is 2 GiB away.
+    env.set_load("be-hog", 0, 3072);
     let rise = Instant::now();
     let evicted = Instant::now() + Duration::from_secs(90);
     let mut gone = None;
@@ -986,5 +999,103 @@ async fn memory_pressure_evicts_a_be_pod_and_a_restart_does_not_evict_again() {
     let idle = env.pods().get("be-idle").await.unwrap();
     assert!(idle.metadata.deletion_timestamp.is_none());
     eprintln!("BE memory rise -> pod gone (evicted, stopped, deleted): {gone:?}");
+    env.shutdown();
+}
+
+/// Every cgroup below the node's `kubepods` with its `cpuset.cpus`, and the BE level's CFS
+/// quota.
+fn cpu_state(layout: &Layout) -> (BTreeMap<String, String>, String) {
+    let base = layout
+        .path("cpuset", &format!("{}/kubepods", layout.root))
+        .unwrap();
+    let mut sets = BTreeMap::new();
+    let mut stack = vec![base.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+        let rel = d.strip_prefix(&base).unwrap().display().to_string();
+        sets.insert(rel, read_trim(&d.join("cpuset.cpus")));
+    }
+    let be = layout.qos_dir(tide_api::KubeQosClass::BestEffort);
+    let quota = read_trim(&layout.path("cpu", &be).unwrap().join("cpu.cfs_quota_us"));
+    (sets, quota)
+}
+
+async fn batch_resources(env: &Env) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(env.admin.clone());
+    let status = nodes.get(NODE).await.unwrap().status.unwrap();
+    let mut out = Vec::new();
+    for m in [status.capacity, status.allocatable].into_iter().flatten() {
+        out.extend(m.into_keys().filter(|k| k.starts_with("tide.dev/")));
+    }
+    out
+}
+
+/// Removing the agent leaves the node as the kubelet made it: with the agent running, the LSR
+/// pod is pinned to one CPU and BE kept off it (cpuset suppression, the DaemonSet's), then BE
+/// is limited by a CFS quota (`--cpu-suppression=cfs-quota`) while an HP burner runs; each
+/// time the agent is stopped (SIGTERM, as a DaemonSet removal does) every cpuset below
+/// `kubepods` and the BE quota are back to the kubelet's values, and the batch resources are
+/// withdrawn from the Node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_agent_puts_cpusets_and_quotas_back_and_withdraws_batch_resources() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start(NodeOptions {
+        name: NODE.into(),
+        ..NodeOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    env.standard_pods().await;
+    let layout = env.layout();
+    let kubelets = cpu_state(&layout);
+    assert!(kubelets.0.values().all(|c| c == "0-1"), "{kubelets:?}");
+    assert_eq!(kubelets.1, "-1");
+    let lsr_cg = env.container_cgroup("lsr-pod").await;
+    let be_cg = env.container_cgroup("be-burner").await;
+    let cpus = |rel: &str| read_trim(&layout.path("cpuset", rel).unwrap().join("cpuset.cpus"));
+
+    // cpuset suppression and pinning (the DaemonSet's mode).
+    env.start_agent();
+    wait_for(
+        "the LSR pod pinned to one CPU and BE kept off it",
+        60,
+        || {
+            let (lsr, be) = (cpus(&lsr_cg), cpus(&be_cg));
+            let ok = lsr.len() == 1 && be.len() == 1 && lsr != be;
+            async move { ok }
+        },
+    )
+    .await;
+    wait_for("batch resources advertised", 60, || async {
+        batch_resources(&env).await.len() == 4
+    })
+    .await;
+    env.stop_agent();
+    assert_eq!(cpu_state(&layout), kubelets, "after removal (cpuset mode)");
+    assert!(batch_resources(&env).await.is_empty());
+
+    // CFS-quota suppression while an HP burner runs.
+    env.suppression = Some("cfs-quota");
+    env.set_load("ls-burner", 1200, 16);
+    env.start_agent();
+    let be_qos = layout.qos_dir(tide_api::KubeQosClass::BestEffort);
+    let quota_file = layout
+        .path("cpu", &be_qos)
+        .unwrap()
+        .join("cpu.cfs_quota_us");
+    wait_for("a BE quota", 60, || {
+        let ok = read_trim(&quota_file) != "-1";
+        async move { ok }
+    })
+    .await;
+    env.stop_agent();
+    assert_eq!(cpu_state(&layout), kubelets, "after removal (quota mode)");
+    assert!(batch_resources(&env).await.is_empty());
     env.shutdown();
 }
