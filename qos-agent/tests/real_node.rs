@@ -81,17 +81,21 @@ fn agent_args(
         let a = a.as_str().unwrap();
         let (flag, value) = a.split_once('=').unwrap_or((a, ""));
         let v = match flag {
-            // The shipped configuration, but no CPU-pressure eviction: on these 2-core
-            // machines the control plane and other tenants run beside the node and count as
-            // system CPU, which the agent adds to HP; past 95% of the node it would evict BE
-            // pods the scenarios watch (seen: a BE pod evicted for CPU 5 s after a memory
-            // eviction while the kubelet was stopping the first).
+            // The shipped configuration with the CPU levels at 100%: on these 2-core machines
+            // the control plane and other test runs share the cores and count as system CPU,
+            // which the agent adds to HP. At 95% it evicted a BE pod the scenarios watch for
+            // CPU pressure (5 s after a memory eviction); at 90% suppression, BE got its
+            // second CPU back only while everything else used under 800 m (a run waited 60 s
+            // in vain); at 100%, under 1000 m.
             "--config" => {
                 let shipped = repo_file("deploy/tide-config.yaml");
-                let cfg = shipped.replacen("  evictPercent: 95 ", "  evictPercent: 100", 1);
-                assert_ne!(
-                    cfg, shipped,
-                    "cpu.evictPercent not found in the shipped config"
+                let cfg = shipped
+                    .replacen("  evictPercent: 95 ", "  evictPercent: 100", 1)
+                    .replacen("  suppressPercent: 90 ", "  suppressPercent: 100", 1);
+                assert_eq!(
+                    cfg.matches(": 100").count(),
+                    shipped.matches(": 100").count() + 2,
+                    "cpu.evictPercent or cpu.suppressPercent not found in the shipped config"
                 );
                 let path = node.dir.join("tide-config.yaml");
                 std::fs::write(&path, cfg).unwrap();
@@ -371,6 +375,20 @@ impl Env {
             .unwrap()
     }
 
+    /// A PodDisruptionBudget no BE pod of the test may break (the Eviction API then refuses
+    /// the agent with 429). For scenarios that are not about eviction: the control plane and
+    /// other test runs share these two cores and count as system CPU, and on a saturated
+    /// machine the agent moved a BE pod for CPU pressure even at `cpu.evictPercent: 100` (see
+    /// `agent_args`), taking away the pod a scenario watches.
+    async fn protect_be_pods(&self) {
+        k8s::apply_manifests(
+            &self.admin,
+            "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: protect-be\n  namespace: default\nspec:\n  minAvailable: 100\n  selector:\n    matchLabels:\n      tide.dev/qos: BE\n",
+        )
+        .await
+        .unwrap();
+    }
+
     /// The standard pods: a BE burner (BestEffort), an LS burner (Burstable) and an LSR pod
     /// (Guaranteed, one CPU), all running.
     async fn standard_pods(&self) {
@@ -496,6 +514,7 @@ async fn discovers_real_pods_publishes_and_leaves_nothing_behind() {
     else {
         return;
     };
+    env.protect_be_pods().await;
     // The kubelet's kernel settings went to the private copies, not to the host.
     let private = env.node().private_sysctls();
     assert!(
@@ -647,6 +666,7 @@ async fn oom_score_adj_of_real_processes_follows_the_priority_order() {
     else {
         return;
     };
+    env.protect_be_pods().await;
     env.standard_pods().await;
     let layout = env.layout();
     let be_cg = env.container_cgroup("be-burner").await;
@@ -768,6 +788,15 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The agent's usage and BE-limit series, for failure messages.
+fn usage_lines(metrics: &str) -> String {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("tide_agent_usage") || l.starts_with("tide_agent_be_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn read_trim(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -786,9 +815,11 @@ async fn cpu_rate(layout: &Layout, rel: &str, window: Duration) -> u64 {
 
 /// CPU suppression by cpuset on the real node. The machine has 2 logical CPUs, so the agent
 /// runs with `--system-cpus=0` (see `agent_args`): unsuppressed, BE may use both; the BE
-/// limit is `90% × 2000 m − HP − system`, and the BE set is `ceil(limit / 1000)` CPUs, so
-/// an HP burner of 1200 m leaves BE one CPU and, once it stops, BE gets both back (while the
-/// rest of the machine uses under 800 m). Checked in the BE container's real `cpuset.cpus`
+/// limit is `100% × 2000 m − HP − system` (the test's suppression level, see `agent_args`),
+/// and the BE set is `ceil(limit / 1000)` CPUs, so an HP burner of 1200 m leaves BE one CPU
+/// and, once it stops, BE gets both back as soon as the rest of the machine uses under 1000 m
+/// (waited for up to 300 s each time: other test runs and builds share these cores, and
+/// while they use 1000 m or more, BE rightly stays on one CPU). Checked in the BE container's real `cpuset.cpus`
 /// and in its measured CPU: confined to one CPU, a burner asking 1500 m gets at most 1000 m
 /// (5% allowed for the measuring window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -802,6 +833,7 @@ async fn be_cpuset_shrinks_when_hp_rises_and_grows_back_when_it_falls() {
     else {
         return;
     };
+    env.protect_be_pods().await;
     env.burner("be-burner", "BE", json!({}), 1500, 0).await;
     env.burner(
         "hp-burner",
@@ -818,32 +850,50 @@ async fn be_cpuset_shrinks_when_hp_rises_and_grows_back_when_it_falls() {
     let all = read_trim(&layout.path("cpuset", "").unwrap().join("cpuset.cpus"));
     assert_eq!(all, "0-1", "these tests assume a 2-CPU machine");
     env.start_agent();
-    wait_for("BE on both CPUs while HP is idle", 60, || {
-        let ok = read_trim(&cpus_file) == all;
-        async move { ok }
-    })
-    .await;
     let be_free = cpu_rate(&layout, &be_cg, Duration::from_secs(3)).await;
 
-    // HP rises: the BE container's cpuset shrinks to one CPU.
-    env.set_load("hp-burner", 1200, 0);
-    let rise = Instant::now();
+    // HP rises: the BE container's cpuset shrinks to one CPU. A shrink seen sooner than the
+    // burner can have read its control file (every 100 ms) was other work on the machine,
+    // not HP: then HP goes back to idle and the rise is tried again (at most 3 times).
     let mut shrunk = None;
-    let deadline = rise + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if read_trim(&cpus_file) == "1" {
-            shrunk = Some(rise.elapsed());
+    for _ in 0..3 {
+        env.set_load("hp-burner", 0, 0);
+        let idle = poll(300, || {
+            let ok = read_trim(&cpus_file) == all;
+            async move { ok }
+        })
+        .await;
+        assert!(
+            idle,
+            "BE not on both CPUs within 300 s while HP is idle (other work on the machine \
+             at 1000 m or more leaves BE one CPU); agent's usage figures:\n{}",
+            usage_lines(&env.metrics())
+        );
+        env.set_load("hp-burner", 1200, 0);
+        let rise = Instant::now();
+        let deadline = rise + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if read_trim(&cpus_file) == "1" {
+                shrunk = Some(rise.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if shrunk.is_some_and(|t| t >= Duration::from_millis(100)) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let shrunk = shrunk.unwrap_or_else(|| {
-        panic!(
+        assert!(
+            shrunk.is_some(),
             "BE cpuset still {} 30 s after HP rose; metrics:\n{}",
             read_trim(&cpus_file),
             env.metrics()
-        )
-    });
+        );
+    }
+    let shrunk = shrunk.unwrap();
+    assert!(
+        shrunk >= Duration::from_millis(100),
+        "BE shrank before HP rose, three times: other work on the machine"
+    );
     let be_suppressed = cpu_rate(&layout, &be_cg, Duration::from_secs(3)).await;
     assert!(
         be_suppressed <= 1050,
@@ -858,11 +908,16 @@ async fn be_cpuset_shrinks_when_hp_rises_and_grows_back_when_it_falls() {
     // HP falls: BE gets both CPUs back.
     env.set_load("hp-burner", 0, 0);
     let fall = Instant::now();
-    wait_for("BE back on both CPUs after HP stopped", 60, || {
+    let back = poll(300, || {
         let ok = read_trim(&cpus_file) == all;
         async move { ok }
     })
     .await;
+    assert!(
+        back,
+        "BE not back on both CPUs 300 s after HP stopped; agent's usage figures:\n{}",
+        usage_lines(&env.metrics())
+    );
     let regrown = fall.elapsed();
     let be_after = cpu_rate(&layout, &be_cg, Duration::from_secs(3)).await;
     eprintln!(
@@ -1051,6 +1106,7 @@ async fn removing_the_agent_puts_cpusets_and_quotas_back_and_withdraws_batch_res
     else {
         return;
     };
+    env.protect_be_pods().await;
     env.standard_pods().await;
     let layout = env.layout();
     let kubelets = cpu_state(&layout);
