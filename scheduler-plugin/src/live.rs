@@ -113,7 +113,7 @@ async fn watch<K>(
                     .watch_errors
                     .with_label_values(&[label(what)])
                     .inc();
-                eprintln!("tide-scheduler: watching {}: {e}", label(what));
+                state.log_error(&format!("watching {}: {e}", label(what)));
                 continue;
             }
         }

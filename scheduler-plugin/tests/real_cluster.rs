@@ -860,3 +860,143 @@ async fn the_agent_publishes_through_its_role_and_a_be_pod_lands_by_it() {
     );
     watch.abort();
 }
+
+/// An API server that throttles: `--max-mutating-requests-inflight=1` with priority and
+/// fairness off, and the one write slot held by a client that sends a request's headers but
+/// not its body (`system:masters`, the test's admin, is exempt from the limit; tide-scheduler
+/// is not). While it is held tide-scheduler's binds are answered 429: it counts them in
+/// `tide_scheduler_api_errors_total` by call and status and logs the cause once, not once per
+/// pod; every HP pod binds once the server has room again (kube-scheduler retries the pod).
+/// The hold lasts under 8 s, so kube-scheduler's leader lease (10 s) survives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_api_server_errors_are_counted_logged_once_and_hp_pods_still_bind() {
+    let opts = k8s::Options {
+        apiserver_args: vec![
+            "--enable-priority-and-fairness=false".into(),
+            "--max-mutating-requests-inflight=1".into(),
+        ],
+    };
+    let c = Cluster::start_with(opts, None).await;
+    for n in ["node-a", "node-b"] {
+        c.node(n, (0, 0)).await;
+        c.estimate(n, 8_000, Duration::ZERO).await;
+    }
+    // The holder: a ServiceAccount allowed to write (so its request gets past authorization
+    // and waits for its body inside the limit), not in system:masters.
+    k8s::apply_manifests(
+        &c.admin,
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: holder, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: holder}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{kind: ServiceAccount, name: holder, namespace: default}]
+"#,
+    )
+    .await
+    .unwrap();
+    let token = k8s::service_account_token(&c.admin, "default", "holder")
+        .await
+        .unwrap();
+    let holder_client = tide_kube::connect(Some(&c.cp.token_kubeconfig("holder", &token).unwrap()))
+        .await
+        .unwrap();
+    let probes: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(holder_client, "default");
+    let probe = |n: u32| -> k8s_openapi::api::core::v1::ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": format!("probe-{n}")}})).unwrap()
+    };
+    // The binding takes a moment to reach the authorizer.
+    wait_for("the holder's role", Duration::from_secs(30), || async {
+        probes
+            .create(&PostParams::default(), &probe(0))
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut hold = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-X",
+            "POST",
+            "-T",
+            "-",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{}/api/v1/namespaces/default/configmaps", c.cp.server),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held_at = Instant::now();
+    // Held once a write of the same kind of client is refused with 429.
+    let mut n = 0;
+    loop {
+        n += 1;
+        match probes.create(&PostParams::default(), &probe(n)).await {
+            Err(kube::Error::Api(s)) if s.code == 429 => break,
+            Ok(_) => {}
+            Err(e) => panic!("probe write: {e}"),
+        }
+        assert!(
+            held_at.elapsed() < Duration::from_secs(5),
+            "the write slot was never held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Pods created by the admin (exempt). BE pods are bound by tide-scheduler (the BE gate
+    // holds the bind verb before Kubernetes 1.30); HP pods by kube-scheduler itself.
+    let created = 4;
+    for i in 0..created {
+        c.create_pod(be_pod(&format!("be-{i}"), 1_000)).await;
+        c.create_pod(hp_pod(&format!("hp-{i}"), 500)).await;
+    }
+    let throttled_binds = |m: &str| {
+        metric(
+            m,
+            "tide_scheduler_api_errors_total",
+            &["call=\"bind\"", "code=\"429\""],
+        )
+    };
+    while throttled_binds(&c.extender_metrics()) < 2.0 && held_at.elapsed() < Duration::from_secs(7)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Release: the body ends, the held request finishes.
+    drop(hold.stdin.take());
+    let released = Instant::now();
+    let _ = hold.kill();
+    let _ = hold.wait();
+    let m = c.extender_metrics();
+    let seen = throttled_binds(&m);
+    assert!(
+        seen >= 1.0,
+        "no bind met a 429 while the write slot was held:\n{m}"
+    );
+
+    // Every pod binds once the server has room again.
+    let hp = c.wait_bound("hp-", created, Duration::ZERO).await;
+    let hp_after = released.elapsed();
+    let be = c.wait_bound("be-", created, Duration::ZERO).await;
+    eprintln!(
+        "after the throttling stopped: {created} HP pods bound in {hp_after:?}, {created} BE pods in {:?} ({seen} binds were answered 429)",
+        released.elapsed()
+    );
+    assert_eq!((hp.len(), be.len()), (created, created));
+
+    // Logged once per cause, whichever pods met it (within the ten-minute window).
+    let log = c.extender_log();
+    let bind_429: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tide-scheduler: bind ") && l.contains("429"))
+        .collect();
+    assert_eq!(bind_429.len(), 1, "{bind_429:#?}\n{log}");
+    c.assert_never_forbidden();
+}
