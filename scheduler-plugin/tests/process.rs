@@ -248,14 +248,15 @@ fn bad_start_up_input_is_a_clear_error() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // Exit statuses (tide_api::exit): 3 for a bad file, 2 for a usage mistake.
     let (code, err) = run(&[format!("--config={}", cfg.display())]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(3));
     assert!(err.contains("evictPercent"), "{err}");
     let (code, err) = run(&[
         "--tls-cert=/nonexistent/tls.crt".into(),
         "--tls-key=/nonexistent/tls.key".into(),
     ]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(3));
     assert!(
         err.contains("TLS certificate /nonexistent/tls.crt"),
         "{err}"
@@ -263,5 +264,32 @@ fn bad_start_up_input_is_a_clear_error() {
     let (code, err) = run(&["--tls-cert=/x".into()]);
     assert_eq!(code, Some(2), "clap usage error");
     assert!(err.contains("--tls-key"), "{err}");
+    let (code, err) = run(&["--tls-client-ca=/x".into()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+    // Plain HTTP off loopback is refused unless chosen explicitly, before any API access.
+    let (code, err) = run(&["--listen=0.0.0.0:0".into()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--plain-http") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--plain-http".into(),
+        "--tls-cert=/x".into(),
+        "--tls-key=/y".into(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    for (flag, value) in [
+        ("--api-timeout-ms", "0"),
+        ("--publish-interval-ms", "0"),
+        ("--body-limit", "10"),
+        ("--body-limit", "lots"),
+        ("--listen", "nowhere"),
+    ] {
+        let (code, err) = run(&[format!("{flag}={value}")]);
+        assert_eq!(code, Some(2), "{flag}={value}: {err}");
+        assert!(err.contains(flag), "{flag}={value}: {err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
