@@ -3,6 +3,7 @@
 //! Eviction API (policy/v1, falling back to policy/v1beta1 on servers before 1.22). Tests run it against `tide-testkit`'s fake API server.
 
 pub mod errlog;
+pub mod logging;
 pub use errlog::ErrorLog;
 
 use std::path::Path;

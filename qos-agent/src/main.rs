@@ -56,6 +56,13 @@ struct Args {
     /// cgroup version.
     #[arg(long, value_enum, default_value = "auto")]
     cgroup_version: CgroupVersion,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`, `off`); `RUST_LOG` overrides it
+    /// with per-module directives.
+    #[arg(long, default_value = "info", value_parser = tide_kube::logging::parse_level)]
+    log_level: String,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, default_value = "text", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<tide_kube::logging::LogFormat>()))]
+    log_format: tide_kube::logging::LogFormat,
     /// Where /proc is (the host's, mounted into the pod).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
@@ -107,6 +114,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = tide_kube::logging::init(&args.log_level, args.log_format) {
+        eprintln!("tide-agent: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -114,14 +125,14 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tide-agent: starting the runtime: {e}");
+            tracing::error!(error = %e, "starting the runtime");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(start(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tide-agent: {e}");
+            tracing::error!(status = e.code(), "{e}");
             ExitCode::from(e.code())
         }
     }
@@ -190,16 +201,16 @@ async fn start(args: Args) -> Result<(), Failure> {
     let mut agent = Agent::new(setup, config);
     if let Some(cp) = &args.checkpoint {
         match agent.restore(cp) {
-            Ok(true) => eprintln!(
-                "tide-agent: restored estimator history from {}",
-                cp.display()
+            Ok(true) => tracing::info!(
+                checkpoint = %cp.display(),
+                "restored estimator history"
             ),
-            Ok(false) => eprintln!(
-                "tide-agent: no checkpoint at {}, starting fresh",
-                cp.display()
+            Ok(false) => tracing::info!(
+                checkpoint = %cp.display(),
+                "no checkpoint, starting fresh"
             ),
             // A bad checkpoint must not keep the node unprotected: start fresh, say why.
-            Err(e) => eprintln!("tide-agent: {e}; starting fresh"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint not used; starting fresh"),
         }
     }
     let client = match &args.api_server {
@@ -239,23 +250,25 @@ async fn start(args: Args) -> Result<(), Failure> {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    eprintln!(
-        "tide-agent: node {} every {:?}, metrics on {}",
-        args.node_name, interval, args.listen
+    tracing::info!(
+        node = %args.node_name,
+        interval = ?interval,
+        metrics = %args.listen,
+        "running"
     );
     run(Arc::clone(&rt), interval, shutdown()).await;
     let released = rt.release().await;
     for e in &released.errors {
-        eprintln!("tide-agent: {e}");
+        tracing::warn!("{e}");
     }
-    eprintln!(
-        "tide-agent: released the node: {} cgroup writes, batch resources {}",
-        released.writes,
-        if released.published {
+    tracing::info!(
+        cgroup_writes = released.writes,
+        batch_resources = if released.published {
             "withdrawn"
         } else {
             "NOT withdrawn"
-        }
+        },
+        "released the node"
     );
     if let Some(cp) = &args.checkpoint
         && let Err(e) = rt
@@ -264,11 +277,11 @@ async fn start(args: Args) -> Result<(), Failure> {
             .map_err(|_| "poisoned".to_owned())
             .and_then(|a| a.checkpoint(cp))
     {
-        eprintln!("tide-agent: final checkpoint: {e}");
+        tracing::warn!(error = %e, "final checkpoint");
     }
     watch.abort();
     server.abort();
-    eprintln!("tide-agent: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

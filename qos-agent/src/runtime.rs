@@ -170,6 +170,7 @@ impl Runtime {
         let api: Api<Pod> = Api::all(self.client.clone());
         let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let mut stream = watcher::watcher(api, wc).default_backoff().boxed();
+        let mut log = tide_kube::ErrorLog::new(Duration::from_secs(600));
         while let Some(ev) = stream.next().await {
             let mut idx = lock(&self.pods);
             match ev {
@@ -190,7 +191,14 @@ impl Runtime {
                 }
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["watch"]).inc();
-                    eprintln!("tide-agent: watching pods: {e}");
+                    let message = format!("watching pods: {e}");
+                    if let Some(line) = log.line(
+                        &tide_kube::ErrorLog::cause(&message),
+                        &message,
+                        Instant::now(),
+                    ) {
+                        tracing::warn!("{line}");
+                    }
                 }
             }
         }
@@ -618,7 +626,7 @@ pub async fn run(rt: Arc<Runtime>, interval: Duration, stop: impl Future<Output 
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 let report = rt.tick(now_ms).await;
                 for line in log.lines(&report.errors, Instant::now()) {
-                    eprintln!("tide-agent: {line}");
+                    tracing::warn!("{line}");
                 }
             }
             () = &mut stop => break,

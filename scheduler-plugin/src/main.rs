@@ -59,6 +59,13 @@ struct Args {
     /// Timeout of each API call the binder makes (eviction, binding), in milliseconds.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     api_timeout_ms: u64,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`, `off`); `RUST_LOG` overrides it
+    /// with per-module directives.
+    #[arg(long, default_value = "info", value_parser = tide_kube::logging::parse_level)]
+    log_level: String,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, default_value = "text", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<tide_kube::logging::LogFormat>()))]
+    log_format: tide_kube::logging::LogFormat,
     /// Shortest interval between two published cluster snapshots, in milliseconds.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     publish_interval_ms: u64,
@@ -119,20 +126,24 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Err(e) = tide_kube::logging::init(&args.log_level, args.log_format) {
+        eprintln!("tide-scheduler: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tide-scheduler: starting the runtime: {e}");
+            tracing::error!(error = %e, "starting the runtime");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tide-scheduler: {e}");
+            tracing::error!(status = e.code(), "{e}");
             ExitCode::from(e.code())
         }
     }
@@ -186,15 +197,15 @@ async fn run(args: Args) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure::Runtime(format!("listening on {}: {e}", args.listen)))?;
-    eprintln!(
-        "tide-scheduler: serving {} on {}{}",
-        match (&tls, &args.tls_client_ca) {
+    tracing::info!(
+        listen = %args.listen,
+        path_prefix = %args.path_prefix,
+        transport = match (&tls, &args.tls_client_ca) {
             (None, _) => "HTTP",
             (Some(_), None) => "HTTPS",
             (Some(_), Some(_)) => "HTTPS (mutual TLS)",
         },
-        args.listen,
-        args.path_prefix
+        "serving"
     );
     let watchers = tokio::spawn(live::run(
         client,
@@ -204,7 +215,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     let app = router(Arc::clone(&state), &args.path_prefix, args.body_limit);
     serve::serve(listener, app, tls, shutdown_signal()).await;
     watchers.abort();
-    eprintln!("tide-scheduler: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

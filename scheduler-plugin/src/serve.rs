@@ -168,13 +168,14 @@ impl ReloadingTls {
             match self.reload_if_changed() {
                 Ok(true) => {
                     last_error = None;
-                    eprintln!("tide-scheduler: TLS files changed: reloaded");
+                    tracing::info!("TLS files changed: reloaded");
                 }
                 Ok(false) => {}
                 Err(e) => {
                     if last_error.as_ref() != Some(&e) {
-                        eprintln!(
-                            "tide-scheduler: TLS files changed but cannot be used yet (keeping the previous ones): {e}"
+                        tracing::warn!(
+                            error = %e,
+                            "TLS files changed but cannot be used yet (keeping the previous ones)"
                         );
                     }
                     last_error = Some(e);
@@ -200,7 +201,7 @@ pub async fn serve(
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors and the like: wait and go on.
-                    eprintln!("tide-scheduler: accept: {e}");
+                    tracing::warn!(error = %e, "accepting a connection");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

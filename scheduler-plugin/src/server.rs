@@ -96,7 +96,7 @@ impl ExtenderState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(line) = log.line(cause, message, std::time::Instant::now()) {
-            eprintln!("tide-scheduler: {line}");
+            tracing::warn!(cause, "{line}");
         }
     }
 

@@ -156,7 +156,7 @@ impl Cluster {
         let refused: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("403") || l.contains("orbidden"))
-            .filter(|l| !l.contains("tide-scheduler: watching "))
+            .filter(|l| !l.contains("watching "))
             .collect();
         assert!(refused.is_empty(), "{refused:#?}");
     }
@@ -1013,7 +1013,7 @@ subjects: [{kind: ServiceAccount, name: holder, namespace: default}]
     let log = c.extender_log();
     let bind_429: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("tide-scheduler: bind ") && l.contains("429"))
+        .filter(|l| l.contains(" bind ") && l.contains("429"))
         .collect();
     assert_eq!(bind_429.len(), 1, "{bind_429:#?}\n{log}");
     c.assert_never_forbidden();
