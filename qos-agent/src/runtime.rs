@@ -240,6 +240,8 @@ impl Runtime {
         let api_reachable =
             lock(&self.pods).synced && self.api_ok.load(std::sync::atomic::Ordering::Acquire);
         let sandbox_cold = self.sandbox_cold(&mut report);
+        // Whether this tick's CPU sets and quota all landed (metrics say "applied" only then).
+        let cpu_applied;
         let tick = {
             let mut agent = lock(&self.agent);
             let mut collected = match agent.collect() {
@@ -260,6 +262,7 @@ impl Runtime {
             let applied = apply(&agent.setup.layout, &tick.desired, &agent.setup.proc_root);
             self.metrics.cgroup_writes.inc_by(applied.writes as u64);
             report.writes = applied.writes;
+            cpu_applied = applied.cpu_errors == 0;
             for e in applied.errors {
                 self.metrics.errors.with_label_values(&["apply"]).inc();
                 report.errors.push(format!("apply: {e}"));
@@ -267,7 +270,8 @@ impl Runtime {
             tick
         };
         self.record(&tick, &infos);
-        self.act(&tick, now_ms / 1000, &mut report).await;
+        self.act(&tick, now_ms / 1000, cpu_applied, &mut report)
+            .await;
         if let Some(node_json) = &node_json {
             self.publish(&tick, node_json, now_ms / 1000, &mut report)
                 .await;
@@ -402,7 +406,7 @@ impl Runtime {
         }
     }
 
-    async fn act(&self, tick: &Tick, now: u64, report: &mut TickReport) {
+    async fn act(&self, tick: &Tick, now: u64, cpu_applied: bool, report: &mut TickReport) {
         // Every tick: the sandboxes get this tick's reclaim ask, or the standing target.
         let reclaim = tick.plan.actions.iter().find_map(|a| match a {
             Action::ReclaimColdMemory { bytes } => Some(bytes.0),
@@ -412,9 +416,11 @@ impl Runtime {
         for a in &tick.plan.actions {
             match a {
                 Action::SetBeCpuLimit { reason, .. } => {
+                    // "applied" only when every CPU set and quota write landed (issue 18).
+                    let outcome = if cpu_applied { "applied" } else { "failed" };
                     self.metrics
                         .actions
-                        .with_label_values(&["suppress-cpu", reason.as_str(), "applied"])
+                        .with_label_values(&["suppress-cpu", reason.as_str(), outcome])
                         .inc();
                 }
                 Action::ReclaimColdMemory { .. } => {
