@@ -229,11 +229,17 @@ impl Runtime {
         }
     }
 
-    /// One tick at `now_ms` (Unix ms).
+    /// One tick at `now_ms` (Unix ms, the tick's start).
     pub async fn tick(&self, now_ms: u64) -> TickReport {
         let started = Instant::now();
         let mut report = TickReport::default();
         let node_json = self.refresh_node(&mut report).await;
+        // CPU rates are counter deltas over time deltas: time them where the counters are
+        // read, not where the tick began, or a Node read that is slow on one tick and fast
+        // on the next inflates or deflates every rate (seen on a real node: HP + system
+        // measured above the node's capacity, and a BE pod evicted for it).
+        let now_ms =
+            now_ms.saturating_add(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
         let infos = lock(&self.pods).infos.clone();
         // The API counts as reachable once the pod watch has listed and while the last call
         // (the Node read each tick) answered.
