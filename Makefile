@@ -54,5 +54,5 @@ fuzz:
 k8s-bench:
 	bash scripts/build-k8s.sh >/dev/null
 	cargo build --release -p tide-benches --bin k8s-throughput -p tide-scheduler --bin tide-scheduler
-	./target/release/k8s-throughput --nodes 1000 --pods 2000
+	./target/release/k8s-throughput --nodes 1000 --pods 2000 --rounds 2
 	./target/release/k8s-throughput --nodes 5000 --pods 2000

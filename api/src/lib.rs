@@ -32,6 +32,7 @@
 
 mod config;
 mod crd;
+pub mod exit;
 mod kube_pod;
 mod qos;
 mod quantity;

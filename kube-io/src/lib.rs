@@ -2,6 +2,10 @@
 //! client the standard way, bounding every call by a timeout, mapping API errors, and the
 //! Eviction API (policy/v1, falling back to policy/v1beta1 on servers before 1.22). Tests run it against `tide-testkit`'s fake API server.
 
+pub mod errlog;
+pub mod logging;
+pub use errlog::ErrorLog;
+
 use std::path::Path;
 use std::time::Duration;
 

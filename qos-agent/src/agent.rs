@@ -197,13 +197,17 @@ impl Agent {
         let now = now_ms / 1000;
         let with_fallback = cgroup_fallback(infos, &collected.cgroups, &self.config);
         let infos = with_fallback.as_ref();
-        let obs = observe(
+        let mut obs = observe(
             now_ms,
             &collected.counters,
             infos,
             collected.totals,
             &mut self.prev,
         );
+        let machine_milli = u64::try_from(self.setup.topology.all_cpus().len())
+            .unwrap_or(u64::MAX / 1000)
+            .saturating_mul(1000);
+        obs.clamp_cpu(machine_milli);
         let alloc = self.setup.allocatable;
         let reserve = self.config.reserve.amounts();
         // Sandbox cold memory is credited up to the HP memory in use: a guest may report

@@ -35,6 +35,9 @@ pub struct Applied {
     pub unchanged: usize,
     /// Failures (`path: error`); the rest was still applied.
     pub errors: Vec<String>,
+    /// How many of `errors` were CPU set or CFS quota writes (what CPU suppression needs),
+    /// as opposed to `oom_score_adj` writes.
+    pub cpu_errors: usize,
 }
 
 impl Applied {
@@ -104,6 +107,7 @@ pub fn apply(layout: &Layout, desired: &Desired, proc_root: &Path) -> Applied {
     for (rel, quota) in &desired.quotas {
         out.record(write_quota(layout, rel, *quota));
     }
+    out.cpu_errors = out.errors.len();
     // oom_score_adj for every process.
     for (rel, adj) in &desired.oom {
         let pids = match layout.pids(rel) {

@@ -14,6 +14,7 @@ use tide_agent::cgroup::{Driver, Hierarchy, Layout, v1_mounts, v2_mount};
 use tide_agent::runtime::{Runtime, RuntimeOptions, router, run};
 use tide_agent::sandbox::{SandboxOptions, Sandboxes};
 use tide_agent::topology::Topology;
+use tide_api::exit::Failure;
 use tide_api::{ResourceAmounts, TideConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -55,6 +56,13 @@ struct Args {
     /// cgroup version.
     #[arg(long, value_enum, default_value = "auto")]
     cgroup_version: CgroupVersion,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`, `off`); `RUST_LOG` overrides it
+    /// with per-module directives.
+    #[arg(long, default_value = "info", value_parser = tide_kube::logging::parse_level)]
+    log_level: String,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, default_value = "text", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<tide_kube::logging::LogFormat>()))]
+    log_format: tide_kube::logging::LogFormat,
     /// Where /proc is (the host's, mounted into the pod).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
@@ -80,7 +88,7 @@ struct Args {
     #[arg(long)]
     api_server: Option<String>,
     /// Timeout of each API call, ms.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     api_timeout_ms: u64,
     /// A sandbox VM's cold-memory daemon (`vsock://CID:PORT`, `hvsock://PATH:PORT`,
     /// `unix://PATH`); repeatable. Its cold memory is credited as reclaimable.
@@ -94,7 +102,7 @@ struct Args {
     #[arg(long, default_value_t = 2048)]
     sandbox_port: u32,
     /// Sandbox reports older than this are not credited, s.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     sandbox_stale_s: u64,
     /// The age threshold sandbox daemons are held to, ms.
     #[arg(long, default_value_t = 30_000)]
@@ -106,6 +114,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = tide_kube::logging::init(&args.log_level, args.log_format) {
+        eprintln!("tide-agent: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -113,15 +125,15 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tide-agent: starting the runtime: {e}");
+            tracing::error!(error = %e, "starting the runtime");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(start(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tide-agent: {e}");
-            ExitCode::from(2)
+            tracing::error!(status = e.code(), "{e}");
+            ExitCode::from(e.code())
         }
     }
 }
@@ -149,27 +161,29 @@ fn layout(args: &Args) -> Result<Layout, String> {
     })
 }
 
-async fn start(args: Args) -> Result<(), String> {
+/// Exit statuses: `tide_api::exit` (1 runtime, 2 usage, 3 configuration or environment).
+async fn start(args: Args) -> Result<(), Failure> {
     let config = match &args.config {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
-            TideConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure::Config(format!("reading {}: {e}", p.display())))?;
+            TideConfig::from_yaml(&text)
+                .map_err(|e| Failure::Config(format!("{}: {e}", p.display())))?
         }
         None => TideConfig::default(),
     };
-    let topology = Topology::read(&args.sysfs_cpu).map_err(|e| e.to_string())?;
-    let totals = tide_agent::procfs::read_totals(&args.proc_root)?;
+    let topology = Topology::read(&args.sysfs_cpu).map_err(Failure::config)?;
+    let totals = tide_agent::procfs::read_totals(&args.proc_root).map_err(Failure::Config)?;
     let machine_memory = std::fs::read_to_string(args.proc_root.join("meminfo"))
         .ok()
         .and_then(|m| tide_agent::procfs::meminfo_bytes(&m, "MemTotal"))
         .unwrap_or(totals.memory_used);
     let cpus = u64::try_from(topology.all_cpus().len()).unwrap_or(0);
-    let layout = layout(&args)?;
+    let layout = layout(&args).map_err(Failure::Config)?;
     // A root that is not there would leave the node unprotected while looking healthy.
     layout
         .pods_dir()
-        .map_err(|e| format!("--cgroup-root {:?}: {e}", args.cgroup_root))?;
+        .map_err(|e| Failure::Config(format!("--cgroup-root {:?}: {e}", args.cgroup_root)))?;
     let setup = NodeSetup {
         node_name: args.node_name.clone(),
         layout,
@@ -187,21 +201,23 @@ async fn start(args: Args) -> Result<(), String> {
     let mut agent = Agent::new(setup, config);
     if let Some(cp) = &args.checkpoint {
         match agent.restore(cp) {
-            Ok(true) => eprintln!(
-                "tide-agent: restored estimator history from {}",
-                cp.display()
+            Ok(true) => tracing::info!(
+                checkpoint = %cp.display(),
+                "restored estimator history"
             ),
-            Ok(false) => eprintln!(
-                "tide-agent: no checkpoint at {}, starting fresh",
-                cp.display()
+            Ok(false) => tracing::info!(
+                checkpoint = %cp.display(),
+                "no checkpoint, starting fresh"
             ),
             // A bad checkpoint must not keep the node unprotected: start fresh, say why.
-            Err(e) => eprintln!("tide-agent: {e}; starting fresh"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint not used; starting fresh"),
         }
     }
     let client = match &args.api_server {
-        Some(url) => tide_kube::connect_url(url)?,
-        None => tide_kube::connect(args.kubeconfig.as_deref()).await?,
+        Some(url) => tide_kube::connect_url(url).map_err(Failure::Usage)?,
+        None => tide_kube::connect(args.kubeconfig.as_deref())
+            .await
+            .map_err(Failure::Config)?,
     };
     let opts = RuntimeOptions {
         api_timeout: Duration::from_millis(args.api_timeout_ms),
@@ -223,34 +239,36 @@ async fn start(args: Args) -> Result<(), String> {
     });
     let rt = Arc::new(
         Runtime::new(agent, client, opts)
-            .map_err(|e| format!("metrics: {e}"))?
+            .map_err(|e| Failure::Runtime(format!("metrics: {e}")))?
             .with_sandboxes(sandboxes),
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        .map_err(|e| Failure::Runtime(format!("listening on {}: {e}", args.listen)))?;
     let watch = tokio::spawn(Arc::clone(&rt).watch_pods());
     let app = router(Arc::clone(&rt));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    eprintln!(
-        "tide-agent: node {} every {:?}, metrics on {}",
-        args.node_name, interval, args.listen
+    tracing::info!(
+        node = %args.node_name,
+        interval = ?interval,
+        metrics = %args.listen,
+        "running"
     );
     run(Arc::clone(&rt), interval, shutdown()).await;
     let released = rt.release().await;
     for e in &released.errors {
-        eprintln!("tide-agent: {e}");
+        tracing::warn!("{e}");
     }
-    eprintln!(
-        "tide-agent: released the node: {} cgroup writes, batch resources {}",
-        released.writes,
-        if released.published {
+    tracing::info!(
+        cgroup_writes = released.writes,
+        batch_resources = if released.published {
             "withdrawn"
         } else {
             "NOT withdrawn"
-        }
+        },
+        "released the node"
     );
     if let Some(cp) = &args.checkpoint
         && let Err(e) = rt
@@ -259,11 +277,11 @@ async fn start(args: Args) -> Result<(), String> {
             .map_err(|_| "poisoned".to_owned())
             .and_then(|a| a.checkpoint(cp))
     {
-        eprintln!("tide-agent: final checkpoint: {e}");
+        tracing::warn!(error = %e, "final checkpoint");
     }
     watch.abort();
     server.abort();
-    eprintln!("tide-agent: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

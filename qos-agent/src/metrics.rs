@@ -2,7 +2,7 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `tide_agent_actions_total` | counter | `action`, `reason`, `outcome` | every planner action and what came of it |
+//! | `tide_agent_actions_total` | counter | `action`, `reason`, `outcome` | every planner action and what came of it (`suppress-cpu`: `applied` only when every CPU set and quota write landed, else `failed`; `evict`: `evicted`, `pdb-refused`, `gone`, `error`; `kill`: `killed`, `error`) |
 //! | `tide_agent_usage` | gauge | `class` (`hp`, `be`, `system`), `resource` | usage this tick (millicores, bytes) |
 //! | `tide_agent_estimate` | gauge | `kind` (`predicted_peak`, `margin`, `cold_credit`, `reclaimable`), `resource` | the published estimate |
 //! | `tide_agent_be_cpu_limit_millicores` | gauge | | current BE CPU limit (allocatable when unsuppressed) |

@@ -158,6 +158,34 @@ pub fn observe(
     }
 }
 
+impl Observation {
+    /// Scales every CPU rate down so that pods plus system fit in `capacity_milli` (the
+    /// machine's CPUs): counters read a few milliseconds apart over windows of slightly
+    /// different length can add up to more than the machine has, which would read as HP
+    /// pressure that is not there. A physically possible observation is unchanged.
+    pub fn clamp_cpu(&mut self, capacity_milli: u64) {
+        let total = self
+            .hp
+            .cpu
+            .0
+            .saturating_add(self.be.cpu.0)
+            .saturating_add(self.system.cpu.0);
+        if total <= capacity_milli || total == 0 {
+            return;
+        }
+        let scale = |v: u64| {
+            u64::try_from(u128::from(v) * u128::from(capacity_milli) / u128::from(total))
+                .unwrap_or(v)
+        };
+        for p in &mut self.pods {
+            p.cpu = MilliCores(scale(p.cpu.0));
+        }
+        self.hp.cpu = MilliCores(scale(self.hp.cpu.0));
+        self.be.cpu = MilliCores(scale(self.be.cpu.0));
+        self.system.cpu = MilliCores(scale(self.system.cpu.0));
+    }
+}
+
 /// A stable series id for a pod UID (FNV-1a).
 pub fn series_id(uid: &str) -> u64 {
     uid.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -349,5 +377,22 @@ mod tests {
         assert_eq!(o.hp.cpu.0, 0);
         assert_eq!(series_id("a"), series_id("a"));
         assert_ne!(series_id("a"), series_id("b"));
+    }
+
+    #[test]
+    fn cpu_rates_past_the_machine_are_scaled_into_it() {
+        let mut o = Observation {
+            pods: vec![],
+            hp: ResourceAmounts::new(1_500, 10),
+            be: ResourceAmounts::new(900, 20),
+            system: ResourceAmounts::new(600, 30),
+            rates_valid: true,
+        };
+        o.clamp_cpu(2_000);
+        assert_eq!((o.hp.cpu.0, o.be.cpu.0, o.system.cpu.0), (1_000, 600, 400));
+        assert_eq!(o.hp.memory.0, 10, "memory untouched");
+        let before = o.clone();
+        o.clamp_cpu(4_000);
+        assert_eq!(o, before, "a possible observation is unchanged");
     }
 }

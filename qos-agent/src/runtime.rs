@@ -170,6 +170,7 @@ impl Runtime {
         let api: Api<Pod> = Api::all(self.client.clone());
         let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let mut stream = watcher::watcher(api, wc).default_backoff().boxed();
+        let mut log = tide_kube::ErrorLog::new(Duration::from_secs(600));
         while let Some(ev) = stream.next().await {
             let mut idx = lock(&self.pods);
             match ev {
@@ -190,7 +191,14 @@ impl Runtime {
                 }
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["watch"]).inc();
-                    eprintln!("tide-agent: watching pods: {e}");
+                    let message = format!("watching pods: {e}");
+                    if let Some(line) = log.line(
+                        &tide_kube::ErrorLog::cause(&message),
+                        &message,
+                        Instant::now(),
+                    ) {
+                        tracing::warn!("{line}");
+                    }
                 }
             }
         }
@@ -221,17 +229,25 @@ impl Runtime {
         }
     }
 
-    /// One tick at `now_ms` (Unix ms).
+    /// One tick at `now_ms` (Unix ms, the tick's start).
     pub async fn tick(&self, now_ms: u64) -> TickReport {
         let started = Instant::now();
         let mut report = TickReport::default();
         let node_json = self.refresh_node(&mut report).await;
+        // CPU rates are counter deltas over time deltas: time them where the counters are
+        // read, not where the tick began, or a Node read that is slow on one tick and fast
+        // on the next inflates or deflates every rate (seen on a real node: HP + system
+        // measured above the node's capacity, and a BE pod evicted for it).
+        let now_ms =
+            now_ms.saturating_add(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
         let infos = lock(&self.pods).infos.clone();
         // The API counts as reachable once the pod watch has listed and while the last call
         // (the Node read each tick) answered.
         let api_reachable =
             lock(&self.pods).synced && self.api_ok.load(std::sync::atomic::Ordering::Acquire);
         let sandbox_cold = self.sandbox_cold(&mut report);
+        // Whether this tick's CPU sets and quota all landed (metrics say "applied" only then).
+        let cpu_applied;
         let tick = {
             let mut agent = lock(&self.agent);
             let mut collected = match agent.collect() {
@@ -252,6 +268,7 @@ impl Runtime {
             let applied = apply(&agent.setup.layout, &tick.desired, &agent.setup.proc_root);
             self.metrics.cgroup_writes.inc_by(applied.writes as u64);
             report.writes = applied.writes;
+            cpu_applied = applied.cpu_errors == 0;
             for e in applied.errors {
                 self.metrics.errors.with_label_values(&["apply"]).inc();
                 report.errors.push(format!("apply: {e}"));
@@ -259,7 +276,8 @@ impl Runtime {
             tick
         };
         self.record(&tick, &infos);
-        self.act(&tick, now_ms / 1000, &mut report).await;
+        self.act(&tick, now_ms / 1000, cpu_applied, &mut report)
+            .await;
         if let Some(node_json) = &node_json {
             self.publish(&tick, node_json, now_ms / 1000, &mut report)
                 .await;
@@ -394,7 +412,7 @@ impl Runtime {
         }
     }
 
-    async fn act(&self, tick: &Tick, now: u64, report: &mut TickReport) {
+    async fn act(&self, tick: &Tick, now: u64, cpu_applied: bool, report: &mut TickReport) {
         // Every tick: the sandboxes get this tick's reclaim ask, or the standing target.
         let reclaim = tick.plan.actions.iter().find_map(|a| match a {
             Action::ReclaimColdMemory { bytes } => Some(bytes.0),
@@ -404,9 +422,11 @@ impl Runtime {
         for a in &tick.plan.actions {
             match a {
                 Action::SetBeCpuLimit { reason, .. } => {
+                    // "applied" only when every CPU set and quota write landed (issue 18).
+                    let outcome = if cpu_applied { "applied" } else { "failed" };
                     self.metrics
                         .actions
-                        .with_label_values(&["suppress-cpu", reason.as_str(), "applied"])
+                        .with_label_values(&["suppress-cpu", reason.as_str(), outcome])
                         .inc();
                 }
                 Action::ReclaimColdMemory { .. } => {
@@ -558,104 +578,6 @@ impl Runtime {
     }
 }
 
-/// Keeps the log readable when one cause fails every tick (a refused `oom_score_adj` write for
-/// each process, an unreachable API server): each cause is logged when first seen, then at
-/// most once per `every` with the count of repeats in between. Every error is still counted in
-/// `tide_agent_errors_total`.
-#[derive(Debug)]
-pub struct ErrorLog {
-    every: Duration,
-    seen: HashMap<String, (Instant, u64)>,
-}
-
-/// Causes remembered at most; past it the oldest half is forgotten (and logged again if seen).
-const ERROR_LOG_CAUSES: usize = 1024;
-
-impl ErrorLog {
-    /// A log that repeats a cause at most once per `every`.
-    pub fn new(every: Duration) -> Self {
-        Self {
-            every,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// The cause of an error message: the message with numbers and long hex identifiers
-    /// (PIDs, container IDs, pod UIDs, addresses) blanked, so one cause met by many processes
-    /// or pods is one key.
-    pub fn cause(message: &str) -> String {
-        let mut out = String::with_capacity(message.len());
-        let mut token = String::new();
-        let flush = |token: &mut String, out: &mut String| {
-            // The longest hex-looking tail (`pod<uid>`, a container ID, a PID).
-            let tail = token
-                .chars()
-                .rev()
-                .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
-                .count();
-            let head = &token[..token.len() - tail];
-            let tail_text = &token[token.len() - tail..];
-            let digits = tail_text.chars().any(|c| c.is_ascii_digit());
-            let numeric = !token.is_empty() && token.chars().all(|c| c.is_ascii_digit());
-            if numeric || (digits && tail >= 8) {
-                out.push_str(if numeric { "" } else { head });
-                out.push('#');
-            } else {
-                out.push_str(token);
-            }
-            token.clear();
-        };
-        for c in message.chars() {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                token.push(c);
-            } else {
-                flush(&mut token, &mut out);
-                out.push(c);
-            }
-        }
-        flush(&mut token, &mut out);
-        out
-    }
-
-    /// The lines to print for this tick's `errors` at `now`.
-    pub fn lines(&mut self, errors: &[String], now: Instant) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in errors {
-            let key = Self::cause(e);
-            match self.seen.get_mut(&key) {
-                None => {
-                    if self.seen.len() >= ERROR_LOG_CAUSES {
-                        let mut by_age: Vec<(Instant, String)> = self
-                            .seen
-                            .iter()
-                            .map(|(k, (t, _))| (*t, k.clone()))
-                            .collect();
-                        by_age.sort();
-                        for (_, k) in by_age.into_iter().take(ERROR_LOG_CAUSES / 2) {
-                            self.seen.remove(&k);
-                        }
-                    }
-                    self.seen.insert(key, (now, 0));
-                    out.push(e.clone());
-                }
-                Some((last, repeats)) => {
-                    *repeats += 1;
-                    let since = now.saturating_duration_since(*last);
-                    if since >= self.every {
-                        out.push(format!(
-                            "{e} (seen {repeats} more times like this in the last {} s)",
-                            since.as_secs()
-                        ));
-                        *last = now;
-                        *repeats = 0;
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
 impl Runtime {
     /// Undoes what the agent changed, for its removal: CPU sets and the BE quota put back
     /// ([`crate::agent::released_state`]) and the batch resources withdrawn from the Node (a
@@ -707,7 +629,7 @@ pub async fn run(rt: Arc<Runtime>, interval: Duration, stop: impl Future<Output 
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
-    let mut log = ErrorLog::new(Duration::from_secs(600));
+    let mut log = tide_kube::ErrorLog::new(Duration::from_secs(600));
     loop {
         tokio::select! {
             _ = timer.tick() => {
@@ -716,7 +638,7 @@ pub async fn run(rt: Arc<Runtime>, interval: Duration, stop: impl Future<Output 
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 let report = rt.tick(now_ms).await;
                 for line in log.lines(&report.errors, Instant::now()) {
-                    eprintln!("tide-agent: {line}");
+                    tracing::warn!("{line}");
                 }
             }
             () = &mut stop => break,
@@ -762,60 +684,4 @@ pub fn router(rt: Arc<Runtime>) -> axum::Router {
         )
         .route("/healthz", get(healthz))
         .with_state(rt)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_cause_is_logged_once_then_summarised() {
-        let mut log = ErrorLog::new(Duration::from_secs(600));
-        let t0 = Instant::now();
-        let refused =
-            |pid: u32| format!("apply: /proc/{pid}/oom_score_adj: Permission denied (os error 13)");
-        // Tick 1: three processes refuse: one line.
-        let first = log.lines(&[refused(101), refused(102), refused(103)], t0);
-        assert_eq!(first, vec![refused(101)]);
-        // Every later tick within ten minutes: nothing.
-        for s in 1..600 {
-            let t = t0 + Duration::from_secs(s);
-            assert!(log.lines(&[refused(101), refused(102)], t).is_empty());
-        }
-        // A different cause is still logged at once.
-        let other = "publish: connection refused".to_owned();
-        assert_eq!(
-            log.lines(std::slice::from_ref(&other), t0 + Duration::from_secs(5)),
-            vec![other]
-        );
-        // After ten minutes: one summary with the count (2 + 599 × 2 + this one).
-        let later = log.lines(&[refused(104)], t0 + Duration::from_secs(600));
-        assert_eq!(later.len(), 1);
-        assert!(later[0].contains("1201 more times"), "{later:?}");
-        // Container IDs and UIDs are not causes either.
-        let gone = |uid: &str, id: &str| {
-            ErrorLog::cause(&format!(
-                "collect: kubepods/besteffort/pod{uid}/{id}/cpuacct.usage: No such file or directory (os error 2)"
-            ))
-        };
-        assert_eq!(
-            gone("5a5a5a5a-0000-4000-8000-000000000003", &"ab12".repeat(16)),
-            gone("77777777-0000-4000-8000-000000000009", &"9f3e".repeat(16)),
-        );
-        assert_ne!(
-            ErrorLog::cause("publish: connection refused"),
-            ErrorLog::cause("publish: timed out")
-        );
-    }
-
-    #[test]
-    fn the_cause_table_stays_bounded() {
-        let mut log = ErrorLog::new(Duration::from_secs(600));
-        let t0 = Instant::now();
-        for i in 0..5_000 {
-            let e = format!("cause-{} broke", "x".repeat(i % 3000));
-            log.lines(&[e], t0 + Duration::from_millis(i as u64));
-        }
-        assert!(log.seen.len() <= ERROR_LOG_CAUSES);
-    }
 }

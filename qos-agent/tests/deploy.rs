@@ -84,3 +84,43 @@ fn dashboard_queries_only_exported_metrics() {
         );
     }
 }
+
+/// Exit statuses (`tide_api::exit`): 2 for a usage mistake, 3 for an environment the agent
+/// cannot work in, each with a message naming the flag.
+#[test]
+fn bad_start_up_input_exits_with_the_documented_status() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tide-agent"))
+            .args(args)
+            .env_remove("NODE_NAME")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--node-name"), "{err}");
+    for (flag, value) in [
+        ("--api-timeout-ms", "0"),
+        ("--sandbox-stale-s", "0"),
+        ("--listen", "nowhere"),
+        ("--cpu-suppression", "freeze"),
+    ] {
+        let (code, err) = run(&["--node-name=n1", &format!("{flag}={value}")]);
+        assert_eq!(code, Some(2), "{flag}={value}: {err}");
+        assert!(err.contains(flag), "{flag}={value}: {err}");
+    }
+    let (code, err) = run(&[
+        "--node-name=n1",
+        "--cgroup-root=/tide-no-such-root",
+        "--api-server=http://127.0.0.1:9",
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--cgroup-root"), "{err}");
+    let (code, err) = run(&["--node-name=n1", "--config=/nonexistent/tide.yaml"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("/nonexistent/tide.yaml"), "{err}");
+}

@@ -176,3 +176,34 @@ async fn release_puts_cpusets_back_and_withdraws_batch_resources() {
     assert!(r.errors.iter().any(|e| e.contains("withdrawing")), "{r:?}");
     assert_eq!(cpus(), "0-7");
 }
+
+/// Issue 18: a suppression counts as `applied` only when its cgroup writes landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppression_counts_as_applied_only_when_written() {
+    let (root, _dir, _fake, rt) = live_node("applied").await;
+    let r = rt.tick(1_800_000_000_000).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    let count = |outcome: &str| {
+        rt.metrics
+            .render()
+            .lines()
+            .filter(|l| {
+                l.starts_with("tide_agent_actions_total")
+                    && l.contains("action=\"suppress-cpu\"")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    assert_eq!((count("applied"), count("failed")), (1.0, 0.0));
+    // The besteffort level vanishes (a kubelet restart, a wrong root): nothing can be written.
+    let l = common::layout(&root);
+    std::fs::remove_dir_all(
+        root.join("cgroup")
+            .join(l.qos_dir(tide_api::KubeQosClass::BestEffort)),
+    )
+    .unwrap();
+    let r = rt.tick(1_800_000_001_000).await;
+    assert!(!r.errors.is_empty());
+    assert_eq!((count("applied"), count("failed")), (1.0, 1.0));
+}

@@ -110,10 +110,8 @@ pub async fn relieve(state: &ExtenderState, uid: &str, node: &str) -> Vec<String
         }
         match evict_in_order(state, api, victims, &mut blocked).await {
             Ok(done) => evicted.extend(done),
-            Err((pod, e)) => {
-                eprintln!("tide-scheduler: relieving node {node}: evicting {pod}: {e}");
-                return evicted;
-            }
+            // Counted and logged (once per cause) where the call failed.
+            Err(_) => return evicted,
         }
     }
 }
@@ -145,7 +143,10 @@ async fn evict_in_order(
                 blocked.insert(uid);
                 break;
             }
-            Err(e) => return Err((format!("{ns}/{name}"), e)),
+            Err(e) => {
+                state.api_error("evict", &format!("{ns}/{name}"), &e);
+                return Err((format!("{ns}/{name}"), e));
+            }
         }
     }
     Ok(evicted)
@@ -182,7 +183,14 @@ pub async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(
         let pod = api
             .get_pod(&args.pod_namespace, &args.pod_name)
             .await
-            .map_err(|e| format!("reading pod {}/{}: {e}", args.pod_namespace, args.pod_name))?;
+            .map_err(|e| {
+                state.api_error(
+                    "get-pod",
+                    &format!("{}/{}", args.pod_namespace, args.pod_name),
+                    &e,
+                );
+                format!("reading pod {}/{}: {e}", args.pod_namespace, args.pod_name)
+            })?;
         state.lock_index().apply_pod(&pod);
     }
     let mut blocked = HashSet::new();
@@ -208,6 +216,11 @@ pub async fn bind(state: &ExtenderState, args: &ExtenderBindingArgs) -> Result<(
     )
     .await
     .map_err(|e| {
+        state.api_error(
+            "bind",
+            &format!("{}/{} to {}", args.pod_namespace, args.pod_name, args.node),
+            &e,
+        );
         format!(
             "binding {}/{} to {}: {e}",
             args.pod_namespace, args.pod_name, args.node

@@ -63,9 +63,10 @@ async fn relieve(state: Arc<ExtenderState>, every: Duration) {
         for (uid, node) in work {
             let evicted = crate::binder::relieve(&state, &uid, &node).await;
             if !evicted.is_empty() {
-                eprintln!(
-                    "tide-scheduler: node {node} passed the eviction water level when an HP pod was bound there by another binder; evicted {}",
-                    evicted.join(", ")
+                tracing::warn!(
+                    node = %node,
+                    evicted = %evicted.join(", "),
+                    "node passed the eviction water level when an HP pod was bound there by another binder; BE pods evicted"
                 );
             }
         }
@@ -113,7 +114,7 @@ async fn watch<K>(
                     .watch_errors
                     .with_label_values(&[label(what)])
                     .inc();
-                eprintln!("tide-scheduler: watching {}: {e}", label(what));
+                state.log_error(&format!("watching {}: {e}", label(what)));
                 continue;
             }
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tide_api::TideConfig;
+use tide_api::exit::Failure;
 use tide_scheduler::cluster::{self, KubeApi};
 use tide_scheduler::server::{DEFAULT_BODY_LIMIT, ExtenderState, router};
 use tide_scheduler::{live, serve};
@@ -30,7 +31,7 @@ struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Largest request body accepted, in bytes (a full NodeList of 5,000 nodes is ~50 MB).
-    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_parser = body_limit)]
     body_limit: usize,
     /// Kubeconfig file. Without it: `KUBECONFIG`, `~/.kube/config`, then in-cluster config.
     #[arg(long, conflicts_with = "api_server")]
@@ -39,18 +40,47 @@ struct Args {
     /// `kubectl proxy`).
     #[arg(long)]
     api_server: Option<String>,
-    /// TLS certificate chain (PEM). Serving is plain HTTP without it.
+    /// TLS certificate chain (PEM). Serving is plain HTTP without it. Re-read when it changes.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
+    /// TLS private key (PEM). Re-read when it changes.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that client certificates must chain to: mutual TLS, so only
+    /// kube-scheduler (its extender `tlsConfig.certFile`) may call filter, prioritize and bind.
+    /// Re-read when it changes.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address. Without TLS, anyone who reaches the port
+    /// can make tide-scheduler evict and bind with its ServiceAccount: only behind a
+    /// NetworkPolicy that admits kube-scheduler alone (deploy/scheduler/networkpolicy.yaml).
+    #[arg(long, conflicts_with = "tls_cert")]
+    plain_http: bool,
     /// Timeout of each API call the binder makes (eviction, binding), in milliseconds.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     api_timeout_ms: u64,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`, `off`); `RUST_LOG` overrides it
+    /// with per-module directives.
+    #[arg(long, default_value = "info", value_parser = tide_kube::logging::parse_level)]
+    log_level: String,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, default_value = "text", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<tide_kube::logging::LogFormat>()))]
+    log_format: tide_kube::logging::LogFormat,
     /// Shortest interval between two published cluster snapshots, in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     publish_interval_ms: u64,
+}
+
+/// `--body-limit`: at least 4 KiB (an extender request with one node), at most 1 GiB.
+fn body_limit(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (4 << 10..=1 << 30).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} bytes: must be between 4096 (4 KiB) and 1073741824 (1 GiB)"
+        ))
+    }
 }
 
 /// Other things the binary does besides serving.
@@ -96,56 +126,86 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Err(e) = tide_kube::logging::init(&args.log_level, args.log_format) {
+        eprintln!("tide-scheduler: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tide-scheduler: starting the runtime: {e}");
+            tracing::error!(error = %e, "starting the runtime");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tide-scheduler: {e}");
-            ExitCode::from(2)
+            tracing::error!(status = e.code(), "{e}");
+            ExitCode::from(e.code())
         }
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// Exit statuses: `tide_api::exit` (1 runtime, 2 usage, 3 configuration).
+async fn run(args: Args) -> Result<(), Failure> {
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            TideConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                .map_err(|e| Failure::Config(format!("reading {}: {e}", path.display())))?;
+            TideConfig::from_yaml(&text)
+                .map_err(|e| Failure::Config(format!("{}: {e}", path.display())))?
         }
         None => TideConfig::default(),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(serve::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(
+            serve::ReloadingTls::new(serve::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            })
+            .map_err(Failure::Config)?,
+        ),
         _ => None,
     };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.plain_http {
+        return Err(Failure::Usage(format!(
+            "--listen {}: plain HTTP on a non-loopback address lets anyone who reaches it \
+             evict and bind; give --tls-cert/--tls-key (and --tls-client-ca for mutual TLS), \
+             or --plain-http behind a NetworkPolicy",
+            args.listen
+        )));
+    }
+    if let Some(t) = &tls {
+        tokio::spawn(t.clone().watch(Duration::from_secs(10)));
+    }
     let client = match &args.api_server {
-        Some(url) => cluster::connect_url(url)?,
-        None => cluster::connect(args.kubeconfig.as_deref()).await?,
+        Some(url) => cluster::connect_url(url).map_err(Failure::Usage)?,
+        None => cluster::connect(args.kubeconfig.as_deref())
+            .await
+            .map_err(Failure::Config)?,
     };
     let api = KubeApi::new(client.clone(), Duration::from_millis(args.api_timeout_ms));
     let state = Arc::new(
         ExtenderState::new(config)
-            .map_err(|e| format!("registering metrics: {e}"))?
+            .map_err(|e| Failure::Runtime(format!("registering metrics: {e}")))?
             .with_api(Arc::new(api)),
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    eprintln!(
-        "tide-scheduler: serving {} on {}{}",
-        if tls.is_some() { "HTTPS" } else { "HTTP" },
-        args.listen,
-        args.path_prefix
+        .map_err(|e| Failure::Runtime(format!("listening on {}: {e}", args.listen)))?;
+    tracing::info!(
+        listen = %args.listen,
+        path_prefix = %args.path_prefix,
+        transport = match (&tls, &args.tls_client_ca) {
+            (None, _) => "HTTP",
+            (Some(_), None) => "HTTPS",
+            (Some(_), Some(_)) => "HTTPS (mutual TLS)",
+        },
+        "serving"
     );
     let watchers = tokio::spawn(live::run(
         client,
@@ -155,7 +215,7 @@ async fn run(args: Args) -> Result<(), String> {
     let app = router(Arc::clone(&state), &args.path_prefix, args.body_limit);
     serve::serve(listener, app, tls, shutdown_signal()).await;
     watchers.abort();
-    eprintln!("tide-scheduler: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

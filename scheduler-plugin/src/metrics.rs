@@ -7,6 +7,7 @@
 //! | `tide_scheduler_node_refusals_total` | counter | `reason` | nodes refused by `filter`, by refusal kind |
 //! | `tide_scheduler_pre_evictions_total` | counter | `outcome` (`evicted`, `pdb-refused`, `gone`, `error`) | bind-time evictions of BE pods |
 //! | `tide_scheduler_watch_errors_total` | counter | `resource` | watch stream errors (the watcher retries with backoff) |
+//! | `tide_scheduler_api_errors_total` | counter | `call` (`get-pod`, `bind`, `evict`), `code` (HTTP status, `timeout`, `transport`) | failed API calls of the binder (a 429 from a throttling API server counts here; kube-scheduler retries the pod) |
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub pre_evictions: IntCounterVec,
     /// Watch errors per resource.
     pub watch_errors: IntCounterVec,
+    /// Failed API calls of the binder, per call and status.
+    pub api_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -70,6 +73,14 @@ impl Metrics {
             ),
             &["resource"],
         )?;
+        let api_errors = IntCounterVec::new(
+            Opts::new(
+                "tide_scheduler_api_errors_total",
+                "Failed API calls of the binder, by call and HTTP status",
+            ),
+            &["call", "code"],
+        )?;
+        registry.register(Box::new(api_errors.clone()))?;
         registry.register(Box::new(pre_evictions.clone()))?;
         registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -82,6 +93,7 @@ impl Metrics {
             refusals,
             pre_evictions,
             watch_errors,
+            api_errors,
         })
     }
 

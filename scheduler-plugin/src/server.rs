@@ -42,6 +42,7 @@ pub struct ExtenderState {
     /// The API the binder writes through; without it `bind` answers with an error.
     pub api: Option<Arc<dyn ClusterApi>>,
     synced: [AtomicBool; 3],
+    errors: Mutex<tide_kube::ErrorLog>,
 }
 
 impl ExtenderState {
@@ -60,6 +61,9 @@ impl ExtenderState {
             dirty: AtomicBool::new(false),
             api: None,
             synced: Default::default(),
+            errors: Mutex::new(tide_kube::ErrorLog::new(std::time::Duration::from_secs(
+                600,
+            ))),
             config,
         })
     }
@@ -77,6 +81,39 @@ impl ExtenderState {
         self.index
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Logs `message` to stderr once per cause, then a count at most every ten minutes
+    /// ([`tide_kube::ErrorLog`]): a throttling or failing API server meets every request with
+    /// the same error.
+    pub fn log_error(&self, message: &str) {
+        self.log_as(&tide_kube::ErrorLog::cause(message), message);
+    }
+
+    fn log_as(&self, cause: &str, message: &str) {
+        let mut log = self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(line) = log.line(cause, message, std::time::Instant::now()) {
+            tracing::warn!(cause, "{line}");
+        }
+    }
+
+    /// A failed API call of the binder (`call`: `get-pod`, `bind`, `evict`; `what`: the
+    /// objects it was about): counted by HTTP status (`timeout`, `transport` when the server
+    /// did not answer) and logged once per call and status, whichever pod met it.
+    pub fn api_error(&self, call: &str, what: &str, e: &crate::cluster::ApiError) {
+        let code = match e {
+            tide_kube::ApiError::Refused { code, .. } => code.to_string(),
+            tide_kube::ApiError::Timeout(_) => "timeout".to_owned(),
+            tide_kube::ApiError::Transport(_) => "transport".to_owned(),
+        };
+        self.metrics
+            .api_errors
+            .with_label_values(&[call, code.as_str()])
+            .inc();
+        self.log_as(&format!("{call}: {code}"), &format!("{call} {what}: {e}"));
     }
 
     /// Records that the watcher of `what` has listed everything once.

@@ -37,6 +37,20 @@ pub struct Render {
     pub metrics: Option<SocketAddr>,
     /// `clientConnection.qps` and `burst` (kube-scheduler's defaults are 50 and 100).
     pub client_qps: Option<(f64, u32)>,
+    /// Mutual TLS to the extender: every entry gets `enableHTTPS: true` and this `tlsConfig`.
+    pub tls: Option<ExtenderTls>,
+}
+
+/// kube-scheduler's side of mutual TLS with tide-scheduler (the extender `tlsConfig`).
+#[derive(Debug, Clone, Default)]
+pub struct ExtenderTls {
+    /// CA that tide-scheduler's serving certificate chains to (`caFile`).
+    pub ca_file: String,
+    /// kube-scheduler's client certificate (`certFile`), issued by tide-scheduler's
+    /// `--tls-client-ca`.
+    pub cert_file: String,
+    /// Its key (`keyFile`).
+    pub key_file: String,
 }
 
 /// The configuration API version kube-scheduler 1.`minor` reads.
@@ -81,6 +95,14 @@ pub fn render(shipped: &str, r: &Render) -> Result<String, String> {
     if let Some(url) = &r.extender_url {
         for e in extenders.iter_mut() {
             e["urlPrefix"] = url.as_str().into();
+        }
+    }
+    if let Some(t) = &r.tls {
+        for e in extenders.iter_mut() {
+            e["enableHTTPS"] = true.into();
+            e["tlsConfig"] = serde_json::json!({
+                "caFile": t.ca_file, "certFile": t.cert_file, "keyFile": t.key_file,
+            });
         }
     }
     if r.minor < IGNORABLE_BIND_SINCE {

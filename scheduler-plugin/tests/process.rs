@@ -248,14 +248,15 @@ fn bad_start_up_input_is_a_clear_error() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // Exit statuses (tide_api::exit): 3 for a bad file, 2 for a usage mistake.
     let (code, err) = run(&[format!("--config={}", cfg.display())]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(3));
     assert!(err.contains("evictPercent"), "{err}");
     let (code, err) = run(&[
         "--tls-cert=/nonexistent/tls.crt".into(),
         "--tls-key=/nonexistent/tls.key".into(),
     ]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(3));
     assert!(
         err.contains("TLS certificate /nonexistent/tls.crt"),
         "{err}"
@@ -263,5 +264,92 @@ fn bad_start_up_input_is_a_clear_error() {
     let (code, err) = run(&["--tls-cert=/x".into()]);
     assert_eq!(code, Some(2), "clap usage error");
     assert!(err.contains("--tls-key"), "{err}");
+    let (code, err) = run(&["--tls-client-ca=/x".into()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+    // Plain HTTP off loopback is refused unless chosen explicitly, before any API access.
+    let (code, err) = run(&["--listen=0.0.0.0:0".into()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--plain-http") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--plain-http".into(),
+        "--tls-cert=/x".into(),
+        "--tls-key=/y".into(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    for (flag, value) in [
+        ("--api-timeout-ms", "0"),
+        ("--publish-interval-ms", "0"),
+        ("--body-limit", "10"),
+        ("--body-limit", "lots"),
+        ("--listen", "nowhere"),
+    ] {
+        let (code, err) = run(&[format!("{flag}={value}")]);
+        assert_eq!(code, Some(2), "{flag}={value}: {err}");
+        assert!(err.contains(flag), "{flag}={value}: {err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Logs are `tracing` events: text with a timestamp and level by default, one JSON object
+/// per line with `--log-format json`; a bad `--log-level` is a usage error; `RUST_LOG`
+/// overrides the level.
+#[test]
+fn logs_have_levels_timestamps_and_a_json_format() {
+    let run = |args: &[&str], rust_log: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tide-scheduler"));
+        cmd.args(args).env_remove("RUST_LOG");
+        if let Some(v) = rust_log {
+            cmd.env("RUST_LOG", v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--config=/nonexistent/tide.yaml"], None);
+    assert_eq!(code, Some(3), "{err}");
+    let line = err.lines().last().unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("/nonexistent/tide.yaml"),
+        "{err}"
+    );
+    assert!(
+        line.starts_with("20") && line.contains('T'),
+        "an RFC 3339 timestamp: {line}"
+    );
+
+    let (code, err) = run(
+        &["--log-format=json", "--config=/nonexistent/tide.yaml"],
+        None,
+    );
+    assert_eq!(code, Some(3), "{err}");
+    let event: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(event["level"], "ERROR", "{event}");
+    assert_eq!(event["status"], 3, "{event}");
+    assert!(event["timestamp"].is_string(), "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/tide.yaml"),
+        "{event}"
+    );
+
+    let (code, err) = run(&["--log-level=loud"], None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--log-level"), "{err}");
+    // `off` silences even the fatal line; RUST_LOG wins over the flag.
+    let (code, err) = run(&["--log-level=off", "--config=/nonexistent/x.yaml"], None);
+    assert_eq!((code, err.trim()), (Some(3), ""));
+    let (code, err) = run(
+        &["--log-level=off", "--config=/nonexistent/x.yaml"],
+        Some("error"),
+    );
+    assert_eq!(code, Some(3));
+    assert!(err.contains("ERROR"), "{err}");
 }
