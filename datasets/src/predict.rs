@@ -758,5 +758,36 @@ mod tests {
         assert!(report.table().contains("tide-n-sigma"));
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["results"][0]["violation_rate"].is_number());
+        // The fleet pass scores Tide on the same decisions, in the same place of the table,
+        // and leaves every other predictor alone.
+        let fleet = evaluate(
+            &trace,
+            &PredictOptions {
+                fleet: true,
+                ..opts
+            },
+        );
+        let order = |r: &PredictReport| {
+            r.results
+                .iter()
+                .map(|x| (x.predictor.clone(), x.resource, x.decisions))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&fleet), order(&report));
+        for (a, b) in fleet.results.iter().zip(&report.results) {
+            if a.predictor != "tide" {
+                assert_eq!(
+                    (a.violation_rate, a.reclaim_ratio),
+                    (b.violation_rate, b.reclaim_ratio)
+                );
+            }
+        }
+        let tide = fleet
+            .results
+            .iter()
+            .find(|x| x.predictor == "tide" && x.resource == Resource::Cpu)
+            .unwrap();
+        assert!(tide.reclaim_ratio > 0.35, "{tide:?}");
+        assert!(tide.violation_rate < 0.05, "{tide:?}");
     }
 }
