@@ -132,6 +132,11 @@ enum Command {
         /// Shared configuration file (estimator settings); defaults when absent.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Run Tide on all nodes in lockstep, each node's record shrunk toward the fleet's
+        /// pooled record (experimental: measured less good than per-node records, see
+        /// docs/estimator.md).
+        #[arg(long)]
+        fleet: bool,
         /// Stop at the first malformed row instead of counting and skipping.
         #[arg(long)]
         strict: bool,
@@ -235,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             warmup,
             config,
+            fleet,
             strict,
             format,
         }) => {
@@ -271,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 node_capacity,
                 seed,
                 warmup_secs: warmup.as_secs(),
+                fleet,
             };
             if !targets.is_empty() || !horizons.is_empty() {
                 let targets = if targets.is_empty() {

@@ -10,10 +10,12 @@
 use std::time::Instant;
 
 use serde::Serialize;
+use std::sync::Arc;
 use tide_api::{EstimatorSettings, Resource, ResourceAmounts};
+
 use tide_estimator::{
-    Catalog, EvalAccumulator, EvalSummary, METRICS_VERSION, NodeObservation, PodSample,
-    forward_peaks,
+    Catalog, Components, EvalAccumulator, EvalSummary, FleetRecord, METRICS_VERSION,
+    NodeObservation, PeakPredictor, PodSample, SelectOptions, Selector, TideBase, forward_peaks,
 };
 
 use crate::trace::{UsageTrace, pack_nodes};
@@ -29,6 +31,10 @@ pub struct PredictOptions {
     pub seed: u64,
     /// History-only period at the start, seconds.
     pub warmup_secs: u64,
+    /// Tide's nodes share a fleet record (hierarchical shrinkage, measured and rejected as a
+    /// default: docs/estimator.md); `false`, the default, runs each node on its own record,
+    /// as the live agent does.
+    pub fleet: bool,
 }
 
 /// One predictor's score on one resource.
@@ -112,6 +118,9 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
         }
         scored.push(("oracle".into(), false, oracle));
         for entry in Catalog::ALL {
+            if opts.fleet && entry == Catalog::Tide {
+                continue; // run over the whole fleet in lockstep by `evaluate_fleet`
+            }
             let mut p = entry.build(resource, &opts.settings);
             let mut acc = EvalAccumulator::default();
             for (t, &peak) in peaks.iter().enumerate().take(last) {
@@ -140,6 +149,91 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
     out
 }
 
+/// One node of the fleet pass: its Tide selector and the series it is scored on.
+struct FleetNode {
+    selector: Selector,
+    members: Vec<usize>,
+    capacity: f64,
+    peaks: Vec<f64>,
+    acc: EvalAccumulator,
+}
+
+/// Tide on every node at once, step by step, each node's record shrunk toward the pooled
+/// record of all nodes as it stood at the previous step (no look-ahead: a decision is scored
+/// only once its horizon has passed, on every node alike).
+fn evaluate_fleet(
+    trace: &UsageTrace,
+    nodes: &[Vec<usize>],
+    resource: Resource,
+    opts: &PredictOptions,
+) -> EvalAccumulator {
+    let steps = trace.steps();
+    let step = trace.step_secs.max(1);
+    let h = usize::try_from(opts.settings.horizon.as_secs().div_ceil(step)).unwrap_or(usize::MAX);
+    let warm = usize::try_from(opts.warmup_secs / step).unwrap_or(usize::MAX);
+    let mut total = EvalAccumulator::default();
+    if steps <= warm + h {
+        return total;
+    }
+    let matrix = trace.usage(resource);
+    let s = &opts.settings;
+    let mut fleet: Vec<FleetNode> = nodes
+        .iter()
+        .map(|members| {
+            let capacity = match trace.shape {
+                crate::trace::TraceShape::Machines => {
+                    trace.columns[members[0]].request.get(resource)
+                }
+                crate::trace::TraceShape::Workloads => opts.node_capacity.get(resource),
+            };
+            let hp: Vec<f64> = (0..steps)
+                .map(|t| members.iter().map(|&c| f64::from(matrix[[t, c]])).sum())
+                .collect();
+            #[allow(clippy::cast_precision_loss)]
+            FleetNode {
+                selector: Selector::new(
+                    TideBase::new(resource, s, Components::ALL),
+                    SelectOptions::new(s.horizon.as_secs(), s.target_violation_rate),
+                ),
+                members: members.clone(),
+                capacity: capacity as f64,
+                peaks: forward_peaks(&hp, h),
+                acc: EvalAccumulator::default(),
+            }
+        })
+        .collect();
+    let last = steps - h;
+    let mut pods: Vec<PodSample> = Vec::new();
+    for t in 0..last {
+        for n in &mut fleet {
+            trace.fill_pods(resource, t, &n.members, &mut pods);
+            let obs = NodeObservation {
+                time: t as u64 * step,
+                capacity: n.capacity,
+                pods: &pods,
+                system: 0.0,
+            };
+            n.selector.observe(&obs);
+            if t >= warm {
+                let pred = n.selector.predict(&obs).unwrap_or(n.capacity);
+                n.acc.add(n.capacity, pred, n.peaks[t]);
+            }
+        }
+        let mut pooled = FleetRecord::new();
+        for n in &fleet {
+            pooled.add(&n.selector);
+        }
+        let pooled = Arc::new(pooled);
+        for n in &mut fleet {
+            n.selector.set_fleet(Some(Arc::clone(&pooled)));
+        }
+    }
+    for n in &fleet {
+        total.merge(&n.acc);
+    }
+    total
+}
+
 /// Runs every predictor on every node of the trace (two threads) and scores them.
 pub fn evaluate(trace: &UsageTrace, opts: &PredictOptions) -> PredictReport {
     let started = Instant::now();
@@ -155,6 +249,18 @@ pub fn evaluate(trace: &UsageTrace, opts: &PredictOptions) -> PredictReport {
         (run(left), h.join().unwrap_or_default())
     });
     a.extend(b);
+    let fleet_rows = if opts.fleet {
+        let (cpu, memory) = std::thread::scope(|s| {
+            let h = s.spawn(|| evaluate_fleet(trace, &nodes, Resource::Memory, opts));
+            (
+                evaluate_fleet(trace, &nodes, Resource::Cpu, opts),
+                h.join().unwrap_or_default(),
+            )
+        });
+        vec![(Resource::Cpu, cpu), (Resource::Memory, memory)]
+    } else {
+        Vec::new()
+    };
     let mut merged: Vec<(String, Resource, bool, EvalAccumulator)> = Vec::new();
     for node in a {
         for (name, res, tide, acc) in node {
@@ -163,6 +269,14 @@ pub fn evaluate(trace: &UsageTrace, opts: &PredictOptions) -> PredictReport {
                 None => merged.push((name, res, tide, acc)),
             }
         }
+    }
+    // Tide's fleet rows where the per-node pass would have put them: after the oracle.
+    for (res, acc) in fleet_rows {
+        let at = merged
+            .iter()
+            .position(|m| m.0 == "oracle" && m.1 == res)
+            .map_or(merged.len(), |i| i + 1);
+        merged.insert(at, ("tide".into(), res, true, acc));
     }
     let results = merged
         .into_iter()
@@ -618,6 +732,7 @@ mod tests {
             node_capacity: ResourceAmounts::new(8000, 16 << 30),
             seed: 1,
             warmup_secs: 86_400,
+            fleet: false,
         };
         let report = evaluate(&trace, &opts);
         assert_eq!(report.nodes, 1);
@@ -643,5 +758,36 @@ mod tests {
         assert!(report.table().contains("tide-n-sigma"));
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["results"][0]["violation_rate"].is_number());
+        // The fleet pass scores Tide on the same decisions, in the same place of the table,
+        // and leaves every other predictor alone.
+        let fleet = evaluate(
+            &trace,
+            &PredictOptions {
+                fleet: true,
+                ..opts
+            },
+        );
+        let order = |r: &PredictReport| {
+            r.results
+                .iter()
+                .map(|x| (x.predictor.clone(), x.resource, x.decisions))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&fleet), order(&report));
+        for (a, b) in fleet.results.iter().zip(&report.results) {
+            if a.predictor != "tide" {
+                assert_eq!(
+                    (a.violation_rate, a.reclaim_ratio),
+                    (b.violation_rate, b.reclaim_ratio)
+                );
+            }
+        }
+        let tide = fleet
+            .results
+            .iter()
+            .find(|x| x.predictor == "tide" && x.resource == Resource::Cpu)
+            .unwrap();
+        assert!(tide.reclaim_ratio > 0.35, "{tide:?}");
+        assert!(tide.violation_rate < 0.05, "{tide:?}");
     }
 }

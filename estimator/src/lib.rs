@@ -56,7 +56,10 @@ pub use predictors::{
     BorgStyle, Diurnal, KoordinatorDefault, NoOvercommit, NodeNSigma, NodeObservation,
     PeakPredictor, PodHistogramSum, PodSample, z_for_tail,
 };
-pub use select::{CANDIDATES, LADDER_NAMES, LEVELS, RUNGS, SelectOptions, Selector};
+pub use select::{
+    CANDIDATES, DEFAULT_FLEET_BETA, FleetRecord, LADDER_NAMES, LEVELS, RUNGS, SelectOptions,
+    Selector,
+};
 pub use tide::{
     CHECKPOINT_VERSION, Catalog, Components, Model, ResourceEstimate, ResourceEstimator, TideBase,
 };

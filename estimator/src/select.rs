@@ -29,8 +29,16 @@
 //! construction on stationary usage), every other rung at `2α`, so a node starts as the
 //! nominal per-pod histogram and moves to something bolder only on its own evidence. When no
 //! candidate qualifies, the most conservative `pod` rung is used.
+//!
+//! Hierarchical shrinkage: given a [`FleetRecord`] (the sum of every node's records, e.g. all
+//! the nodes a replay or a cluster sees), each candidate's node record is shrunk toward the
+//! fleet's record of the same candidate (itself shrunk toward the fixed prior above), worth
+//! [`SelectOptions::fleet_beta`]`/α` windows, and so is its mean reclaim. A new node starts
+//! from what worked across the fleet and moves on its own evidence. Without a fleet record the
+//! per-node prior is used.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +81,17 @@ pub struct SelectOptions {
     pub margin: f64,
     /// A decision is recorded at most this often.
     pub decision_interval_secs: u64,
+    /// Weight of the fleet's record as the prior of a node's record, as β/α windows (used
+    /// only when a [`FleetRecord`] is given).
+    #[serde(default = "default_fleet_beta")]
+    pub fleet_beta: f64,
+}
+
+/// Default [`SelectOptions::fleet_beta`].
+pub const DEFAULT_FLEET_BETA: f64 = 0.25;
+
+fn default_fleet_beta() -> f64 {
+    DEFAULT_FLEET_BETA
 }
 
 impl SelectOptions {
@@ -85,6 +104,7 @@ impl SelectOptions {
             prior_beta: 0.25,
             margin: 0.0,
             decision_interval_secs: (horizon_secs / 30).max(60),
+            fleet_beta: DEFAULT_FLEET_BETA,
         }
     }
 }
@@ -109,6 +129,52 @@ struct Record {
     r: f64,
 }
 
+/// The pooled record of every candidate over a fleet of nodes: the sum of their
+/// [`Selector`] records, given back to each node ([`Selector::set_fleet`]) as the prior its
+/// own record is shrunk toward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRecord {
+    records: Vec<Record>,
+    nodes: usize,
+}
+
+impl Default for FleetRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FleetRecord {
+    /// An empty fleet.
+    pub fn new() -> Self {
+        Self {
+            records: vec![Record::default(); CANDIDATES],
+            nodes: 0,
+        }
+    }
+
+    /// Adds one node's record. Nodes should be at the same time (their records decay with
+    /// time; a replay steps them in lockstep).
+    pub fn add(&mut self, node: &Selector) {
+        for (f, r) in self.records.iter_mut().zip(&node.records) {
+            f.n += r.n;
+            f.v += r.v;
+            f.r += r.r;
+        }
+        self.nodes += 1;
+    }
+
+    /// Nodes added.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// Independent windows behind candidate `k`'s pooled record.
+    pub fn windows(&self, k: usize) -> f64 {
+        self.records.get(k).map_or(0.0, |r| r.n)
+    }
+}
+
 /// Tide v2's predictor: candidates from shared bases, chosen by their realised record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Selector {
@@ -125,6 +191,9 @@ pub struct Selector {
     /// Prediction of the chosen candidate at the latest decision (re-used between decisions).
     held: Option<f64>,
     recent_violation_rate: f64,
+    /// The fleet's pooled record, if one was given (not checkpointed: it comes from outside).
+    #[serde(skip)]
+    fleet: Option<Arc<FleetRecord>>,
 }
 
 impl Selector {
@@ -141,7 +210,14 @@ impl Selector {
             current: None,
             held: None,
             recent_violation_rate: 0.0,
+            fleet: None,
         }
+    }
+
+    /// Sets (or clears) the fleet's pooled record that this node's record is shrunk toward
+    /// from the next decision on.
+    pub fn set_fleet(&mut self, fleet: Option<Arc<FleetRecord>>) {
+        self.fleet = fleet;
     }
 
     /// The candidate in use, as `(ladder name, rung)`.
@@ -307,19 +383,32 @@ impl Selector {
         }
     }
 
-    /// Recent violation rate of a candidate, shrunk toward its prior.
-    fn shrunk_rate(&self, k: usize) -> f64 {
+    /// Recent violation rate and mean reclaim of a candidate, shrunk toward its prior: the
+    /// fleet's record when one is given (itself shrunk toward the fixed prior), else the fixed
+    /// prior alone.
+    fn shrunk(&self, k: usize) -> (f64, f64) {
         let a = self.opts.target.clamp(1e-6, 0.5);
         let prior_n = self.opts.prior_beta / a;
         let (ladder, rung) = (k / RUNGS, k % RUNGS);
-        let prior_rate =
+        let fixed =
             if (ladder == 0 && rung >= nominal_rung(a)) || (ladder == 4 && rung >= MAX_BELOW) {
                 0.5 * a
             } else {
                 2.0 * a
             };
         let rec = self.records[k];
-        (rec.v + prior_rate * prior_n) / (rec.n + prior_n)
+        let own_reclaim = if rec.n > 0.0 { rec.r / rec.n } else { 0.0 };
+        match self.fleet.as_deref().and_then(|f| f.records.get(k)) {
+            Some(f) if f.n > 0.0 => {
+                let fleet_rate = (f.v + fixed * prior_n) / (f.n + prior_n);
+                let m = self.opts.fleet_beta / a;
+                (
+                    (rec.v + fleet_rate * m) / (rec.n + m),
+                    (rec.r + f.r / f.n * m) / (rec.n + m),
+                )
+            }
+            _ => ((rec.v + fixed * prior_n) / (rec.n + prior_n), own_reclaim),
+        }
     }
 
     /// Picks the candidate: highest recent mean reclaim among those that qualify. The
@@ -329,11 +418,13 @@ impl Selector {
         let nominal = nominal_rung(self.opts.target);
         let mut best: Option<(usize, f64)> = None;
         for k in std::iter::once(nominal).chain((0..preds.len()).filter(|&k| k != nominal)) {
-            if !preds[k].is_finite() || self.shrunk_rate(k) > limit {
+            if !preds[k].is_finite() {
                 continue;
             }
-            let rec = self.records[k];
-            let score = if rec.n > 0.0 { rec.r / rec.n } else { 0.0 };
+            let (rate, score) = self.shrunk(k);
+            if rate > limit {
+                continue;
+            }
             if best.is_none_or(|(_, s)| score > s) {
                 best = Some((k, score));
             }
@@ -411,5 +502,96 @@ impl PeakPredictor for Selector {
             Some((t, p)) if t == obs.time => Some(p),
             _ => self.held.map(|h| h.max(obs.hp_usage())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tide_api::{EstimatorSettings, Resource};
+
+    use super::*;
+    use crate::predictors::PodSample;
+    use crate::tide::Components;
+
+    const STEP: u64 = 300;
+    const CAPACITY: f64 = 16_000.0;
+
+    fn selector() -> Selector {
+        let s = EstimatorSettings {
+            horizon: Duration::from_secs(3600),
+            target_violation_rate: 0.01,
+            ..EstimatorSettings::default()
+        };
+        Selector::new(
+            TideBase::new(Resource::Cpu, &s, Components::ALL),
+            SelectOptions::new(3600, 0.01),
+        )
+    }
+
+    /// Steady usage of four pods with a small deterministic wobble.
+    fn pods(t: u64) -> Vec<PodSample> {
+        (0..4u64)
+            .map(|i| PodSample {
+                id: i,
+                workload: None,
+                usage: 1_000.0 + 50.0 * ((t / STEP + 3 * i) as f64 * 0.7).sin(),
+                request: 2_000.0,
+            })
+            .collect()
+    }
+
+    /// Observes steps `from..to` and returns the prediction at the last one.
+    fn run(s: &mut Selector, from: u64, to: u64) -> f64 {
+        let mut last = f64::NAN;
+        for k in from..to {
+            let t = k * STEP;
+            let p = pods(t);
+            let obs = NodeObservation {
+                time: t,
+                capacity: CAPACITY,
+                pods: &p,
+                system: 0.0,
+            };
+            s.observe(&obs);
+            last = s.predict(&obs).unwrap_or(f64::NAN);
+        }
+        last
+    }
+
+    #[test]
+    fn an_empty_fleet_record_changes_nothing() {
+        let (mut alone, mut pooled) = (selector(), selector());
+        pooled.set_fleet(Some(Arc::new(FleetRecord::new())));
+        for k in 0..(2 * 288) {
+            assert_eq!(run(&mut alone, k, k + 1), run(&mut pooled, k, k + 1));
+        }
+        assert_eq!(alone.chosen(), pooled.chosen());
+    }
+
+    #[test]
+    fn a_new_node_starts_from_what_worked_across_the_fleet() {
+        // An old node has four days of evidence that bolder candidates than the nominal
+        // per-pod histogram meet α on this usage.
+        let mut old = selector();
+        run(&mut old, 0, 4 * 288);
+        let mut fleet = FleetRecord::new();
+        fleet.add(&old);
+        assert_eq!(fleet.nodes(), 1);
+        assert!(fleet.windows(nominal_rung(0.01)) > 50.0);
+        // Two new nodes, six hours old: alone, a node has too few windows to leave its prior;
+        // given the fleet's record, it moves to what the fleet found safe.
+        let (mut alone, mut pooled) = (selector(), selector());
+        pooled.set_fleet(Some(Arc::new(fleet)));
+        let a = run(&mut alone, 0, 72);
+        let p = run(&mut pooled, 0, 72);
+        assert!(
+            p < a,
+            "with the fleet {p} ({:?}), alone {a} ({:?})",
+            pooled.chosen(),
+            alone.chosen()
+        );
+        assert!(p >= 1_000.0, "{p} is below the steady usage");
     }
 }
