@@ -536,19 +536,13 @@ mod tests {
         }
     }
 
-    fn write_proc(root: &Path, busy_ticks: u64, used_kib: u64) {
-        tide_testkit::node::proc_files(&root.join("proc"), busy_ticks, 33_554_432, used_kib)
-            .unwrap();
-    }
-
-    #[test]
-    fn a_tick_on_a_v2_systemd_tree_suppresses_be_and_checkpoints() {
-        let dir = std::env::temp_dir().join(format!("tide-agent-v2-{}", std::process::id()));
+    /// A fresh fake node under the temp dir named by `tag`: the setup, the three QoS levels
+    /// in a cgroup v2 tree (returned as its root), removed when the guard drops.
+    fn fake_node(tag: &str, suppression: Suppression) -> (PathBuf, FakeV2, NodeSetup, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("tide-agent-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let _guard = FakeV2 { dir: dir.clone() };
-        let s = setup(&dir, Suppression::CfsQuota);
-        let hp_uid = "11111111-0000-4000-8000-000000000001";
-        let be_uid = "22222222-0000-4000-8000-000000000002";
+        let guard = FakeV2 { dir: dir.clone() };
+        let s = setup(&dir, suppression);
         let cg = dir.join("cgroup");
         for q in [
             KubeQosClass::Guaranteed,
@@ -557,6 +551,19 @@ mod tests {
         ] {
             cgroup_files(&cg.join(s.layout.qos_dir(q)), 0, 1, 0);
         }
+        (dir, guard, s, cg)
+    }
+
+    fn write_proc(root: &Path, busy_ticks: u64, used_kib: u64) {
+        tide_testkit::node::proc_files(&root.join("proc"), busy_ticks, 33_554_432, used_kib)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_tick_on_a_v2_systemd_tree_suppresses_be_and_checkpoints() {
+        let (dir, _guard, s, cg) = fake_node("v2", Suppression::CfsQuota);
+        let hp_uid = "11111111-0000-4000-8000-000000000001";
+        let be_uid = "22222222-0000-4000-8000-000000000002";
         let hp_pod = cg.join(s.layout.pod_dir(KubeQosClass::Burstable, hp_uid));
         let be_pod = cg.join(s.layout.pod_dir(KubeQosClass::BestEffort, be_uid));
         let ctr = |pod: &Path, c: char| {
@@ -669,18 +676,7 @@ mod tests {
     }
     #[test]
     fn before_the_api_reports_pods_besteffort_cgroups_count_and_are_set_as_be() {
-        let dir = std::env::temp_dir().join(format!("tide-agent-unknown-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _guard = FakeV2 { dir: dir.clone() };
-        let s = setup(&dir, Suppression::Cpuset);
-        let cg = dir.join("cgroup");
-        for q in [
-            KubeQosClass::Guaranteed,
-            KubeQosClass::Burstable,
-            KubeQosClass::BestEffort,
-        ] {
-            cgroup_files(&cg.join(s.layout.qos_dir(q)), 0, 1, 0);
-        }
+        let (dir, _guard, s, cg) = fake_node("unknown", Suppression::Cpuset);
         let be_uid = "33333333-0000-4000-8000-000000000003";
         let hp_uid = "44444444-0000-4000-8000-000000000004";
         let be_pod = s.layout.pod_dir(KubeQosClass::BestEffort, be_uid);

@@ -8,24 +8,15 @@
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "scratch.rs"]
+mod scratch;
 use tide_agent::cgroup::{self, Driver, Hierarchy, Layout};
 use tide_agent::procfs;
 use tide_agent::topology::Topology;
 
 fn scratch() -> PathBuf {
-    // scripts/fuzz.sh makes TIDE_FUZZ_SCRATCH and removes it after the run (libFuzzer exits
-    // without running destructors, so a folder per process would stay behind).
-    let base = std::env::var_os("TIDE_FUZZ_SCRATCH").map_or_else(
-        || {
-            let shm = std::path::Path::new("/dev/shm");
-            if shm.is_dir() {
-                shm.to_path_buf()
-            } else {
-                std::env::temp_dir()
-            }
-        },
-        PathBuf::from,
-    );
+    let base = scratch::base();
     let dir = base.join(format!("tide-fuzz-cgroup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch");
