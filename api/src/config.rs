@@ -249,12 +249,12 @@ impl Default for Intervals {
 #[serde(rename_all = "kebab-case")]
 pub enum BeAdmission {
     /// By their requests: BE requests are honoured, never overcommitted.
-    #[default]
     Request,
-    /// By the real-time water level: the BE usage the node's agent measured, plus the requests
-    /// of BE pods bound since that measurement. BE requests themselves may then be
-    /// overcommitted where BE uses less than it asked; the agent's suppression and eviction
-    /// remain the safety net.
+    /// By the real-time water level (the default): the BE usage the node's agent measured,
+    /// plus the requests of BE pods whose usage that measurement could not include yet
+    /// ([`crate::usage_measured`]). BE requests themselves may then be overcommitted where BE
+    /// uses less than it asked; the agent's suppression and eviction remain the safety net.
+    #[default]
     RealTime,
 }
 

@@ -221,6 +221,22 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
     }
 }
 
+/// Since when (Unix seconds) every container of the pod has been running: the latest
+/// `state.running.startedAt` of its containers, or `None` while any container is not running
+/// (waiting for its image, crashed, not yet reported). Before that time, the node agent's
+/// usage measurements cannot include the pod's whole usage.
+pub fn pod_running_since(pod: &Pod) -> Option<u64> {
+    let spec = pod.spec.as_ref()?;
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let mut latest = 0i64;
+    for c in &spec.containers {
+        let s = statuses.iter().find(|s| s.name == c.name)?;
+        let started = s.state.as_ref()?.running.as_ref()?.started_at.as_ref()?;
+        latest = latest.max(started.0.as_second());
+    }
+    u64::try_from(latest).ok()
+}
+
 /// A node's allocatable cpu and memory (capacity when allocatable is absent); unreadable
 /// quantities count as zero, so such a node takes nothing.
 pub fn node_allocatable(node: &Node) -> ResourceAmounts {
@@ -247,6 +263,45 @@ mod tests {
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn running_since_is_the_last_container_start_and_none_until_all_run() {
+        let mut p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"containerStatuses": [
+                {"name": "a", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {"startedAt": "2026-12-07T10:00:00Z"}}},
+                {"name": "b", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ]}
+        }));
+        assert_eq!(pod_running_since(&p), None, "b is still waiting");
+        let b = &mut p
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[1];
+        b.state = serde_json::from_value(
+            serde_json::json!({"running": {"startedAt": "2026-12-07T10:00:05Z"}}),
+        )
+        .unwrap();
+        assert_eq!(pod_running_since(&p), Some(1_796_637_605));
+        p.status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()
+            .pop();
+        assert_eq!(pod_running_since(&p), None, "b has no status yet");
+        assert_eq!(
+            pod_running_since(&pod(serde_json::json!({"metadata": {"name": "q"}}))),
+            None
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub use crd::{
 };
 pub use kube_pod::{
     PodRequests, RequestError, kube_qos, node_allocatable, pod_facts, pod_requests,
+    pod_running_since,
 };
 pub use qos::{
     ClassSource, Classification, ClassifyRules, KOORDINATOR_BATCH_RESOURCES, KOORDINATOR_QOS_LABEL,
@@ -88,6 +89,54 @@ pub fn batch_admit_limit(
 ) -> u64 {
     let level = f64_to_u64_saturating((allocatable as f64 * schedule_percent / 100.0).floor());
     reclaimable.min(level.saturating_sub(hp_reserved))
+}
+
+/// Whether a BE pod's usage is in a node measurement taken at `observed_at` (Unix seconds):
+/// all its containers were running (`running_since`, from [`pod_running_since`]) for at least
+/// two agent sampling periods (`sample_secs`) by then. A pod for which this is false counts at
+/// its request in the real-time water level ([`BeAdmission::RealTime`]): its usage may not
+/// show yet. The agent (what it advertises) and the extender (what it admits) use this one
+/// rule.
+///
+/// ```
+/// assert!(tide_api::usage_measured(Some(100), 102, 1));
+/// assert!(!tide_api::usage_measured(Some(100), 101, 1));
+/// assert!(!tide_api::usage_measured(None, 1_000, 1));
+/// ```
+pub fn usage_measured(running_since: Option<u64>, observed_at: u64, sample_secs: u64) -> bool {
+    running_since.is_some_and(|s| s.saturating_add(2 * sample_secs.max(1)) <= observed_at)
+}
+
+/// What the agent advertises as the node's `tide.dev/batch-*` allocatable, of one resource.
+///
+/// kube-scheduler's own fit check counts every BE pod on the node at its request against this
+/// amount. In [`BeAdmission::Request`] mode it is the [`batch_admit_limit`]. In
+/// [`BeAdmission::RealTime`] mode BE pods whose usage the agent measured
+/// ([`usage_measured`]) count by that usage instead, so the headroom they leave
+/// (`measured_requested − measured_usage`) is added: the fit check then admits a pod exactly
+/// when `measured usage + requests of the other BE pods + the pod ≤ limit`, the extender's
+/// real-time water level.
+///
+/// ```
+/// use tide_api::{BeAdmission, batch_advertised};
+/// // Limit 8 cores; BE pods measured asked 6 cores and use 2.
+/// assert_eq!(batch_advertised(BeAdmission::Request, 8_000, 6_000, 2_000), 8_000);
+/// assert_eq!(batch_advertised(BeAdmission::RealTime, 8_000, 6_000, 2_000), 12_000);
+/// // BE using more than it asked leaves less.
+/// assert_eq!(batch_advertised(BeAdmission::RealTime, 8_000, 1_000, 3_000), 6_000);
+/// ```
+pub fn batch_advertised(
+    mode: BeAdmission,
+    limit: u64,
+    measured_requested: u64,
+    measured_usage: u64,
+) -> u64 {
+    match mode {
+        BeAdmission::Request => limit,
+        BeAdmission::RealTime => limit
+            .saturating_add(measured_requested)
+            .saturating_sub(measured_usage),
+    }
 }
 
 impl NodeEstimateStatus {

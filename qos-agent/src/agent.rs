@@ -100,6 +100,9 @@ pub struct Tick {
     pub observation: Observation,
     /// The NodeEstimate status.
     pub status: NodeEstimateStatus,
+    /// What the Node advertises as its batch resources ([`tide_api::batch_advertised`] of the
+    /// status's admit limits, by the configured `beAdmission`).
+    pub batch: ResourceAmounts,
     /// Planner actions (suppression, reclaim, evictions, kills).
     pub plan: Plan,
     /// Core pinning.
@@ -136,6 +139,36 @@ fn crd(
         hp_usage: hp,
         be_usage: be,
     }
+}
+
+/// The batch amounts to advertise: the status's admit limits, widened in the real-time mode by
+/// what the BE pods whose usage this tick measured asked for but do not use.
+fn advertised(
+    status: &NodeEstimateStatus,
+    obs: &Observation,
+    now: u64,
+    config: &TideConfig,
+) -> ResourceAmounts {
+    let limits = status.batch_admit_limits(config);
+    let sample = config.intervals.sample.as_secs();
+    let (mut requested, mut used) = (ResourceAmounts::ZERO, ResourceAmounts::ZERO);
+    for p in &obs.pods {
+        if let Some(i) = &p.info
+            && !p.high_priority()
+            && tide_api::usage_measured(i.running_since, now, sample)
+        {
+            requested = requested.saturating_add(i.requests.batch);
+            used = used.saturating_add(ResourceAmounts {
+                cpu: p.cpu,
+                memory: p.memory,
+            });
+        }
+    }
+    let mode = config.be_admission;
+    ResourceAmounts::new(
+        tide_api::batch_advertised(mode, limits.cpu.0, requested.cpu.0, used.cpu.0),
+        tide_api::batch_advertised(mode, limits.memory.0, requested.memory.0, used.memory.0),
+    )
 }
 
 impl Agent {
@@ -278,6 +311,7 @@ impl Agent {
                 degraded_reason: degraded,
             },
         };
+        let batch = advertised(&status, &obs, now, &self.config);
         let snapshot = obs.snapshot(
             now,
             alloc,
@@ -321,6 +355,7 @@ impl Agent {
         Tick {
             observation: obs,
             status,
+            batch,
             plan,
             pinning,
             desired,
@@ -418,6 +453,7 @@ pub fn cgroup_fallback<'a>(
                 class,
                 requests: tide_api::PodRequests::default(),
                 workload: None,
+                running_since: None,
             },
         );
     }
@@ -492,7 +528,8 @@ mod tests {
     use super::*;
     use crate::cgroup::{Driver, Hierarchy};
     use crate::executor::apply;
-    use tide_api::{ClassifyRules, KubeQosClass, PodFacts, PodRequests, classify};
+    use crate::observe::PodUsage;
+    use tide_api::{ClassifyRules, KubeQosClass, MilliCores, PodFacts, PodRequests, classify};
 
     /// A cgroup v2 tree with the kubelet's systemd layout, files in the kernel's formats
     /// (cpu.stat and the PSI lines as read from a 6.x host's unified hierarchy).
@@ -560,6 +597,66 @@ mod tests {
     }
 
     #[test]
+    fn real_time_mode_advertises_the_headroom_measured_be_pods_leave() {
+        // 16 cores, HP holds 8 (peak 6 + margin 1 + reserve 1), 85% level: limit 13.6 − 8.
+        let status = NodeEstimateStatus {
+            cpu: CrdEstimate {
+                allocatable: 16_000,
+                predicted_peak: 6_000,
+                margin: 1_000,
+                system_reserve: 1_000,
+                reclaimable: 8_000,
+                ..CrdEstimate::default()
+            },
+            memory: CrdEstimate {
+                allocatable: 64 << 30,
+                predicted_peak: 16 << 30,
+                system_reserve: 1 << 30,
+                reclaimable: 40 << 30,
+                ..CrdEstimate::default()
+            },
+            ..NodeEstimateStatus::default()
+        };
+        let be = |uid: &str, since: Option<u64>, cpu: u64, mem: u64| PodUsage {
+            uid: uid.into(),
+            info: Some(PodInfo {
+                uid: uid.into(),
+                name: format!("batch/{uid}"),
+                class: class("BE"),
+                requests: PodRequests {
+                    regular: ResourceAmounts::ZERO,
+                    batch: ResourceAmounts::new(2_000, 4 << 30),
+                },
+                workload: None,
+                running_since: since,
+            }),
+            cpu: MilliCores(cpu),
+            memory: Bytes(mem),
+        };
+        let obs = Observation {
+            pods: vec![
+                // Running for a minute: measured, uses 500 m and 1 GiB of 2 cores and 4 GiB.
+                be("old", Some(940), 500, 1 << 30),
+                // Started a second ago: its usage is not measured yet, it counts at request.
+                be("new", Some(999), 100, 0),
+                be("pulling", None, 0, 0),
+            ],
+            hp: ResourceAmounts::ZERO,
+            be: ResourceAmounts::new(600, 1 << 30),
+            system: ResourceAmounts::ZERO,
+            rates_valid: true,
+        };
+        let mut cfg = TideConfig::default();
+        let limits = status.batch_admit_limits(&cfg);
+        assert_eq!(limits.cpu.0, 5_600);
+        let batch = advertised(&status, &obs, 1_000, &cfg);
+        assert_eq!(batch.cpu.0, 5_600 + 2_000 - 500);
+        assert_eq!(batch.memory.0, limits.memory.0 + (4 << 30) - (1 << 30));
+        cfg.be_admission = tide_api::BeAdmission::Request;
+        assert_eq!(advertised(&status, &obs, 1_000, &cfg), limits);
+    }
+
+    #[test]
     fn a_tick_on_a_v2_systemd_tree_suppresses_be_and_checkpoints() {
         let (dir, _guard, s, cg) = fake_node("v2", Suppression::CfsQuota);
         let hp_uid = "11111111-0000-4000-8000-000000000001";
@@ -586,6 +683,7 @@ mod tests {
                         batch: ResourceAmounts::ZERO,
                     },
                     workload: None,
+                    running_since: None,
                 },
             ),
             (
@@ -599,6 +697,7 @@ mod tests {
                         batch: ResourceAmounts::new(2_000, 2 << 30),
                     },
                     workload: None,
+                    running_since: None,
                 },
             ),
         ]

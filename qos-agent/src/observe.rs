@@ -23,6 +23,8 @@ pub struct PodInfo {
     pub requests: PodRequests,
     /// Owner identity (for history shared by siblings), if any.
     pub workload: Option<u64>,
+    /// Since when all its containers run (Unix seconds; [`tide_api::pod_running_since`]).
+    pub running_since: Option<u64>,
 }
 
 /// Cumulative counters of one pod cgroup at one instant.
@@ -274,6 +276,7 @@ mod tests {
                 batch: ResourceAmounts::new(500, 1 << 29),
             },
             workload: None,
+            running_since: None,
         }
     }
 

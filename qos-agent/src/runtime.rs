@@ -80,6 +80,7 @@ impl PodIndex {
                 class: classify(&pod_facts(pod), &cfg.resources.classify_rules()),
                 requests,
                 workload,
+                running_since: tide_api::pod_running_since(pod),
             },
         );
         self.names.insert(uid, (ns, name));
@@ -515,9 +516,8 @@ impl Runtime {
                 a.config.intervals.clone(),
                 a.published.clone(),
                 {
-                    // What the Node advertises: reclaimable, capped at the schedule level.
-                    let l = tick.status.batch_admit_limits(&a.config);
-                    (l.cpu.0, l.memory.0)
+                    // What the Node advertises (`tide_api::batch_advertised`).
+                    (tick.batch.cpu.0, tick.batch.memory.0)
                 },
             )
         };

@@ -646,5 +646,55 @@ mod tests {
                 && bound.memory.0 + req_mem <= advertised.memory.0;
             proptest::prop_assert_eq!(filter(&pod, &n, &cfg, 0).is_ok(), fits);
         }
+
+        /// Real-time mode: the agent advertises the admit limit plus what the BE pods it
+        /// measured asked for and do not use ([`tide_api::batch_advertised`]); kube-scheduler
+        /// counts every BE pod at its request against that. Whatever the extender admits by
+        /// the real-time level (measured BE usage, including pods not yet measured, plus their
+        /// requests) then passes kube-scheduler's fit check, and the two agree exactly when the
+        /// pods not yet measured use nothing.
+        #[test]
+        fn real_time_admission_passes_the_advertised_fit_check(
+            limit in 0u64..64_000,
+            req_measured in 0u64..64_000,
+            used_share in 0.0f64..1.5,
+            req_new in 0u64..16_000,
+            used_new_share in 0.0f64..1.0,
+            req_pod in 0u64..16_000,
+        ) {
+            let mut cfg = TideConfig::default();
+            cfg.cpu.schedule_percent = 100.0;
+            cfg.memory.schedule_percent = 100.0;
+            let part = |v: u64, f: f64| tide_api::f64_to_u64_saturating(v as f64 * f);
+            let used_measured = part(req_measured, used_share);
+            let used_new = part(req_new, used_new_share);
+            let advertised = tide_api::batch_advertised(
+                BeAdmission::RealTime, limit, req_measured, used_measured);
+            let fits = req_measured + req_new + req_pod <= advertised;
+            // One resource under test; memory has room to spare.
+            let big = 1u64 << 50;
+            let counted = be_counted(
+                BeAdmission::RealTime,
+                ResourceAmounts::new(req_measured + req_new, 0),
+                Some(ResourceAmounts::new(used_measured + used_new, 0)),
+                ResourceAmounts::new(req_new, 0),
+            );
+            let n = NodeView {
+                allocatable: ResourceAmounts::new(big, big),
+                estimate: Some(EstimateView {
+                    observed_at: 0,
+                    reclaimable: ResourceAmounts::new(limit, big),
+                    hp_reserved: ResourceAmounts::ZERO,
+                }),
+                be_requested: counted,
+                hp_requested: ResourceAmounts::ZERO,
+            };
+            let pod = PodView { request: ResourceAmounts::new(req_pod, 0), high_priority: false };
+            let admitted = filter(&pod, &n, &cfg, 0).is_ok();
+            proptest::prop_assert!(!admitted || fits, "admitted {counted:?} + {req_pod} over {advertised}");
+            if used_new == 0 {
+                proptest::prop_assert_eq!(admitted, fits);
+            }
+        }
     }
 }

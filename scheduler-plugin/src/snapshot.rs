@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use tide_api::{
-    Classification, ClassifyRules, NodeEstimate, ResourceAmounts, TideConfig, classify,
-    node_allocatable, pod_facts, pod_requests,
+    BeAdmission, Classification, ClassifyRules, NodeEstimate, ResourceAmounts, TideConfig,
+    classify, node_allocatable, pod_facts, pod_requests, pod_running_since, usage_measured,
 };
 
 use crate::extender::{ClusterSnapshot, NodeMap};
@@ -30,6 +30,9 @@ pub struct PodRecord {
     pub request: ResourceAmounts,
     /// Being deleted (deletionTimestamp set) or evicted by this extender.
     pub leaving: bool,
+    /// Since when all its containers run (Unix seconds; [`tide_api::pod_running_since`]): a
+    /// BE pod's usage is in the node's measured BE usage only some time after this.
+    pub running_since: Option<u64>,
 }
 
 impl PodRecord {
@@ -102,6 +105,8 @@ pub enum Watched {
 pub struct ClusterIndex {
     rules: ClassifyRules,
     resources: tide_api::ResourceNames,
+    be_admission: BeAdmission,
+    sample_secs: u64,
     allocatable: HashMap<String, ResourceAmounts>,
     estimates: HashMap<String, EstimateView>,
     be_usage: HashMap<String, ResourceAmounts>,
@@ -164,6 +169,8 @@ impl ClusterIndex {
         Self {
             rules: cfg.resources.classify_rules(),
             resources: cfg.resources.clone(),
+            be_admission: cfg.be_admission,
+            sample_secs: cfg.intervals.sample.as_secs(),
             ..Self::default()
         }
     }
@@ -273,6 +280,7 @@ impl ClusterIndex {
                 req.batch
             },
             leaving: pod.metadata.deletion_timestamp.is_some(),
+            running_since: pod_running_since(pod),
         })
     }
 
@@ -387,14 +395,40 @@ impl ClusterIndex {
         }
     }
 
-    /// One node as placement sees it, if the node is known.
+    /// One node as placement sees it, if the node is known. BE already on the node counts by
+    /// [`crate::be_counted`] in the configured mode: in the real-time mode, the BE usage the
+    /// node's last estimate measured plus the requests of BE pods whose usage it could not
+    /// include yet ([`tide_api::usage_measured`] at the estimate's observation time).
     pub fn node_view(&self, name: &str) -> Option<NodeView> {
         let allocatable = *self.allocatable.get(name)?;
         let np = self.per_node.get(name);
+        let estimate = self.estimates.get(name).copied();
+        let requested = np.map_or(ResourceAmounts::ZERO, |p| p.be_requested);
+        let be_requested = match (self.be_admission, np, estimate) {
+            (BeAdmission::RealTime, Some(np), Some(e)) => {
+                let not_measured: ResourceAmounts = np
+                    .uids
+                    .iter()
+                    .filter_map(|uid| self.pods.get(uid))
+                    .filter(|r| {
+                        !r.high_priority()
+                            && !usage_measured(r.running_since, e.observed_at, self.sample_secs)
+                    })
+                    .map(|r| r.request)
+                    .sum();
+                crate::be_counted(
+                    self.be_admission,
+                    requested,
+                    self.be_usage.get(name).copied(),
+                    not_measured,
+                )
+            }
+            _ => requested,
+        };
         Some(NodeView {
             allocatable,
-            estimate: self.estimates.get(name).copied(),
-            be_requested: np.map_or(ResourceAmounts::ZERO, |p| p.be_requested),
+            estimate,
+            be_requested,
             hp_requested: np.map_or(ResourceAmounts::ZERO, |p| p.hp_requested),
         })
     }
@@ -569,6 +603,65 @@ mod tests {
             "Running",
             json!({"tide.dev/batch-cpu": cpu, "tide.dev/batch-memory": mem}),
         )
+    }
+
+    /// A BE pod whose containers run since `started` (RFC 3339), or are not running yet.
+    fn be_running(name: &str, cpu: &str, mem: &str, started: Option<&str>) -> Pod {
+        let mut p = be(name, "a", cpu, mem);
+        let state = started.map_or_else(
+            || json!({"waiting": {"reason": "ContainerCreating"}}),
+            |t| json!({"running": {"startedAt": t}}),
+        );
+        p.status = serde_json::from_value(json!({"phase": "Running", "containerStatuses": [
+            {"name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": 0, "state": state}
+        ]}))
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn real_time_mode_counts_measured_be_by_usage_and_the_rest_by_request() {
+        let nodes = [node("a", "8", "32Gi")];
+        // Observed at 00:10:00 with BE using 500 m and 1 GiB.
+        let mut ne = estimate("a", "2026-11-23T00:10:00Z");
+        let st = ne.status.as_mut().unwrap();
+        st.cpu.be_usage = 500;
+        st.memory.be_usage = 1 << 30;
+        let pods = [
+            // Running long before the observation: in the measured usage.
+            be_running("old", "2000", "4Gi", Some("2026-11-23T00:00:00Z")),
+            // Started one second before it: its usage may not show yet.
+            be_running("new", "1000", "2Gi", Some("2026-11-23T00:09:59Z")),
+            // Still pulling its image.
+            be_running("pulling", "300", "1Gi", None),
+            pod("web", "a", "Running", json!({"cpu": "2", "memory": "4Gi"})),
+        ];
+        let real_time = TideConfig::default();
+        assert_eq!(real_time.be_admission, BeAdmission::RealTime);
+        let (snap, _, _) = build_snapshot(&nodes, &pods, std::slice::from_ref(&ne), &real_time);
+        assert_eq!(
+            snap.nodes["a"].be_requested,
+            ResourceAmounts::new(500 + 1_000 + 300, (1 << 30) + (2 << 30) + (1 << 30))
+        );
+        assert_eq!(
+            snap.nodes["a"].hp_requested,
+            ResourceAmounts::new(2_000, 4 << 30)
+        );
+        let request = TideConfig {
+            be_admission: BeAdmission::Request,
+            ..TideConfig::default()
+        };
+        let (snap, _, _) = build_snapshot(&nodes, &pods, std::slice::from_ref(&ne), &request);
+        assert_eq!(
+            snap.nodes["a"].be_requested,
+            ResourceAmounts::new(3_300, 7 << 30)
+        );
+        // Without an estimate there is no measurement: requests count in either mode.
+        let (snap, _, _) = build_snapshot(&nodes, &pods, &[], &real_time);
+        assert_eq!(
+            snap.nodes["a"].be_requested,
+            ResourceAmounts::new(3_300, 7 << 30)
+        );
     }
 
     #[test]
