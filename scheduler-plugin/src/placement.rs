@@ -312,8 +312,15 @@ pub struct PreEviction {
 }
 
 /// Bind-time pre-eviction: the BE pods to evict, in order, so that the node's predicted usage
-/// after the HP pod lands (HP reservation + HP request + remaining BE usage) stays at or below
-/// the eviction water level the agent enforces. Empty when no eviction is needed.
+/// after the HP pod lands stays at or below the eviction water levels the agent enforces —
+/// the evictions the agent would otherwise make once the pod runs, made before it starts.
+/// Empty when no eviction is needed.
+///
+/// The HP side is the node's HP reservation plus the pod's request. BE memory counts at its
+/// usage: memory cannot be taken back without evicting. BE CPU counts at what the agent's
+/// suppression leaves it (`tide_agent::plan`): at most `suppress level − HP`, at least
+/// `cpu.beFloorMilli` while BE pods run — so CPU alone evicts only when HP would pass the
+/// eviction level with BE at its floor, where the agent would move BE too.
 pub fn pre_eviction(
     pod: &PodView,
     node: &NodeView,
@@ -348,23 +355,31 @@ pub fn plan_pre_eviction(
             .map_or(node.hp_requested.get(r), |e| e.hp_reserved.get(r));
         reserved as f64 + pod.request.get(r) as f64
     };
+    let suppress_at = node.allocatable.cpu.0 as f64 * cfg.cpu.suppress_percent / 100.0;
     let mut be: ResourceAmounts = pods.iter().map(|p| p.usage).sum();
-    let over = |be: &ResourceAmounts| {
-        Resource::ALL
-            .iter()
-            .any(|&r| hp(r) + be.get(r) as f64 > limit(r))
+    let mut running = pods.len();
+    let over = |be: &ResourceAmounts, running: usize| {
+        let be_cpu = if running == 0 {
+            0.0
+        } else {
+            let room = (suppress_at - hp(Resource::Cpu)).max(cfg.cpu.be_floor_milli as f64);
+            (be.cpu.0 as f64).min(room)
+        };
+        hp(Resource::Cpu) + be_cpu > limit(Resource::Cpu)
+            || hp(Resource::Memory) + be.memory.0 as f64 > limit(Resource::Memory)
     };
     let mut victims = Vec::new();
     for p in pods.into_iter().filter(|p| !blocked.contains(&p.uid)) {
-        if !over(&be) {
+        if !over(&be, running) {
             break;
         }
         be = be.saturating_sub(p.usage);
+        running -= 1;
         victims.push(p.uid);
     }
     PreEviction {
         victims,
-        enough: !over(&be),
+        enough: !over(&be, running),
     }
 }
 
@@ -583,6 +598,28 @@ mod tests {
         // No pressure, no victims.
         let calm = node((0, 0), (8_000, 20 * gib), (0, 0), 0);
         assert!(pre_eviction(&hp, &calm, &pods, &cfg).is_empty());
+        // CPU is taken back by suppression, not eviction: HP 24 + 4 cores with BE using 12 is
+        // 40 of 32 cores, but the agent caps BE at 90% − HP = 0.8 core: 28.8 ≤ 30.4 (95%).
+        let cpu_heavy: Vec<BePodView> = pods
+            .iter()
+            .map(|p| BePodView {
+                usage: ResourceAmounts::new(4_000, gib),
+                ..p.clone()
+            })
+            .collect();
+        let hot = node((0, 0), (24_000, 20 * gib), (0, 0), 0);
+        let hp_cpu = PodView {
+            request: ResourceAmounts::new(4_000, gib),
+            high_priority: true,
+        };
+        assert!(pre_eviction(&hp_cpu, &hot, &cpu_heavy, &cfg).is_empty());
+        // With a BE floor of 3 cores the agent cannot go below it: 28 + 3 > 30.4, and every BE
+        // pod would be starved at the floor, so all move (as the agent would move them).
+        let mut floor = cfg.clone();
+        floor.cpu.be_floor_milli = 3_000;
+        let plan = plan_pre_eviction(&hp_cpu, &hot, &cpu_heavy, &HashSet::new(), &floor);
+        assert_eq!(plan.victims.len(), 3);
+        assert!(plan.enough);
         // A PodDisruptionBudget protects c: it stays (with its usage); the plan goes on to b
         // and a. 124 + 6 - 4 - 10 = 116 GiB is still over 115.2: not enough.
         let blocked: HashSet<String> = ["c".to_string()].into();
