@@ -12,7 +12,7 @@ use clap::Parser;
 use tide_api::TideConfig;
 use tide_api::exit::Failure;
 use tide_scheduler::cluster::{self, KubeApi};
-use tide_scheduler::server::{DEFAULT_BODY_LIMIT, ExtenderState, router};
+use tide_scheduler::server::{DEFAULT_BODY_LIMIT, ExtenderState, public_router, router};
 use tide_scheduler::{live, serve};
 
 /// The Tide kube-scheduler extender.
@@ -213,7 +213,8 @@ async fn run(args: Args) -> Result<(), Failure> {
         Duration::from_millis(args.publish_interval_ms.max(1)),
     ));
     let app = router(Arc::clone(&state), &args.path_prefix, args.body_limit);
-    serve::serve(listener, app, tls, shutdown_signal()).await;
+    let public = public_router(Arc::clone(&state));
+    serve::serve_with_public(listener, app, public, tls, shutdown_signal()).await;
     watchers.abort();
     tracing::info!("stopped");
     Ok(())

@@ -61,8 +61,10 @@ impl TlsFiles {
 }
 
 /// A TLS acceptor from `files`: the certificate chain and key, and with `client_ca` a
-/// verifier that refuses clients without a certificate chaining to it (kube-scheduler's
-/// extender `tlsConfig.certFile`/`keyFile`).
+/// verifier that refuses any client certificate not chaining to it (kube-scheduler's
+/// extender `tlsConfig.certFile`/`keyFile`). A client without a certificate completes the
+/// handshake; [`serve`] then answers it from the public routes only (probes, metrics), never
+/// the verbs.
 pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
     let (cert, key) = (&files.cert, &files.key);
     let certs = CertificateDer::pem_file_iter(cert)
@@ -95,6 +97,7 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
                 ));
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
                 .build()
                 .map_err(|e| format!("TLS client CA {}: {e}", ca.display()))?;
             builder.with_client_cert_verifier(verifier)
@@ -186,13 +189,38 @@ impl ReloadingTls {
 }
 
 /// Serves `app` on `listener` (TLS when `tls` is given) until `shutdown` completes, then
-/// drains connections for up to ten seconds.
+/// drains connections for up to ten seconds. Under mutual TLS, a client without a certificate
+/// is refused every path (403); see [`serve_with_public`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<ReloadingTls>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with_public(listener, app, Router::new(), tls, shutdown).await;
+}
+
+/// The answer to a path a client without a certificate may not call.
+async fn certificate_required() -> (axum::http::StatusCode, &'static str) {
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        "a client certificate is required for this path\n",
+    )
+}
+
+/// [`serve`], where under mutual TLS a client that presents no certificate (the kubelet's
+/// probes, Prometheus) is answered from `public` alone, every other path 403; a client whose
+/// certificate chains to the CA gets `app`. A certificate that does not chain is refused at
+/// the handshake. Without a client CA every client gets `app`.
+pub async fn serve_with_public(
+    listener: TcpListener,
+    app: Router,
+    public: Router,
+    tls: Option<ReloadingTls>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let public = public.fallback(certificate_required);
+    let mutual = tls.as_ref().is_some_and(|t| t.files.client_ca.is_some());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -209,13 +237,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let (app, public) = (app.clone(), public.clone());
         let watcher = graceful.watcher();
         let tls = tls.as_ref().map(ReloadingTls::acceptor);
         tokio::spawn(async move {
             let http = hyper::server::conn::http1::Builder::new();
             match tls {
                 None => {
+                    let service = TowerToHyperService::new(app);
                     let conn = http.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn).await;
                 }
@@ -225,6 +254,10 @@ pub async fn serve(
                     else {
                         return;
                     };
+                    // The verifier checked any certificate presented; none means public only.
+                    let authenticated = !mutual || stream.get_ref().1.peer_certificates().is_some();
+                    let service =
+                        TowerToHyperService::new(if authenticated { app } else { public });
                     let conn = http.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn).await;
                 }

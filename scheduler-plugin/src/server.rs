@@ -184,6 +184,14 @@ pub fn router(state: Arc<ExtenderState>, prefix: &str, body_limit: usize) -> Rou
         p => Router::new().nest(p, verbs),
     };
     verbs
+        .with_state(Arc::clone(&state))
+        .merge(public_router(state))
+}
+
+/// The paths a client without a certificate may call under mutual TLS (the kubelet's probes,
+/// Prometheus): `/healthz`, `/readyz`, `/metrics`. They change nothing and reveal no pod.
+pub fn public_router(state: Arc<ExtenderState>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -228,6 +229,97 @@ async fn serves_https_with_the_configured_certificate() {
     assert_eq!(status, 200, "{body}");
     // Plain HTTP to the TLS port gets no HTTP answer.
     assert!(call(port, None, "GET", "/healthz", "").await.is_none());
+    terminate(p);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A rustls client trusting `ca`, presenting `cert` (certificate and key files) if given.
+fn tls_client(ca: &std::path::Path, cert: Option<&(PathBuf, PathBuf)>) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    match cert {
+        None => builder.with_no_client_auth(),
+        Some((crt, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(crt)
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    }
+}
+
+/// Under mutual TLS the verbs need a client certificate of the configured CA, while the
+/// kubelet's probes and Prometheus, which present none, still reach `/healthz`, `/readyz` and
+/// `/metrics`; a certificate of another CA is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_guards_the_verbs_and_leaves_probes_and_metrics_open() {
+    let dir = std::env::temp_dir().join(format!("tide-mtls-{}", std::process::id()));
+    let pki = tide_testkit::k8s::Pki::new(&dir.join("ours")).unwrap();
+    let other = tide_testkit::k8s::Pki::new(&dir.join("other")).unwrap();
+    let (crt, key) = pki.server("tide-scheduler").unwrap();
+    let scheduler = pki.client("kube-scheduler", "kube-scheduler", &[]).unwrap();
+    let stranger = other.client("stranger", "stranger", &[]).unwrap();
+    let fake = cluster().await;
+    let port = free_port();
+    let p = spawn(&[
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--api-server={}", fake.url()),
+        format!("--tls-cert={}", crt.display()),
+        format!("--tls-key={}", key.display()),
+        format!("--tls-client-ca={}", pki.ca().display()),
+    ]);
+    let anonymous = tls_client(&pki.ca(), None);
+    let kube_scheduler = tls_client(&pki.ca(), Some(&scheduler));
+    wait_ready(port, Some(&anonymous)).await;
+    for path in ["/healthz", "/readyz"] {
+        let (status, _) = call(port, Some(&anonymous), "GET", path, "").await.unwrap();
+        assert_eq!(status, 200, "{path} without a client certificate");
+    }
+    for verb in ["/filter", "/prioritize", "/bind"] {
+        let (status, body) = call(port, Some(&anonymous), "POST", verb, &filter_body())
+            .await
+            .unwrap();
+        assert_eq!(status, 403, "{verb}: {body}");
+        assert!(body.contains("client certificate"), "{body}");
+    }
+    let (status, body) = call(
+        port,
+        Some(&kube_scheduler),
+        "POST",
+        "/filter",
+        &filter_body(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("NodeNames"), "{body}");
+    // Prometheus, without a certificate, scrapes what that call counted.
+    let (status, body) = call(port, Some(&anonymous), "GET", "/metrics", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("tide_scheduler_"), "{body}");
+    let refused = call(
+        port,
+        Some(&tls_client(&pki.ca(), Some(&stranger))),
+        "GET",
+        "/healthz",
+        "",
+    )
+    .await;
+    assert!(refused.is_none(), "another CA's certificate: {refused:?}");
     terminate(p);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1103,10 +1103,11 @@ async fn mutual_tls_admits_kube_scheduler_only_and_rotates_certificates() {
         },
     )
     .await;
-    // No client certificate, or one of the cluster's CA (the admin's): refused at the
-    // handshake, so no request reaches filter, prioritize or bind.
+    // No client certificate: probes and metrics only, every verb 403. One of the cluster's CA
+    // (the admin's): refused at the handshake. No such request reaches filter or bind.
     let bind = format!("https://127.0.0.1:{port}/extender/bind");
-    assert_eq!(curl_tls(&bind, &pki.ca(), None), None);
+    assert_eq!(curl_tls(&bind, &pki.ca(), None), Some(403));
+    assert_eq!(curl_tls(&ready, &pki.ca(), None), Some(200));
     let cluster_admin =
         c.cp.pki
             .client("someone", "someone", &["system:masters"])
