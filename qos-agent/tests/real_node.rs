@@ -70,6 +70,7 @@ fn agent_args(
     kubeconfig: &Path,
     system_cpus: usize,
     suppression: Option<&str>,
+    config_edits: &[(&str, &str)],
 ) -> Vec<String> {
     let ds = k8s::yaml_documents(&repo_file("deploy/agent/daemonset.yaml")).unwrap();
     let args = ds[0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -97,6 +98,11 @@ fn agent_args(
                     shipped.matches(": 100").count() + 2,
                     "cpu.evictPercent or cpu.suppressPercent not found in the shipped config"
                 );
+                let mut cfg = cfg;
+                for (from, to) in config_edits {
+                    assert!(cfg.contains(from), "{from:?} not in the shipped config");
+                    cfg = cfg.replacen(from, to, 1);
+                }
                 let path = node.dir.join("tide-config.yaml");
                 std::fs::write(&path, cfg).unwrap();
                 path.display().to_string()
@@ -143,6 +149,8 @@ struct Env {
     system_cpus: usize,
     /// `--cpu-suppression` instead of the DaemonSet's.
     suppression: Option<&'static str>,
+    /// Replacements in the shipped configuration (after the CPU levels of `agent_args`).
+    config_edits: Vec<(&'static str, &'static str)>,
 }
 
 impl Env {
@@ -207,6 +215,7 @@ impl Env {
             agent_port: k8s::free_port(),
             system_cpus: 0,
             suppression: None,
+            config_edits: Vec::new(),
         })
     }
 
@@ -239,6 +248,7 @@ impl Env {
             &self.agent_kubeconfig,
             self.system_cpus,
             self.suppression,
+            &self.config_edits,
         );
         let mut p = Proc::start(
             "tide-agent",
@@ -1228,5 +1238,118 @@ async fn removing_the_agent_puts_cpusets_and_quotas_back_and_withdraws_batch_res
     env.stop_agent();
     assert_eq!(cpu_state(&layout), kubelets, "after removal (quota mode)");
     assert!(batch_resources(&env).await.is_empty());
+    env.shutdown();
+}
+
+/// The Node's allocatable `tide.dev/batch-memory`, bytes (0 when absent).
+async fn batch_memory(env: &Env) -> u64 {
+    let nodes: Api<Node> = Api::all(env.admin.clone());
+    let Ok(node) = nodes.get(NODE).await else {
+        return 0;
+    };
+    node.status
+        .and_then(|s| s.allocatable)
+        .and_then(|a| a.get("tide.dev/batch-memory").cloned())
+        .and_then(|q| q.0.parse::<tide_api::Quantity>().ok())
+        .and_then(|q| tide_api::Bytes::from_quantity(&q).ok())
+        .map_or(0, |b| b.0)
+}
+
+/// A BE burner asking for `batch_memory` bytes of `tide.dev/batch-memory`, using 16 MiB.
+async fn batch_burner(env: &Env, name: &str, batch_memory: u64) {
+    let q = batch_memory.to_string();
+    env.burner(
+        name,
+        "BE",
+        json!({"requests": {"tide.dev/batch-memory": q}, "limits": {"tide.dev/batch-memory": q}}),
+        50,
+        16,
+    )
+    .await;
+}
+
+/// The real-time water level on a real node (`beAdmission: real-time`, the default): a
+/// running BE pod that asked for 4 GiB of batch memory and uses a few MiB widens what the
+/// agent advertises by what it leaves unused, and the kubelet's own fit check on the
+/// extended resources — the one kube-scheduler makes — then admits a second BE pod that
+/// request-based accounting would refuse, while a pod past the real-time level is still
+/// refused (`OutOftide.dev/batch-memory`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_time_level_advertises_what_running_be_pods_leave_unused() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start(NodeOptions {
+        name: NODE.into(),
+        ..NodeOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    // A short history requirement so the estimate is not degraded (which reclaims nothing)
+    // within the test; every other value as shipped.
+    env.config_edits = vec![("minHistory: 1h ", "minHistory: 20s")];
+    env.protect_be_pods().await;
+    batch_burner(&env, "be-first", 4 << 30).await;
+    env.wait_running(&["be-first"]).await;
+    env.start_agent();
+    let cfg = tide_api::TideConfig::default();
+    // Advertised = admit limit + 4 GiB asked − what be-first uses (a few MiB).
+    let (mut limit, mut advertised, mut ok) = (0, 0, false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ok && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(st) = env.node_estimate().await.and_then(|e| e.status) else {
+            continue;
+        };
+        if st.confidence.degraded_reason.is_some() {
+            continue;
+        }
+        limit = st.batch_admit_limits(&cfg).memory.0;
+        advertised = batch_memory(&env).await;
+        ok = limit >= 2 << 30 && advertised >= limit + (4 << 30) - (512 * MIB);
+    }
+    assert!(
+        ok,
+        "admit limit {limit} B, advertised {advertised} B (want limit + 4 GiB − usage, limit ≥ 2 GiB)\nagent log:\n{}",
+        env.agent_log()
+    );
+    assert!(
+        advertised <= limit + (4 << 30),
+        "{advertised} > {limit} + 4 GiB"
+    );
+    eprintln!(
+        "admit limit {} MiB, advertised {} MiB: be-first's 4096 MiB count as {} MiB",
+        limit / MIB,
+        advertised / MIB,
+        (limit + (4 << 30) - advertised) / MIB
+    );
+    // Past the real-time level by 1 GiB: the kubelet refuses it.
+    let free = advertised - (4 << 30);
+    batch_burner(&env, "be-too-big", free + (1 << 30)).await;
+    let refused = poll(60, || async {
+        env.pods().get("be-too-big").await.is_ok_and(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Failed")
+                    && s.reason.as_deref().is_some_and(|r| r.contains("OutOf"))
+            })
+        })
+    })
+    .await;
+    let status = env
+        .pods()
+        .get("be-too-big")
+        .await
+        .ok()
+        .and_then(|p| p.status);
+    assert!(refused, "be-too-big not refused: {status:?}");
+    // 1 GiB under the real-time level, but 4 + free − 1 GiB is over the admit limit by request:
+    // admitted and running.
+    let fits = free - (1 << 30);
+    assert!(
+        (4 << 30) + fits > limit,
+        "by request it would fit too ({fits} B): the test proves nothing"
+    );
+    batch_burner(&env, "be-second", fits).await;
+    env.wait_running(&["be-second"]).await;
     env.shutdown();
 }
