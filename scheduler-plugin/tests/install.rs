@@ -233,6 +233,18 @@ async fn the_install_package_applies_to_the_real_api_server_and_upgrades_and_uni
         mounted_configs(&admin).await,
         (config.clone(), config.clone())
     );
+    // The NetworkPolicy selects kube-scheduler's and Prometheus' namespaces by the
+    // kubernetes.io/metadata.name label, which API servers set by themselves only from 1.21:
+    // on 1.20 those namespaces must be labelled by hand (deploy/components/kube-1.20).
+    let ns = k8s::get_object(&admin, &objects[0]).await.unwrap();
+    assert_eq!(ns["kind"], "Namespace");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"].is_null(),
+        cp.minor <= 20,
+        "namespace labels on 1.{}: {}",
+        cp.minor,
+        ns["metadata"]["labels"]
+    );
 
     // The controllers admit the pods (priority classes, host paths, security contexts): the
     // ReplicaSet makes both replicas, the DaemonSet one pod for the Node (no kube-scheduler
