@@ -35,6 +35,10 @@ if [[ -z "${TIDE_K8S_BIN:-}" ]]; then
   log "Kubernetes server binaries (scripts/build-k8s.sh)"
   bash scripts/build-k8s.sh >/dev/null
 fi
+# kustomize renders the install package (deploy/): Debian trixie's kustomize, unpacked into
+# the cache outside the clone (bookworm's kubectl 1.20 embeds kustomize v2, too old).
+log "kustomize (scripts/kustomize.sh)"
+bash scripts/kustomize.sh --install >/dev/null
 # Kubernetes manifest validation against the OpenAPI schemas (kubernetes-validate, PyPI).
 if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
@@ -55,7 +59,7 @@ bash scripts/fuzz.sh replay
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-log "Kubernetes manifests"
+log "Kubernetes manifests and the install package (kustomize, kubernetes-validate, promtool)"
 bash scripts/validate-manifests.sh
 
 log "cargo test (unit, integration, doc tests)"

@@ -123,7 +123,7 @@ fn null_absent(value: &mut serde_json::Value, schema: &serde_json::Value) {
     }
 }
 
-/// The CRD manifest for [`NodeEstimate`], as YAML; `deploy/crd-nodeestimate.yaml` holds its output.
+/// The CRD manifest for [`NodeEstimate`], as YAML; `deploy/base/crd-nodeestimate.yaml` holds its output.
 pub fn node_estimate_crd_yaml() -> String {
     use kube::CustomResourceExt;
     let crd = NodeEstimate::crd();

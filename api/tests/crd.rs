@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 fn deploy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy")
+        .join("../deploy/base")
         .join(name)
 }
 
@@ -30,7 +30,7 @@ fn checked_in_crd_matches_the_generator() {
     });
     assert_eq!(
         on_disk, generated,
-        "deploy/crd-nodeestimate.yaml is out of date: TIDE_BLESS=1 cargo test -p tide-api --test crd"
+        "deploy/base/crd-nodeestimate.yaml is out of date: TIDE_BLESS=1 cargo test -p tide-api --test crd"
     );
     assert!(generated.contains("kind: CustomResourceDefinition"));
     assert!(generated.contains("scope: Cluster"));

@@ -16,7 +16,7 @@ fn daemonset_flags_exist() {
         .output()
         .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    let ds = deploy("agent/daemonset.yaml");
+    let ds = deploy("base/agent/daemonset.yaml");
     let flags: Vec<&str> = ds
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- --"))
@@ -34,7 +34,7 @@ fn daemonset_flags_exist() {
 #[test]
 fn dashboard_queries_only_exported_metrics() {
     let dash: serde_json::Value =
-        serde_json::from_str(&deploy("agent/grafana-dashboard.json")).unwrap();
+        serde_json::from_str(&deploy("components/monitoring/grafana-dashboard.json")).unwrap();
     let metrics = tide_agent::metrics::AgentMetrics::new().unwrap();
     // Touch every labelled family so it renders.
     metrics

@@ -1,8 +1,9 @@
 //! tide-agent on a real node: the v1.20.2 kubelet with containerd and runc
 //! (`tide_testkit::kubelet::RealNode`), joined to a real control plane, running pods of the
 //! test's own burner image. The agent is the real binary, run with the flags of
-//! `deploy/agent/daemonset.yaml` (paths substituted for the test node) and a TokenRequest
-//! token of its shipped ServiceAccount (`deploy/agent/rbac.yaml` applied server-side).
+//! `deploy/base/agent/daemonset.yaml` as kustomize renders it (paths substituted for the test
+//! node) and a TokenRequest token of its shipped ServiceAccount (`deploy/base/agent/rbac.yaml`,
+//! from the install package rendered for the server, applied server-side).
 //!
 //! The tests run one at a time (the machine's CPUs are what they measure). They need root,
 //! cgroup v1 and the binaries `scripts/test.sh` installs or builds; they skip only when
@@ -30,9 +31,19 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const NODE: &str = "tide-node";
 const MIB: u64 = 1 << 20;
 
-fn repo_file(rel: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+/// The object `kind/name` of the install package's base as kustomize renders it.
+fn shipped(kind: &str, name: &str) -> Value {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base");
+    k8s::kustomize_build(&base)
+        .unwrap()
+        .into_iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n == name || n.starts_with(&format!("{name}-")))
+        })
+        .unwrap_or_else(|| panic!("deploy/base renders no {kind}/{name}"))
 }
 
 /// Why this machine cannot host a real node, if it cannot.
@@ -72,8 +83,8 @@ fn agent_args(
     suppression: Option<&str>,
     config_edits: &[(&str, &str)],
 ) -> Vec<String> {
-    let ds = k8s::yaml_documents(&repo_file("deploy/agent/daemonset.yaml")).unwrap();
-    let args = ds[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    let ds = shipped("DaemonSet", "tide-agent");
+    let args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap()
         .clone();
@@ -89,13 +100,17 @@ fn agent_args(
             // second CPU back only while everything else used under 800 m (a run waited 60 s
             // in vain); at 100%, under 1000 m.
             "--config" => {
-                let shipped = repo_file("deploy/tide-config.yaml");
-                let cfg = shipped
+                // The generated ConfigMap (tide-config-<hash>) carries the file.
+                let text = shipped("ConfigMap", "tide-config")["data"]["tide-config.yaml"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let cfg = text
                     .replacen("  evictPercent: 95 ", "  evictPercent: 100", 1)
                     .replacen("  suppressPercent: 90 ", "  suppressPercent: 100", 1);
                 assert_eq!(
                     cfg.matches(": 100").count(),
-                    shipped.matches(": 100").count() + 2,
+                    text.matches(": 100").count() + 2,
                     "cpu.evictPercent or cpu.suppressPercent not found in the shipped config"
                 );
                 let mut cfg = cfg;
@@ -127,7 +142,9 @@ fn agent_args(
                 .to_string(),
             "--sandbox-port" => value.into(),
             other => {
-                panic!("deploy/agent/daemonset.yaml passes {other}: add it to the real-node test")
+                panic!(
+                    "deploy/base/agent/daemonset.yaml passes {other}: add it to the real-node test"
+                )
             }
         };
         out.push(format!("{flag}={v}"));
@@ -173,11 +190,20 @@ impl Env {
         let admin = tide_kube::connect(Some(&cp.admin_kubeconfig))
             .await
             .unwrap();
-        for file in ["namespace.yaml", "crd-nodeestimate.yaml", "agent/rbac.yaml"] {
-            k8s::apply_manifests(&admin, &repo_file(&format!("deploy/{file}")))
-                .await
-                .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
-        }
+        // The shipped objects as the install package renders them for this server (the
+        // agent runs on the host here, not from the DaemonSet).
+        let objects = cp
+            .package_objects(&[
+                "Namespace",
+                "CustomResourceDefinition",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+            ])
+            .unwrap();
+        k8s::apply_objects(&admin, &objects)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", cp.package_dir().display()));
         wait_for("the NodeEstimate CRD to be served", 30, || async {
             let api: Api<NodeEstimate> = Api::all(admin.clone());
             api.list(&ListParams::default()).await.is_ok()

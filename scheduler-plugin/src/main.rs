@@ -53,7 +53,7 @@ struct Args {
     tls_client_ca: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address. Without TLS, anyone who reaches the port
     /// can make tide-scheduler evict and bind with its ServiceAccount: only behind a
-    /// NetworkPolicy that admits kube-scheduler alone (deploy/scheduler/networkpolicy.yaml).
+    /// NetworkPolicy that admits kube-scheduler alone (deploy/base/scheduler/networkpolicy.yaml).
     #[arg(long, conflicts_with = "tls_cert")]
     plain_http: bool,
     /// Timeout of each API call the binder makes (eviction, binding), in milliseconds.
@@ -87,7 +87,7 @@ fn body_limit(s: &str) -> Result<usize, String> {
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
     /// Print the kube-scheduler configuration that wires Tide in, for kube-scheduler 1.N
-    /// (the shipped deploy/scheduler/kube-scheduler-config.yaml, adapted for older versions).
+    /// (the shipped deploy/base/scheduler/kube-scheduler-config.yaml, adapted for older versions).
     RenderSchedulerConfig {
         /// The cluster's Kubernetes minor version (30 for v1.30.x).
         #[arg(long, value_parser = clap::value_parser!(u32).range(19..))]

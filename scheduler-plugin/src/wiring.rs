@@ -1,6 +1,6 @@
 //! The kube-scheduler configuration that wires Tide in, for the cluster's Kubernetes version.
 //!
-//! `deploy/scheduler/kube-scheduler-config.yaml` is written for current clusters (1.30+).
+//! `deploy/base/scheduler/kube-scheduler-config.yaml` is written for current clusters (1.30+).
 //! [`render`] derives what an older kube-scheduler needs from that one file, so no second
 //! copy is kept by hand, and the end-to-end tests run exactly what an operator would:
 //!
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use serde_json::Value;
 
 /// The shipped configuration (for kube-scheduler 1.30+).
-pub const SHIPPED: &str = include_str!("../../deploy/scheduler/kube-scheduler-config.yaml");
+pub const SHIPPED: &str = include_str!("../../deploy/base/scheduler/kube-scheduler-config.yaml");
 
 /// The first minor version whose kube-scheduler skips a failing ignorable extender's bind.
 pub const IGNORABLE_BIND_SINCE: u32 = 30;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 fn deploy(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy")
+        .join("../deploy/base")
         .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -102,4 +102,91 @@ fn kube_scheduler_configuration_is_valid_and_consistent() {
             "{path}"
         );
     }
+}
+
+/// Metric name → the label names of its series, from a Prometheus text exposition.
+fn exported(text: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, rest) = l.split_at(l.find(['{', ' ']).unwrap());
+        let labels = out.entry(name.to_owned()).or_default();
+        if let Some(inner) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) {
+            for pair in inner.0.split(',').filter(|p| !p.is_empty()) {
+                labels.insert(pair.split('=').next().unwrap().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Every metric the shipped alert rules name is one tide-scheduler or tide-agent exports, with
+/// the labels the rule matches on; every alert has a severity, a summary and a `for`.
+#[test]
+fn alert_rules_name_only_exported_metrics_and_labels() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/components/monitoring/tide-alerts.rules.yaml");
+    let rules: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let s = tide_scheduler::metrics::Metrics::new().unwrap();
+    // Touch every labelled family so it renders.
+    s.duration.with_label_values(&["filter"]).observe(0.001);
+    s.requests.with_label_values(&["filter", "ok"]).inc();
+    s.refusals.with_label_values(&["stale-estimate"]).inc();
+    s.pre_evictions.with_label_values(&["evicted"]).inc();
+    s.watch_errors.with_label_values(&["pods"]).inc();
+    s.api_errors.with_label_values(&["bind", "429"]).inc();
+    let a = tide_agent::metrics::AgentMetrics::new().unwrap();
+    a.actions
+        .with_label_values(&["evict", "memory-pressure", "evicted"])
+        .inc();
+    a.errors.with_label_values(&["publish"]).inc();
+    let mut metrics = exported(&s.render());
+    metrics.extend(exported(&a.render()));
+
+    let mut alerts = 0;
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let alert = rule["alert"].as_str().unwrap();
+            alerts += 1;
+            assert!(rule["for"].is_string(), "{alert}: no `for`");
+            assert!(
+                rule["labels"]["severity"].is_string(),
+                "{alert}: no severity"
+            );
+            assert!(
+                rule["annotations"]["summary"].is_string(),
+                "{alert}: no summary"
+            );
+            let expr = rule["expr"].as_str().unwrap();
+            let mut named = 0;
+            let mut rest = expr;
+            while let Some(i) = rest.find("tide_") {
+                let tail = &rest[i..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                let name = &tail[..end];
+                let labels = metrics
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{alert} names {name}, which nothing exports"));
+                named += 1;
+                if let Some(sel) = tail[end..].strip_prefix('{') {
+                    let sel = &sel[..sel.find('}').unwrap()];
+                    for m in sel.split(',') {
+                        let label = m.split(['=', '!']).next().unwrap().trim();
+                        assert!(
+                            labels.contains(label),
+                            "{alert}: {name} has no label {label} ({labels:?})"
+                        );
+                    }
+                }
+                rest = &tail[end..];
+            }
+            assert!(named > 0, "{alert}: names no Tide metric");
+        }
+    }
+    assert!(alerts >= 5, "{alerts} alerts");
 }

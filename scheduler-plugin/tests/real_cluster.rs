@@ -1,8 +1,8 @@
 //! The extender under a real kube-scheduler, on a real API server (v1.20.2 built from
-//! Debian's source by `scripts/build-k8s.sh`, or `TIDE_K8S_BIN`): the shipped objects from
-//! `deploy/` applied as shipped, tide-scheduler running with a token of its own
-//! ServiceAccount, kube-scheduler running the shipped configuration rendered for the server's
-//! version. Nodes are Node objects the test creates (no kubelet); their estimates are
+//! Debian's source by `scripts/build-k8s.sh`, or `TIDE_K8S_BIN`): the shipped objects from the
+//! install package (`deploy/overlays/kube-1.20` on 1.20, rendered by kustomize) applied as
+//! shipped, tide-scheduler running with a token of its own ServiceAccount, kube-scheduler
+//! running the shipped configuration rendered for the server's version. Nodes are Node objects the test creates (no kubelet); their estimates are
 //! published the way tide-agent publishes them.
 
 #![allow(clippy::unwrap_used)]
@@ -18,13 +18,6 @@ use serde_json::{Value, json};
 use tide_api::{NodeEstimate, TideConfig};
 use tide_scheduler::wiring;
 use tide_testkit::k8s::{self, ControlPlane, Proc};
-
-fn deploy(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
 
 /// A control plane with Tide's objects applied, tide-scheduler and kube-scheduler running.
 struct Cluster {
@@ -49,18 +42,21 @@ impl Cluster {
         let admin = tide_kube::connect(Some(&cp.admin_kubeconfig))
             .await
             .unwrap();
-        // The shipped objects, as shipped.
-        for file in [
-            "namespace.yaml",
-            "crd-nodeestimate.yaml",
-            "scheduler/rbac.yaml",
-            "scheduler/networkpolicy.yaml",
-            "agent/rbac.yaml",
-        ] {
-            k8s::apply_manifests(&admin, &deploy(file))
-                .await
-                .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
-        }
+        // The shipped objects, as the install package renders them for this server (the
+        // workloads stay out: the test runs tide-scheduler itself; install.rs applies all).
+        let shipped = cp
+            .package_objects(&[
+                "Namespace",
+                "CustomResourceDefinition",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "NetworkPolicy",
+            ])
+            .unwrap();
+        k8s::apply_objects(&admin, &shipped)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", cp.package_dir().display()));
         wait_for(
             "the NodeEstimate CRD to be served",
             Duration::from_secs(30),

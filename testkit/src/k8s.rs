@@ -716,6 +716,35 @@ impl ControlPlane {
         self.start_apiserver()
     }
 
+    /// The shipped install package for this server's version: `deploy/overlays/kube-1.20` up
+    /// to 1.20 (policy/v1beta1), `deploy/base` from 1.21 on.
+    pub fn package_dir(&self) -> PathBuf {
+        let deploy = workspace_root().join("deploy");
+        if self.minor <= 20 {
+            deploy.join("overlays/kube-1.20")
+        } else {
+            deploy.join("base")
+        }
+    }
+
+    /// The objects of the package for this server ([`ControlPlane::package_dir`], rendered by
+    /// kustomize) whose kind is one of `kinds`, in kustomize's order (namespaces and CRDs
+    /// first). Tests apply the parts they run for real (RBAC, say) from here, so they test
+    /// what an operator installs.
+    pub fn package_objects(&self, kinds: &[&str]) -> Result<Vec<serde_json::Value>, String> {
+        let objects = kustomize_build(&self.package_dir())?;
+        let picked: Vec<_> = objects
+            .into_iter()
+            .filter(|o| kinds.contains(&o["kind"].as_str().unwrap_or_default()))
+            .collect();
+        for k in kinds {
+            if !picked.iter().any(|o| o["kind"] == *k) {
+                return Err(format!("{} renders no {k}", self.package_dir().display()));
+            }
+        }
+        Ok(picked)
+    }
+
     /// Addresses and credentials to put in a kube-scheduler configuration (made once).
     pub fn scheduler_slots(&mut self) -> Result<SchedulerSlots, String> {
         if let Some(s) = &self.scheduler_slots {
@@ -928,39 +957,130 @@ pub fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
     Ok(docs)
 }
 
+/// The objects `kustomize build` renders from the kustomization in `dir` (`deploy/base`, an
+/// overlay, or a test's own kustomization naming them), through `scripts/kustomize.sh`: the
+/// kustomize `make test` installs (Debian trixie's, cached outside the clone), else one on the
+/// machine. An error carries kustomize's message, or says how to get kustomize.
+pub fn kustomize_build(dir: &Path) -> Result<Vec<serde_json::Value>, String> {
+    let script = workspace_root().join("scripts/kustomize.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "kustomize build {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    yaml_documents(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The API access of one object: its dynamic `Api` and `kind/name` (`kind/namespace/name` when
+/// namespaced).
+fn object_api(
+    client: &kube::Client,
+    doc: &serde_json::Value,
+) -> Result<(kube::Api<kube::api::DynamicObject>, String, String), String> {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let (plural, namespaced) = resource_of(kind)
+        .ok_or_else(|| format!("{kind}/{name}: kind not known to the test harness"))?;
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    Ok(if namespaced {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        (api, format!("{kind}/{ns}/{name}"), name)
+    } else {
+        (
+            Api::all_with(client.clone(), &ar),
+            format!("{kind}/{name}"),
+            name,
+        )
+    })
+}
+
 /// Server-side applies every object of `yaml` (field manager `tide-e2e`, forced) and returns
-/// `kind/name` of each. An object the API server rejects is an error naming it.
+/// `kind/name` (`kind/namespace/name` when namespaced) of each. An object the API server
+/// rejects is an error naming it.
 pub async fn apply_manifests(client: &kube::Client, yaml: &str) -> Result<Vec<String>, String> {
-    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    apply_objects(client, &yaml_documents(yaml)?).await
+}
+
+/// Server-side applies `objects` in order (field manager `tide-e2e`, forced) and returns
+/// `kind/name` (`kind/namespace/name` when namespaced) of each. An object the API server
+/// rejects is an error naming it.
+pub async fn apply_objects(
+    client: &kube::Client,
+    objects: &[serde_json::Value],
+) -> Result<Vec<String>, String> {
+    use kube::api::{Patch, PatchParams};
     let mut applied = Vec::new();
-    for doc in yaml_documents(yaml)? {
-        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
-        let kind = doc["kind"].as_str().unwrap_or_default();
-        let name = doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let (plural, namespaced) = resource_of(kind)
-            .ok_or_else(|| format!("{kind}/{name}: kind not known to the test harness"))?;
-        let ar =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        let api: Api<DynamicObject> = if namespaced {
-            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
-            Api::namespaced_with(client.clone(), ns, &ar)
-        } else {
-            Api::all_with(client.clone(), &ar)
-        };
+    for doc in objects {
+        let (api, id, name) = object_api(client, doc)?;
         api.patch(
             &name,
             &PatchParams::apply("tide-e2e").force(),
-            &Patch::Apply(&doc),
+            &Patch::Apply(doc),
         )
         .await
-        .map_err(|e| format!("applying {kind}/{name}: {e}"))?;
-        applied.push(format!("{kind}/{name}"));
+        .map_err(|e| format!("applying {id}: {e}"))?;
+        applied.push(id);
     }
     Ok(applied)
+}
+
+/// Reads `object` back from the API server (GET by its API version, kind, namespace and
+/// name), as the server serves it.
+pub async fn get_object(
+    client: &kube::Client,
+    object: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let (api, id, name) = object_api(client, object)?;
+    let got = api
+        .get(&name)
+        .await
+        .map_err(|e| format!("reading {id} back: {e}"))?;
+    serde_json::to_value(got).map_err(|e| format!("{id}: {e}"))
+}
+
+/// Deletes `object` (background propagation, as `kubectl delete` does); an object already
+/// gone is no error.
+pub async fn delete_object(
+    client: &kube::Client,
+    object: &serde_json::Value,
+) -> Result<(), String> {
+    let (api, id, name) = object_api(client, object)?;
+    match api
+        .delete(&name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(format!("deleting {id}: {e}")),
+    }
+}
+
+/// Whether the API server still serves `object` (`false` once a GET answers 404).
+pub async fn object_exists(
+    client: &kube::Client,
+    object: &serde_json::Value,
+) -> Result<bool, String> {
+    let (api, id, name) = object_api(client, object)?;
+    match api.get(&name).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(format!("reading {id}: {e}")),
+    }
 }
 
 /// A token of ServiceAccount `namespace/name` from the TokenRequest API, valid for an hour.

@@ -26,7 +26,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -409,15 +408,16 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let mut cp = tokio::task::block_in_place(|| ControlPlane::start(k8s::Options::default()))?;
     let admin = tide_kube::connect(Some(&cp.admin_kubeconfig)).await?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    for f in [
-        "namespace.yaml",
-        "crd-nodeestimate.yaml",
-        "scheduler/rbac.yaml",
-    ] {
-        let text = std::fs::read_to_string(root.join(f)).map_err(|e| format!("{f}: {e}"))?;
-        k8s::apply_manifests(&admin, &text).await?;
-    }
+    // The install package rendered for this server; tide-scheduler runs from here, not from
+    // its Deployment.
+    let shipped = cp.package_objects(&[
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ])?;
+    k8s::apply_objects(&admin, &shipped).await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // the CRD becomes served
     let t = Instant::now();
     stream::iter(0..args.nodes)
