@@ -7,6 +7,8 @@
 //!   2018 and 2017, Alibaba GPU 2023, Google-derived series).
 //! - [`trace`]: rows assembled into a [`UsageTrace`] (time × workload usage matrices).
 //! - [`predict`]: every estimator predictor and baseline scored side by side.
+//! - [`stats`]: what makes a trace risky to overcommit (peak-to-mean, bursts,
+//!   autocorrelation, co-movement, daily cycle), measured alike on every trace.
 //! - [`synthetic`]: the built-in seeded cluster; [`sim`]: the replay simulator, which runs the
 //!   extender's placement, the agent's planner and the estimator — the live code, not copies;
 //!   [`replay`] runs policies side by side and [`report`] renders the result.
@@ -39,6 +41,7 @@ pub mod report;
 mod rng;
 pub mod rows;
 pub mod sim;
+pub mod stats;
 pub mod synthetic;
 pub mod trace;
 

@@ -97,6 +97,10 @@ enum Command {
     /// Run each policy family over its own knob (static ratio, Koordinator's reclaim
     /// threshold, Tide's schedule level) and report the frontier: reclaim against HP harm.
     Sweep(ReplayArgs),
+    /// Measure what makes the HP trace risky to overcommit (peak-to-mean, burst length,
+    /// autocorrelation, co-movement on a node, daily cycle) on the replay's packing: a
+    /// Markdown table row, or JSON with --format json.
+    Stats(ReplayArgs),
     /// Score every estimator predictor and baseline on a real trace.
     Predict {
         /// Trace as KIND:PATH (bitbrains, alibaba2018, google).
@@ -228,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => replay(cli.replay, false),
         Some(Command::Sweep(args)) => replay(args, true),
+        Some(Command::Stats(args)) => stats(args),
         Some(Command::Predict {
             trace,
             horizon,
@@ -325,6 +330,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn stats(a: ReplayArgs) -> anyhow::Result<()> {
+    let capacity = node_capacity(&a.node_cpu, &a.node_memory)?;
+    let (trace, nodes) = match &a.trace {
+        None => {
+            let mut spec = SyntheticSpec {
+                nodes: a.nodes,
+                seed: a.seed,
+                node_capacity: capacity,
+                ..SyntheticSpec::default()
+            };
+            if let Some(d) = a.duration {
+                spec.duration_secs = d.as_secs();
+            }
+            let c = generate(&spec);
+            (c.trace, c.nodes)
+        }
+        Some(spec) => {
+            let t = spec.load(a.strict).context("--trace: loading the trace")?;
+            if !t.bad_rows.is_clean() {
+                eprintln!("warning: {}", t.bad_rows.summary());
+            }
+            let nodes = pack_nodes(&t, capacity, a.seed);
+            (t, nodes)
+        }
+    };
+    let s = tide_datasets::stats::trace_stats(&trace, &nodes);
+    match a.format {
+        Format::Table => print!("{}", tide_datasets::stats::markdown(&[s])),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+    }
+    Ok(())
 }
 
 fn replay(a: ReplayArgs, sweep: bool) -> anyhow::Result<()> {

@@ -58,6 +58,25 @@ const CPU_UTIL_SIGMA: f64 = 0.8;
 const MEM_UTIL_MEDIAN: f64 = 0.15;
 const MEM_UTIL_SIGMA: f64 = 0.7;
 
+/// Share of services whose bursts reach a share of their request (30–90%) instead of a
+/// multiple of their usage: Bitbrains' long peak-to-mean tail (p99/mean p90 12.8).
+const SPIKY_SHARE: f64 = 0.25;
+/// Daily amplitude range (uniform): Bitbrains 0.30, Google-derived 0.16 (docs/synthetic.md).
+const DIURNAL_AMP: (f64, f64) = (0.02, 0.35);
+/// Spread of the services' peak hours around 14:00, hours: pods of a node move together
+/// weakly (co-movement Bitbrains 0.02, Google-derived 0.08).
+const PEAK_HOUR_SIGMA: f64 = 6.0;
+/// A slow component of CPU (AR(1), stationary σ and time constant in minutes): load that
+/// shifts over hours, which the traces show as an autocorrelation one hour apart of 0.41
+/// (Bitbrains) to 0.47 (Google-derived).
+const SLOW_SIGMA: f64 = 0.3;
+const SLOW_MINUTES: f64 = 180.0;
+/// Burst starts per minute and service (about one every 6 hours).
+const SPIKE_RATE_PER_MIN: f64 = 0.003;
+/// Burst length range, minutes (log-uniform): real bursts last 8 min at the traces' 5-minute
+/// resolution.
+const SPIKE_MINUTES: (f64, f64) = (3.0, 40.0);
+
 /// Generates the cluster.
 #[allow(
     clippy::cast_precision_loss,
@@ -79,6 +98,8 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticCluster {
         peak_hour: f64,
         mem_base: f64,
         noise: f64,
+        /// Bursts reach this share of request (spiky services), or 0: bursts multiply usage.
+        spike_level: f64,
     }
     let mut services: Vec<Service> = Vec::new();
     let mut nodes: Vec<Vec<usize>> = Vec::new();
@@ -101,13 +122,15 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticCluster {
             }
             used = next;
             members.push(services.len());
+            let spiky = rng.uniform() < SPIKY_SHARE;
             services.push(Service {
                 request: req,
                 cpu_base: rng.lognormal(CPU_UTIL_MEDIAN, CPU_UTIL_SIGMA).min(0.9),
-                cpu_amp: rng.range(0.2, 0.7),
-                peak_hour: (14.0 + 3.0 * rng.normal()).rem_euclid(24.0),
+                cpu_amp: rng.range(DIURNAL_AMP.0, DIURNAL_AMP.1),
+                peak_hour: (14.0 + PEAK_HOUR_SIGMA * rng.normal()).rem_euclid(24.0),
                 mem_base: rng.lognormal(MEM_UTIL_MEDIAN, MEM_UTIL_SIGMA).min(0.9),
                 noise: rng.range(0.05, 0.25),
+                spike_level: if spiky { rng.range(0.3, 0.9) } else { 0.0 },
             });
         }
         nodes.push(members);
@@ -120,22 +143,34 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticCluster {
         let mut spike_left = 0u32;
         let mut spike = 1.0;
         let mut drift = 1.0f64;
+        let mut slow = 0.0f64;
+        // Per-step coefficient of the slow component (time constant SLOW_MINUTES).
+        let slow_phi = (-(spec.step_secs as f64) / 60.0 / SLOW_MINUTES).exp();
         for t in 0..steps {
             let hour = (t as u64 * spec.step_secs % 86_400) as f64 / 3600.0;
             let phase = (hour - s.peak_hour) / 24.0 * std::f64::consts::TAU;
             let diurnal = 1.0 + s.cpu_amp * phase.cos();
             ar = 0.9 * ar + s.noise * rng.normal() * 0.436; // AR(1) with stationary σ = noise
-            if spike_left == 0 && rng.uniform() < 0.002 {
-                spike_left = 1 + rng.below(10) as u32;
+            if spike_left == 0 && rng.uniform() < SPIKE_RATE_PER_MIN * spec.step_secs as f64 / 60.0
+            {
+                // Burst length log-uniform in minutes, at least one step.
+                let minutes =
+                    SPIKE_MINUTES.0 * (SPIKE_MINUTES.1 / SPIKE_MINUTES.0).powf(rng.uniform());
+                spike_left = ((minutes * 60.0 / spec.step_secs as f64).round() as u32).max(1);
                 spike = rng.range(1.5, 3.0);
             }
-            let burst = if spike_left > 0 {
-                spike_left -= 1;
-                spike
-            } else {
-                1.0
-            };
-            let u = (s.cpu_base * diurnal * (1.0 + ar) * burst).clamp(0.0, 1.0);
+            let bursting = spike_left > 0;
+            spike_left = spike_left.saturating_sub(1);
+            slow = slow_phi * slow + SLOW_SIGMA * (1.0 - slow_phi * slow_phi).sqrt() * rng.normal();
+            let mut u = s.cpu_base * diurnal * (1.0 + ar) * (1.0 + slow).max(0.1);
+            if bursting {
+                u = if s.spike_level > 0.0 {
+                    u.max(s.spike_level * (1.0 + 0.5 * ar))
+                } else {
+                    u * spike
+                };
+            }
+            let u = u.clamp(0.0, 1.0);
             cpu[[t, c]] = (u * s.request.cpu.as_f64()) as f32;
             drift = (drift + 0.002 * rng.normal()).clamp(0.8, 1.25);
             let m = (s.mem_base * drift * (1.0 + 0.1 * s.cpu_amp * phase.cos())).clamp(0.0, 1.0);

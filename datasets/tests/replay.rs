@@ -176,6 +176,40 @@ fn synthetic_cluster_is_deterministic() {
     assert_ne!(a.trace.cpu, other.trace.cpu);
 }
 
+/// The generator stays calibrated to the shared real traces in what matters for overcommit
+/// risk (docs/synthetic.md, measured with `tide-replay stats`): every figure between or near
+/// Bitbrains' and the Google-derived series'. A change to the generator that leaves this band
+/// needs a new calibration, not a wider band.
+#[test]
+fn synthetic_cluster_behaves_like_the_real_traces() {
+    let spec = SyntheticSpec {
+        duration_secs: 14 * 86_400,
+        ..SyntheticSpec::default()
+    };
+    let c = generate(&spec);
+    let s = tide_datasets::stats::trace_stats(&c.trace, &c.nodes);
+    let within = |name: &str, v: f64, lo: f64, hi: f64| {
+        assert!(
+            (lo..=hi).contains(&v),
+            "{name} {v} not in [{lo}, {hi}]: {s:?}"
+        );
+    };
+    // Bitbrains | Google-derived: use of request 0.050 | 0.218.
+    within("use of request", s.use_of_request, 0.05, 0.22);
+    // p99/mean median 2.63 | 1.27, its 90th percentile 12.75 | 1.69.
+    within("peak-to-mean", s.peak_to_mean, 1.3, 3.0);
+    within("peak-to-mean p90", s.peak_to_mean_p90, 3.0, 13.0);
+    // Burst length 8.1 | 7.8 min (at 5-minute resolution; the generator runs at 1 minute).
+    within("burst minutes", s.burst_minutes, 4.0, 12.0);
+    // Autocorrelation 0.62 | 0.75 at 5 min, 0.41 | 0.47 at 1 h.
+    within("acf 5 min", s.acf_5m, 0.6, 0.85);
+    within("acf 1 h", s.acf_1h, 0.3, 0.5);
+    // Co-movement of pods on a node 0.02 | 0.08.
+    within("co-movement", s.co_movement.unwrap(), -0.02, 0.1);
+    // Daily amplitude 0.30 | 0.16.
+    within("diurnal amplitude", s.diurnal_amplitude, 0.15, 0.32);
+}
+
 /// Golden file: the decisions of every policy on a small synthetic cluster. Regenerate on
 /// purpose with `TIDE_BLESS=1 cargo test -p tide-datasets --test replay`.
 #[test]
