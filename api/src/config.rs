@@ -139,9 +139,16 @@ pub enum PredictorKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct EstimatorSettings {
-    /// How far ahead the HP peak is predicted.
+    /// How far ahead the HP memory peak is predicted (and any resource without a horizon of
+    /// its own). Memory cannot be taken back from BE without evicting it, so its reservation
+    /// has to hold for as long as the BE work placed on it runs.
     #[serde(with = "duration_text")]
     pub horizon: Duration,
+    /// How far ahead the HP CPU peak is predicted. CPU is taken back from BE by suppression
+    /// within one agent tick, so the CPU reservation only has to hold until the next estimate
+    /// replaces it: the default is `staleAfter`'s (5 minutes).
+    #[serde(with = "duration_text")]
+    pub cpu_horizon: Duration,
     /// Share of decisions whose realised peak may exceed the prediction (0 < x < 1).
     pub target_violation_rate: f64,
     /// Half-life of the decaying histograms.
@@ -170,6 +177,7 @@ impl Default for EstimatorSettings {
     fn default() -> Self {
         Self {
             horizon: Duration::from_secs(3600),
+            cpu_horizon: Duration::from_secs(300),
             target_violation_rate: 0.01,
             half_life: Duration::from_secs(24 * 3600),
             recent_window: Duration::from_secs(3600),
@@ -179,6 +187,31 @@ impl Default for EstimatorSettings {
             memory_margin_percent: 5.0,
             predictor: PredictorKind::Tide,
             calibrate: true,
+        }
+    }
+}
+
+impl EstimatorSettings {
+    /// The horizon `r`'s peak is predicted over: `cpuHorizon` for CPU, `horizon` for memory.
+    pub fn horizon_for(&self, r: crate::Resource) -> Duration {
+        match r {
+            crate::Resource::Cpu => self.cpu_horizon,
+            crate::Resource::Memory => self.horizon,
+        }
+    }
+
+    /// These settings as the estimator of `r` uses them: `horizon` is [`Self::horizon_for`].
+    ///
+    /// ```
+    /// use tide_api::{EstimatorSettings, Resource};
+    /// let s = EstimatorSettings::default();
+    /// assert_eq!(s.for_resource(Resource::Cpu).horizon.as_secs(), 300);
+    /// assert_eq!(s.for_resource(Resource::Memory).horizon.as_secs(), 3600);
+    /// ```
+    pub fn for_resource(&self, r: crate::Resource) -> Self {
+        Self {
+            horizon: self.horizon_for(r),
+            ..self.clone()
         }
     }
 }
@@ -426,6 +459,7 @@ impl TideConfig {
             }
         }
         positive("estimator.horizon", e.horizon)?;
+        positive("estimator.cpuHorizon", e.cpu_horizon)?;
         positive("estimator.halfLife", e.half_life)?;
         positive("estimator.recentWindow", e.recent_window)?;
         positive("estimator.staleAfter", e.stale_after)?;

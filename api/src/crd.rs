@@ -76,7 +76,8 @@ pub struct EstimateConfidence {
 pub struct NodeEstimateStatus {
     /// When the estimate was computed (RFC 3339). Consumers treat older than `staleAfter` as absent.
     pub observed_time: String,
-    /// Prediction horizon in seconds.
+    /// Prediction horizon of the memory estimate, seconds (the CPU estimate's is the configured
+    /// `estimator.cpuHorizon`).
     pub horizon_seconds: u64,
     /// CPU estimate (millicores).
     pub cpu: ResourceEstimate,

@@ -180,7 +180,7 @@ impl ReplayReport {
     pub fn parameters(&self) -> String {
         format!(
             "parameters: node {} m CPU / {:.0} GiB; static ratio {:.2}; Koordinator reclaim 60% CPU / 65% memory, suppress 65%; \
-             Tide schedule {:.0}% CPU / {:.0}% memory, suppress {:.0}%, evict {:.0}% memory, horizon {} s, target violation {:.3}",
+             Tide schedule {:.0}% CPU / {:.0}% memory, suppress {:.0}%, evict {:.0}% memory, horizon {} s CPU / {} s memory, target violation {:.3}",
             self.node_capacity.cpu.0,
             self.node_capacity.memory.as_f64() / f64::from(1u32 << 30),
             self.static_ratio,
@@ -188,6 +188,7 @@ impl ReplayReport {
             self.config.memory.schedule_percent,
             self.config.cpu.suppress_percent,
             self.config.memory.evict_percent,
+            self.config.estimator.cpu_horizon.as_secs(),
             self.config.estimator.horizon.as_secs(),
             self.config.estimator.target_violation_rate
         )

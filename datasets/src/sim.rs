@@ -905,11 +905,26 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     }
 
     // Prediction quality: realised HP peak over the horizon against the reservation held.
-    let h = usize::try_from(setup.config.estimator.horizon.as_secs().div_ceil(step))
-        .unwrap_or(usize::MAX);
+    // Each resource over its own horizon (`estimator.cpuHorizon` for CPU).
+    let horizon = |r: Resource| {
+        usize::try_from(
+            setup
+                .config
+                .estimator
+                .horizon_for(r)
+                .as_secs()
+                .div_ceil(step),
+        )
+        .unwrap_or(usize::MAX)
+    };
     let mut acc = EvalAccumulator::default();
     for (n, node) in nodes.iter().enumerate() {
         for r in 0..2 {
+            let h = horizon(if r == 0 {
+                Resource::Cpu
+            } else {
+                Resource::Memory
+            });
             let peaks = forward_peaks(&hp_series[n][r], h);
             let cap = if r == 0 {
                 node.cap.cpu.as_f64()

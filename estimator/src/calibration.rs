@@ -79,6 +79,11 @@ pub struct Calibrated<P> {
 }
 
 impl<P: PeakPredictor> Calibrated<P> {
+    /// The horizon its decisions are scored over, seconds.
+    pub fn horizon_secs(&self) -> u64 {
+        self.opts.horizon_secs
+    }
+
     /// Wraps `base`.
     pub fn new(base: P, opts: CalibrationOptions) -> Self {
         Self {

@@ -197,6 +197,11 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// The horizon its decisions are scored over, seconds.
+    pub fn horizon_secs(&self) -> u64 {
+        self.opts.horizon_secs
+    }
+
     /// Wraps a base holding at least the per-pod histograms and N-sigma state.
     pub fn new(base: TideBase, opts: SelectOptions) -> Self {
         Self {

@@ -242,8 +242,10 @@ pub struct ResourceEstimate {
 }
 
 impl ResourceEstimator {
-    /// An estimator with no history, configured from the shared settings.
+    /// An estimator with no history, configured from the shared settings; it predicts over the
+    /// resource's horizon ([`EstimatorSettings::horizon_for`]).
     pub fn new(resource: Resource, s: &EstimatorSettings) -> Self {
+        let s = &s.for_resource(resource);
         let which = match s.predictor {
             PredictorKind::Tide => Components::ALL,
             PredictorKind::PodHistogram => Components {
@@ -274,6 +276,15 @@ impl ResourceEstimator {
             model,
             first_time: None,
             last_time: None,
+        }
+    }
+
+    /// The horizon this estimator predicts over, seconds (fixed when it was built; a checkpoint
+    /// keeps it).
+    pub fn horizon_secs(&self) -> u64 {
+        match &self.model {
+            Model::Select(p) => p.horizon_secs(),
+            Model::Calibrated(p) => p.horizon_secs(),
         }
     }
 

@@ -412,9 +412,24 @@ impl Agent {
                 self.setup.node_name
             ));
         }
-        self.cpu = cp.cpu;
-        self.memory = cp.memory;
-        Ok(true)
+        // A history kept for another horizon (the configuration changed) would keep predicting
+        // over that one: that resource starts afresh.
+        let mut kept = false;
+        for (restored, live) in [(cp.cpu, &mut self.cpu), (cp.memory, &mut self.memory)] {
+            if restored.horizon_secs() == live.horizon_secs() && restored.resource == live.resource
+            {
+                *live = restored;
+                kept = true;
+            } else {
+                tracing::warn!(
+                    resource = ?live.resource,
+                    checkpoint_horizon_secs = restored.horizon_secs(),
+                    configured_horizon_secs = live.horizon_secs(),
+                    "checkpoint predicts over another horizon: its history is not used"
+                );
+            }
+        }
+        Ok(kept)
     }
 }
 
@@ -759,6 +774,17 @@ mod tests {
         assert!(fresh.restore(&cp).unwrap());
         assert_eq!(fresh.cpu, agent.cpu);
         assert_eq!(fresh.memory, agent.memory);
+        // The CPU horizon changed since: CPU starts afresh, memory keeps its history.
+        let mut longer = TideConfig::default();
+        longer.estimator.cpu_horizon = std::time::Duration::from_secs(600);
+        let mut moved = Agent::new(setup(&dir, Suppression::CfsQuota), longer.clone());
+        assert!(moved.restore(&cp).unwrap());
+        assert_eq!(moved.memory, agent.memory);
+        assert_eq!(
+            moved.cpu,
+            ResourceEstimator::new(Resource::Cpu, &longer.estimator)
+        );
+        assert_eq!(moved.cpu.horizon_secs(), 600);
         assert!(!fresh.restore(&dir.join("missing.json")).unwrap());
         std::fs::write(&cp, "{not json").unwrap();
         let err = fresh.restore(&cp).unwrap_err();
