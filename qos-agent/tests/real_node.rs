@@ -612,17 +612,19 @@ async fn discovers_real_pods_publishes_and_leaves_nothing_behind() {
 
     env.start_agent();
     let started = Instant::now();
-    // The NodeEstimate shows the burners: BE 300 m and 64 MiB, HP (LS + LSR) 200 m. CPU
-    // within ±100 m: the burner's 100-ms duty cycle on a 2-core machine shared with other
-    // work and the agent's 1-s rate window; memory: the held pages plus the binary and page
+    // The NodeEstimate shows the burners: BE 300 m and 64 MiB, HP (LS + LSR) 200 m. CPU up
+    // to 100 m above (the burner's 100-ms duty cycle and the agent's 1-s rate window) and
+    // well below: on a 2-core machine shared with a CI build the burners got half their
+    // demand (BE 144 m, HP 99 m). A misclassified pod still fails: BE's 300 m counted as HP
+    // puts HP near 500 m and BE near 0. Memory: the held pages plus the binary and page
     // tables, under 64 MiB more.
     let deadline = Instant::now() + Duration::from_secs(90);
     let (mut ok, mut last) = (false, None);
     while !ok && Instant::now() < deadline {
         last = env.node_estimate().await.and_then(|e| e.status);
         ok = last.as_ref().is_some_and(|s| {
-            s.cpu.be_usage.abs_diff(300) <= 100
-                && s.cpu.hp_usage.abs_diff(200) <= 100
+            (75..=400).contains(&s.cpu.be_usage)
+                && (50..=300).contains(&s.cpu.hp_usage)
                 && (64 * MIB..128 * MIB).contains(&s.memory.be_usage)
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1377,5 +1379,235 @@ async fn real_time_level_advertises_what_running_be_pods_leave_unused() {
     );
     batch_burner(&env, "be-second", fits).await;
     env.wait_running(&["be-second"]).await;
+    env.shutdown();
+}
+
+/// tide-scheduler's router and watches, in this process, serving plain HTTP on loopback with
+/// the admin's client (its own RBAC is tested in scheduler-plugin's real_cluster.rs).
+struct InProcessExtender {
+    port: u16,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for InProcessExtender {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+impl InProcessExtender {
+    async fn start(client: kube::Client, config: tide_api::TideConfig) -> Self {
+        use std::sync::Arc;
+        use tide_scheduler::server::{ExtenderState, public_router, router};
+        let api = tide_scheduler::cluster::KubeApi::new(client.clone(), Duration::from_secs(5));
+        let state = Arc::new(ExtenderState::new(config).unwrap().with_api(Arc::new(api)));
+        let watch = tokio::spawn(tide_scheduler::live::run(
+            client,
+            Arc::clone(&state),
+            Duration::from_millis(100),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = router(Arc::clone(&state), "/extender", 1 << 20);
+        let server = tokio::spawn(tide_scheduler::serve::serve_with_public(
+            listener,
+            app,
+            public_router(state),
+            None,
+            std::future::pending(),
+        ));
+        let ext = Self {
+            port,
+            tasks: vec![watch, server],
+        };
+        let addr = ([127, 0, 0, 1], port).into();
+        let ok = poll(30, || async move {
+            k8s::http_get_status(addr, "/readyz") == Some(200)
+        })
+        .await;
+        assert!(ok, "the extender's caches did not sync within 30 s");
+        ext
+    }
+
+    /// `tide_scheduler_requests_total` for `verb` with outcome `ok`.
+    fn ok_requests(&self, verb: &str) -> f64 {
+        let text =
+            k8s::http_get_body(([127, 0, 0, 1], self.port).into(), "/metrics").unwrap_or_default();
+        metric(
+            &text,
+            &format!("tide_scheduler_requests_total{{outcome=\"ok\",verb=\"{verb}\"}}"),
+        )
+    }
+}
+
+/// Where the pod `name` is bound, once it is.
+async fn bound_node(env: &Env, name: &str) -> Option<String> {
+    env.pods()
+        .get(name)
+        .await
+        .ok()?
+        .spec?
+        .node_name
+        .filter(|n| !n.is_empty())
+}
+
+/// A burner pod for kube-scheduler to place (no `nodeName`).
+async fn unplaced_burner(env: &Env, name: &str, qos: &str, resources: Value, mem_mib: u64) {
+    env.set_load(name, 0, mem_mib);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"tide.dev/qos": qos}},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "burner",
+                "image": BURNER_IMAGE,
+                "imagePullPolicy": "Never",
+                "args": ["run", "--ctl", "/ctl"],
+                "resources": resources,
+                "volumeMounts": [{"name": "ctl", "mountPath": "/ctl", "readOnly": true}],
+            }],
+            "volumes": [{"name": "ctl", "hostPath": {
+                "path": env.ctl(name).display().to_string(), "type": "Directory"}}],
+        },
+    }))
+    .unwrap();
+    env.pods()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("creating pod {name}: {e}"));
+}
+
+/// The whole loop on real components: tide-agent publishes the real node's estimate and batch
+/// resources, kube-scheduler v1.20.2 — wired to tide-scheduler by the shipped configuration —
+/// places an HP pod and BE pods written without a node, the extender binds the BE pods, and
+/// the kubelet runs them. The second BE pod fits only by the real-time level: by request the
+/// first pod's 4 GiB would already fill what the node can sell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start(NodeOptions {
+        name: NODE.into(),
+        ..NodeOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    env.config_edits = vec![("minHistory: 1h ", "minHistory: 20s")];
+    env.protect_be_pods().await;
+    env.start_agent();
+    let cfg = tide_api::TideConfig::default();
+    // The node sells memory once its history is 20 s old.
+    let mut limit = 0;
+    let ok = poll(120, || async {
+        let Some(st) = env.node_estimate().await.and_then(|e| e.status) else {
+            return false;
+        };
+        st.confidence.degraded_reason.is_none()
+            && st.batch_admit_limits(&cfg).memory.0 >= 6 << 30
+            && batch_memory(&env).await >= 6 << 30
+    })
+    .await;
+    if let Some(st) = env.node_estimate().await.and_then(|e| e.status) {
+        limit = st.batch_admit_limits(&cfg).memory.0;
+    }
+    assert!(
+        ok,
+        "no 6 GiB of batch memory advertised (limit {limit} B)\nagent log:\n{}",
+        env.agent_log()
+    );
+
+    let ext = InProcessExtender::start(env.admin.clone(), cfg.clone()).await;
+    let slots = env.cp.scheduler_slots().unwrap();
+    let wiring = tide_scheduler::wiring::render(
+        tide_scheduler::wiring::SHIPPED,
+        &tide_scheduler::wiring::Render {
+            minor: slots.minor,
+            kubeconfig: Some(slots.kubeconfig.display().to_string()),
+            extender_url: Some(format!("http://127.0.0.1:{}/extender", ext.port)),
+            healthz: Some(slots.healthz),
+            metrics: Some(slots.metrics),
+            client_qps: None,
+            tls: None,
+        },
+    )
+    .unwrap();
+    env.cp.start_scheduler(&wiring).unwrap();
+
+    // An HP pod: placed by kube-scheduler, the extender's filter passing it.
+    unplaced_burner(
+        &env,
+        "hp-placed",
+        "LS",
+        json!({"requests": {"cpu": "10m", "memory": "32Mi"}}),
+        8,
+    )
+    .await;
+    // A BE pod as a user writes it for Tide: batch memory, no node.
+    let gib4 = (4u64 << 30).to_string();
+    unplaced_burner(
+        &env,
+        "be-placed",
+        "BE",
+        json!({"requests": {"tide.dev/batch-memory": gib4}, "limits": {"tide.dev/batch-memory": gib4}}),
+        16,
+    )
+    .await;
+    env.wait_running(&["hp-placed", "be-placed"]).await;
+    assert_eq!(bound_node(&env, "be-placed").await.as_deref(), Some(NODE));
+    assert!(
+        ext.ok_requests("bind") >= 1.0,
+        "the BE pod was not bound through the extender"
+    );
+    let started = Instant::now();
+
+    // be-placed's usage (a few MiB of its 4 GiB) reaches the estimate and the advertisement.
+    let (mut limit, mut advertised) = (0, 0);
+    let ok = poll(120, || {
+        let env = &env;
+        let cfg = &cfg;
+        async move {
+            let Some(st) = env.node_estimate().await.and_then(|e| e.status) else {
+                return false;
+            };
+            let l = st.batch_admit_limits(cfg).memory.0;
+            let a = batch_memory(env).await;
+            a >= l + (3 << 30)
+        }
+    })
+    .await;
+    if let Some(st) = env.node_estimate().await.and_then(|e| e.status) {
+        limit = st.batch_admit_limits(&cfg).memory.0;
+        advertised = batch_memory(&env).await;
+    }
+    assert!(
+        ok,
+        "be-placed's unused request not advertised: limit {limit}, advertised {advertised}\nagent log:\n{}",
+        env.agent_log()
+    );
+    eprintln!(
+        "be-placed measured after {:?}: limit {} MiB, advertised {} MiB",
+        started.elapsed(),
+        limit / MIB,
+        advertised / MIB
+    );
+    // 1 GiB under the real-time level; by request 4 GiB + this is ~3 GiB over the limit.
+    let want = advertised - (4 << 30) - (1 << 30);
+    assert!((4 << 30) + want > limit + (2 << 30), "{want} {limit}");
+    let q = want.to_string();
+    unplaced_burner(
+        &env,
+        "be-realtime",
+        "BE",
+        json!({"requests": {"tide.dev/batch-memory": q}, "limits": {"tide.dev/batch-memory": q}}),
+        16,
+    )
+    .await;
+    env.wait_running(&["be-realtime"]).await;
+    assert_eq!(bound_node(&env, "be-realtime").await.as_deref(), Some(NODE));
+    assert!(ext.ok_requests("bind") >= 2.0);
+    drop(ext);
+    env.cp.stop_scheduler();
     env.shutdown();
 }
