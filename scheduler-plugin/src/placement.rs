@@ -320,7 +320,8 @@ pub struct PreEviction {
 /// usage: memory cannot be taken back without evicting. BE CPU counts at what the agent's
 /// suppression leaves it (`tide_agent::plan`): at most `suppress level − HP`, at least
 /// `cpu.beFloorMilli` while BE pods run — so CPU alone evicts only when HP would pass the
-/// eviction level with BE at its floor, where the agent would move BE too.
+/// eviction level with BE at a non-zero floor. Where BE can be suppressed to nothing, evicting
+/// it gives HP no CPU (the agent moves starved BE later, one pod at a time).
 pub fn pre_eviction(
     pod: &PodView,
     node: &NodeView,
@@ -365,7 +366,8 @@ pub fn plan_pre_eviction(
             let room = (suppress_at - hp(Resource::Cpu)).max(cfg.cpu.be_floor_milli as f64);
             (be.cpu.0 as f64).min(room)
         };
-        hp(Resource::Cpu) + be_cpu > limit(Resource::Cpu)
+        // Evicting BE helps HP's CPU only where BE keeps some CPU past the eviction level.
+        (be_cpu > 0.0 && hp(Resource::Cpu) + be_cpu > limit(Resource::Cpu))
             || hp(Resource::Memory) + be.memory.0 as f64 > limit(Resource::Memory)
     };
     let mut victims = Vec::new();
@@ -613,6 +615,10 @@ mod tests {
             high_priority: true,
         };
         assert!(pre_eviction(&hp_cpu, &hot, &cpu_heavy, &cfg).is_empty());
+        // HP alone past the eviction level (36 of 32 cores): BE is suppressed to nothing,
+        // evicting it gives HP nothing.
+        let past = node((0, 0), (32_000, 20 * gib), (0, 0), 0);
+        assert!(pre_eviction(&hp_cpu, &past, &cpu_heavy, &cfg).is_empty());
         // With a BE floor of 3 cores the agent cannot go below it: 28 + 3 > 30.4, and every BE
         // pod would be starved at the floor, so all move (as the agent would move them).
         let mut floor = cfg.clone();
