@@ -664,7 +664,65 @@ async fn healthz(
     }
 }
 
-/// The `/metrics` and `/healthz` router.
+/// Why the agent is not ready to do its whole job, from what it knows (empty: ready). Pure:
+/// `cgroups` is the check of the kubelet's pod cgroup level, `api` whether the pod watch has
+/// listed and the last API call answered, `published_at` when the estimate last went out
+/// (Unix seconds) and `stale_after` the age at which the extender stops trusting it.
+pub fn readiness(
+    cgroups: Result<(), String>,
+    api: bool,
+    published_at: Option<u64>,
+    now: u64,
+    stale_after: u64,
+) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Err(e) = cgroups {
+        why.push(format!("cgroups: {e}"));
+    }
+    if !api {
+        why.push("API server not reachable (or the pod list not loaded yet)".to_owned());
+    }
+    match published_at {
+        None => why.push("no estimate published yet".to_owned()),
+        Some(t) if now.saturating_sub(t) > stale_after => why.push(format!(
+            "estimate last published {} s ago (stale after {stale_after} s)",
+            now.saturating_sub(t)
+        )),
+        Some(_) => {}
+    }
+    why
+}
+
+/// `/readyz`: 200 `ready` when the agent can do its whole job — its cgroup level is there,
+/// the API server answers, and its estimate is fresh (published within `staleAfter`); 503 with
+/// every reason otherwise. Not a liveness check: without the API the agent still protects HP
+/// locally, and a restart would not bring the API back.
+async fn readyz(
+    axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let api = lock(&rt.pods).synced && rt.api_ok.load(std::sync::atomic::Ordering::Acquire);
+    let why = match rt.agent.lock() {
+        Ok(a) => readiness(
+            a.setup.layout.pods_dir().map(|_| ()),
+            api,
+            a.published.at,
+            now,
+            a.config.estimator.stale_after.as_secs(),
+        ),
+        Err(_) => vec!["agent state poisoned by a panic".to_owned()],
+    };
+    if why.is_empty() {
+        (StatusCode::OK, "ready".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, why.join("; "))
+    }
+}
+
+/// The `/metrics`, `/healthz` and `/readyz` router.
 pub fn router(rt: Arc<Runtime>) -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
@@ -683,5 +741,25 @@ pub fn router(rt: Arc<Runtime>) -> axum::Router {
             ),
         )
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(rt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readiness;
+
+    #[test]
+    fn readiness_names_every_reason() {
+        assert!(readiness(Ok(()), true, Some(100), 150, 300).is_empty());
+        let why = readiness(Err("no kubepods".into()), false, Some(100), 500, 300);
+        assert_eq!(why.len(), 3, "{why:?}");
+        assert!(why[0].contains("no kubepods"));
+        assert!(why[1].contains("API server"));
+        assert!(why[2].contains("400 s ago"), "{why:?}");
+        assert_eq!(
+            readiness(Ok(()), true, None, 0, 300),
+            ["no estimate published yet"]
+        );
+    }
 }

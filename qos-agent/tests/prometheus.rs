@@ -82,6 +82,52 @@ async fn healthz_fails_when_the_cgroup_root_is_gone() {
     server.abort();
 }
 
+/// Issue 18: readiness tells whether the agent can do its whole job — estimate published,
+/// API server answering — separately from liveness (`/healthz` stays 200 without the API: the
+/// agent still protects HP locally).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_estimate_and_the_api_server() {
+    let (_root, _dir, fake, rt) = live_node("ready").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = tide_agent::runtime::router(Arc::clone(&rt));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let (status, body) = get_with_status(port, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no estimate published yet"), "{body}");
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    rt.tick(now_ms).await;
+    rt.tick(now_ms + 1_000).await;
+    assert_eq!(
+        get_with_status(port, "/readyz").await,
+        Some((200, "ready".to_owned()))
+    );
+    fake.set_unavailable(true);
+    rt.tick(now_ms + 2_000).await;
+    let (status, body) = get_with_status(port, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("API server not reachable"), "{body}");
+    assert_eq!(
+        get_with_status(port, "/healthz").await,
+        Some((200, "ok".to_owned()))
+    );
+    fake.set_unavailable(false);
+    rt.tick(now_ms + 3_000).await;
+    assert_eq!(
+        get_with_status(port, "/readyz").await.map(|r| r.0),
+        Some(200)
+    );
+    server.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_agent() {
     let (root, _dir, _fake, rt) = live_node("prom").await;

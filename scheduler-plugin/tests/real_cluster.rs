@@ -518,12 +518,18 @@ async fn hp_pod_on_a_hot_node_evicts_be_pods_respecting_a_pdb() {
         },
     )
     .await;
-    // The BE pods use 8 cores; HP holds 16. An HP pod of 10 cores: 16 + 10 + 8 = 34 > 95% of
-    // 32 = 30.4, so at least 3.6 cores of BE must go: 4 of the 5 unprotected pods.
-    c.estimate_with_be("hot", 16_000, Duration::ZERO, (8_000, 16 << 30))
+    // Memory: HP holds 32 GiB, the BE pods use 64 GiB (shared out by request: 11.6 GiB for
+    // each protected pod, 5.8 GiB for each other). An HP pod of 40 GiB: 32 + 40 + 64 = 136 >
+    // 90% of 128 = 115.2, so at least 20.8 GiB of BE must go: the protected pods come first
+    // in the victim order but the PDB refuses them, then 4 of the 5 others. (CPU would not
+    // evict: HP 16 + 10 cores leaves BE 2.8 cores under the 90% suppression level, below the
+    // 95% eviction level.)
+    c.estimate_with_be("hot", 16_000, Duration::ZERO, (8_000, 64 << 30))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.create_pod(hp_pod("web", 10_000)).await;
+    let mut web = hp_pod("web", 10_000);
+    web["spec"]["containers"][0]["resources"]["requests"]["memory"] = json!("40Gi");
+    c.create_pod(web).await;
     c.wait_bound("web", 1, Duration::ZERO).await;
     wait_for("4 BE pods evicted", Duration::from_secs(30), || async {
         c.pods()
