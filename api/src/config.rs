@@ -541,7 +541,7 @@ impl WebhookSettings {
             }
         }
         for ns in &self.namespaces {
-            if !is_dns_label_like(ns, 63) || ns.bytes().any(|b| b.is_ascii_uppercase()) {
+            if !is_dns1123(ns, 63, false) {
                 return Err(ConfigError::Invalid {
                     field: "webhook.namespaces",
                     reason: format!("{ns:?} is not a namespace name"),
@@ -552,9 +552,7 @@ impl WebhookSettings {
             ("webhook.priorityClassName", &self.priority_class_name),
             ("webhook.schedulerName", &self.scheduler_name),
         ] {
-            if !name.is_empty()
-                && (!is_dns_label_like(name, 253) || name.bytes().any(|b| b.is_ascii_uppercase()))
-            {
+            if !name.is_empty() && !is_dns1123(name, 253, true) {
                 return Err(ConfigError::Invalid {
                     field,
                     reason: format!(
@@ -592,6 +590,25 @@ fn is_dns_label_like(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A DNS-1123 label (lower-case letters, digits, `-`; alphanumeric at both ends), or with
+/// `dots` a DNS-1123 subdomain (such labels joined by `.`), at most `max` long.
+fn is_dns1123(s: &str, max: usize, dots: bool) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    s.len() <= max
+        && if dots {
+            s.split('.').all(label)
+        } else {
+            label(s)
+        }
 }
 
 /// A label key: `name` or `prefix/name`.
@@ -732,11 +749,14 @@ mod tests {
                 "webhook.podSelector",
             ),
             ("webhook:\n  namespaces: [Batch]\n", "webhook.namespaces"),
+            ("webhook:\n  namespaces: [a_b]\n", "webhook.namespaces"),
+            ("webhook:\n  namespaces: [a.b]\n", "webhook.namespaces"),
             (
                 "webhook:\n  priorityClassName: 'tide batch'\n",
                 "webhook.priorityClassName",
             ),
             ("webhook:\n  schedulerName: -x\n", "webhook.schedulerName"),
+            ("webhook:\n  schedulerName: a..b\n", "webhook.schedulerName"),
         ];
         for (yaml, field) in cases {
             match TideConfig::from_yaml(yaml) {
@@ -746,6 +766,16 @@ mod tests {
                 other => panic!("{yaml}: expected error on {field}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn webhook_settings_accept_kubernetes_names() {
+        let cfg = TideConfig::from_yaml(
+            "webhook:\n  podSelector:\n    team: ml\n    example.com/batch-job: ''\n  namespaces: [batch, ml-2]\n  priorityClassName: tide.batch-1\n  schedulerName: tide-scheduler\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.webhook.pod_selector.len(), 2);
+        assert_eq!(cfg.webhook.namespaces, ["batch", "ml-2"]);
     }
 
     #[test]
