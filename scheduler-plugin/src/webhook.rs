@@ -424,10 +424,30 @@ fn count(state: &ExtenderState, outcome: &str, started: Instant) {
         .observe(started.elapsed().as_secs_f64());
 }
 
+/// How long a PriorityClass read stays in use: a burst of BE pods reads it once. (A class's
+/// value and preemption policy cannot change; a class deleted and made again with another
+/// value is picked up after this long, pods refused by the API server meanwhile.)
+pub const PRIORITY_CLASS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn lock_cache(
+    state: &ExtenderState,
+) -> std::sync::MutexGuard<'_, Option<(Instant, PriorityClassRef)>> {
+    state
+        .priority_class
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 async fn resolve_priority(state: &ExtenderState) -> Result<Option<PriorityClassRef>, String> {
     let name = &state.config.webhook.priority_class_name;
     if name.is_empty() {
         return Ok(None);
+    }
+    if let Some((at, pc)) = lock_cache(state).as_ref()
+        && at.elapsed() < PRIORITY_CLASS_TTL
+        && &pc.name == name
+    {
+        return Ok(Some(pc.clone()));
     }
     let api = state
         .api
@@ -437,11 +457,13 @@ async fn resolve_priority(state: &ExtenderState) -> Result<Option<PriorityClassR
         .get_priority_class(name)
         .await
         .map_err(|e| format!("reading PriorityClass {name:?} (webhook.priorityClassName): {e}"))?;
-    Ok(Some(PriorityClassRef {
+    let pc = PriorityClassRef {
         name: name.clone(),
         value: pc.value,
         preemption_policy: pc.preemption_policy,
-    }))
+    };
+    *lock_cache(state) = Some((Instant::now(), pc.clone()));
+    Ok(Some(pc))
 }
 
 async fn review(State(state): State<Arc<ExtenderState>>, body: Body) -> Response {
@@ -836,6 +858,97 @@ mod tests {
                     .sum::<u64>()
             })
             .sum()
+    }
+
+    /// A [`ClusterApi`] that only serves PriorityClasses, counting the reads.
+    struct Classes(std::sync::atomic::AtomicUsize);
+
+    impl crate::cluster::ClusterApi for Classes {
+        fn evict<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, Result<tide_kube::EvictOutcome, tide_kube::ApiError>>
+        {
+            Box::pin(async { Err(tide_kube::ApiError::Transport("not here".into())) })
+        }
+        fn bind<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, Result<(), tide_kube::ApiError>> {
+            Box::pin(async { Err(tide_kube::ApiError::Transport("not here".into())) })
+        }
+        fn get_pod<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            Result<k8s_openapi::api::core::v1::Pod, tide_kube::ApiError>,
+        > {
+            Box::pin(async { Err(tide_kube::ApiError::Transport("not here".into())) })
+        }
+        fn get_priority_class<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            Result<k8s_openapi::api::scheduling::v1::PriorityClass, tide_kube::ApiError>,
+        > {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if name == "missing" {
+                    return Err(tide_kube::ApiError::Refused {
+                        code: 404,
+                        reason: "NotFound".into(),
+                        message: format!("priorityclasses.scheduling.k8s.io \"{name}\" not found"),
+                    });
+                }
+                Ok(k8s_openapi::api::scheduling::v1::PriorityClass {
+                    value: 5000 + i32::try_from(n).unwrap(),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    #[test]
+    fn the_priority_class_is_read_once_per_ttl_and_a_missing_one_refuses() {
+        use std::sync::Arc;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut cfg = TideConfig::default();
+        cfg.webhook.priority_class_name = "tide-batch".into();
+        let api = Arc::new(Classes(std::sync::atomic::AtomicUsize::new(0)));
+        let state = crate::server::ExtenderState::new(cfg.clone())
+            .unwrap()
+            .with_api(api.clone());
+        for _ in 0..3 {
+            let pc = rt
+                .block_on(super::resolve_priority(&state))
+                .unwrap()
+                .unwrap();
+            assert_eq!((pc.name.as_str(), pc.value), ("tide-batch", 5000));
+        }
+        assert_eq!(api.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Past the TTL it is read again.
+        super::lock_cache(&state).as_mut().unwrap().0 -= super::PRIORITY_CLASS_TTL;
+        let pc = rt
+            .block_on(super::resolve_priority(&state))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pc.value, 5001);
+        // A class that does not exist: the error names it (the pod is refused with it).
+        cfg.webhook.priority_class_name = "missing".into();
+        let state = crate::server::ExtenderState::new(cfg)
+            .unwrap()
+            .with_api(api);
+        let e = rt.block_on(super::resolve_priority(&state)).unwrap_err();
+        assert!(e.contains("missing") && e.contains("404"), "{e}");
     }
 
     proptest! {
