@@ -257,9 +257,13 @@ async fn run(args: Args) -> Result<(), Failure> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let webhook = match (webhook_listener, webhook_tls) {
-        (Some(l), Some(t)) => {
-            tracing::info!(listen = ?args.webhook_listen, path = tide_scheduler::webhook::PATH, "serving the admission webhook (HTTPS)");
+    let webhook = match (webhook_listener, webhook_tls, args.webhook_listen) {
+        (Some(l), Some(t), Some(addr)) => {
+            tracing::info!(
+                listen = %addr,
+                path = tide_scheduler::webhook::PATH,
+                "serving the admission webhook (HTTPS)"
+            );
             Some(tokio::spawn(serve::serve(
                 l,
                 tide_scheduler::webhook::router(Arc::clone(&state)),
