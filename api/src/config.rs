@@ -5,6 +5,7 @@
 //! evict at once: validation insists that every admission level sits at or below the matching
 //! eviction level.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -291,6 +292,38 @@ pub enum BeAdmission {
     RealTime,
 }
 
+/// Which pods the admission webhook rewrites as BE, and what it sets on them
+/// (`tide_scheduler::webhook`; docs/install.md, "Admission webhook").
+///
+/// A pod is rewritten when it carries every label of `podSelector` and sits in one of
+/// `namespaces` (any namespace when empty) — or, with `resources.koordinatorCompat`, when it
+/// carries Koordinator's `koordinator.sh/qosClass: BE`. Every other pod passes untouched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookSettings {
+    /// Labels a pod must carry (all of them, exact values) to be rewritten as BE: the opt-in.
+    /// Never empty (an empty selector would rewrite every pod).
+    pub pod_selector: BTreeMap<String, String>,
+    /// Namespaces whose pods may be rewritten; empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// PriorityClass set on rewritten pods; empty: the pod's own is kept.
+    pub priority_class_name: String,
+    /// `schedulerName` set on rewritten pods (the Tide scheduler profile's name in the
+    /// second-scheduler setup); empty: the pod's own is kept.
+    pub scheduler_name: String,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            pod_selector: BTreeMap::from([("tide.dev/batch".to_owned(), "true".to_owned())]),
+            namespaces: Vec::new(),
+            priority_class_name: String::new(),
+            scheduler_name: String::new(),
+        }
+    }
+}
+
 /// The whole shared configuration.
 ///
 /// ```
@@ -315,6 +348,8 @@ pub struct TideConfig {
     pub intervals: Intervals,
     /// How BE already on a node is counted at BE admission and scoring.
     pub be_admission: BeAdmission,
+    /// What the admission webhook rewrites.
+    pub webhook: WebhookSettings,
 }
 
 fn percent(field: &'static str, v: f64) -> Result<(), ConfigError> {
@@ -511,6 +546,55 @@ impl TideConfig {
                 reason: "must differ from resources.batchCpu".into(),
             });
         }
+        self.webhook.validate()
+    }
+}
+
+impl WebhookSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.pod_selector.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "webhook.podSelector",
+                reason:
+                    "must name at least one label: an empty selector would rewrite every pod as BE"
+                        .into(),
+            });
+        }
+        for (k, v) in &self.pod_selector {
+            if !is_label_key(k) {
+                return Err(ConfigError::Invalid {
+                    field: "webhook.podSelector",
+                    reason: format!("{k:?} is not a label key such as tide.dev/batch"),
+                });
+            }
+            if !(v.is_empty() || is_dns_label_like(v, 63)) {
+                return Err(ConfigError::Invalid {
+                    field: "webhook.podSelector",
+                    reason: format!("{v:?} (label {k}) is not a label value"),
+                });
+            }
+        }
+        for ns in &self.namespaces {
+            if !is_dns1123(ns, 63, false) {
+                return Err(ConfigError::Invalid {
+                    field: "webhook.namespaces",
+                    reason: format!("{ns:?} is not a namespace name"),
+                });
+            }
+        }
+        for (field, name) in [
+            ("webhook.priorityClassName", &self.priority_class_name),
+            ("webhook.schedulerName", &self.scheduler_name),
+        ] {
+            if !name.is_empty() && !is_dns1123(name, 253, true) {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: format!(
+                        "{name:?} is not an object name (lower case, digits, '-', '.')"
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -530,6 +614,43 @@ fn is_qualified_name(s: &str) -> bool {
             && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
     };
     prefix.contains('.') && ok(prefix) && ok(name) && name.len() <= 63
+}
+
+/// Letters, digits, `-`, `_`, `.`, beginning and ending alphanumeric, at most `max` long.
+fn is_dns_label_like(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A DNS-1123 label (lower-case letters, digits, `-`; alphanumeric at both ends), or with
+/// `dots` a DNS-1123 subdomain (such labels joined by `.`), at most `max` long.
+fn is_dns1123(s: &str, max: usize, dots: bool) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    s.len() <= max
+        && if dots {
+            s.split('.').all(label)
+        } else {
+            label(s)
+        }
+}
+
+/// A label key: `name` or `prefix/name`.
+fn is_label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        None => is_dns_label_like(s, 63),
+        Some(_) => is_qualified_name(s),
+    }
 }
 
 /// Durations written as text: `500ms`, `30s`, `5m`, `1h30m`, `2d`.
@@ -656,6 +777,20 @@ mod tests {
             ("estimator:\n  staleAfter: 30s\n", "estimator.staleAfter"),
             ("intervals:\n  publishMax: 5s\n", "intervals.publishMax"),
             ("resources:\n  batchCpu: batch-cpu\n", "resources.batchCpu"),
+            ("webhook:\n  podSelector: {}\n", "webhook.podSelector"),
+            (
+                "webhook:\n  podSelector:\n    'a b': x\n",
+                "webhook.podSelector",
+            ),
+            ("webhook:\n  namespaces: [Batch]\n", "webhook.namespaces"),
+            ("webhook:\n  namespaces: [a_b]\n", "webhook.namespaces"),
+            ("webhook:\n  namespaces: [a.b]\n", "webhook.namespaces"),
+            (
+                "webhook:\n  priorityClassName: 'tide batch'\n",
+                "webhook.priorityClassName",
+            ),
+            ("webhook:\n  schedulerName: -x\n", "webhook.schedulerName"),
+            ("webhook:\n  schedulerName: a..b\n", "webhook.schedulerName"),
         ];
         for (yaml, field) in cases {
             match TideConfig::from_yaml(yaml) {
@@ -665,6 +800,16 @@ mod tests {
                 other => panic!("{yaml}: expected error on {field}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn webhook_settings_accept_kubernetes_names() {
+        let cfg = TideConfig::from_yaml(
+            "webhook:\n  podSelector:\n    team: ml\n    example.com/batch-job: ''\n  namespaces: [batch, ml-2]\n  priorityClassName: tide.batch-1\n  schedulerName: tide-scheduler\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.webhook.pod_selector.len(), 2);
+        assert_eq!(cfg.webhook.namespaces, ["batch", "ml-2"]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod units;
 
 pub use config::{
     BeAdmission, ConfigError, CpuLevels, EstimatorSettings, Intervals, MemoryLevels, PredictorKind,
-    ResourceNames, SystemReserve, TideConfig, duration_text,
+    ResourceNames, SystemReserve, TideConfig, WebhookSettings, duration_text,
 };
 pub use crd::{
     EstimateConfidence, GROUP, NodeEstimate, NodeEstimateSpec, NodeEstimateStatus,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use tide_kube::bounded;
@@ -38,6 +39,12 @@ pub trait ClusterApi: Send + Sync {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Pod, ApiError>>;
+
+    /// Reads one PriorityClass (the admission webhook's `webhook.priorityClassName`).
+    fn get_priority_class<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<PriorityClass, ApiError>>;
 }
 
 /// [`ClusterApi`] on a `kube` client, each call bounded by a timeout.
@@ -108,6 +115,16 @@ impl ClusterApi for KubeApi {
         Box::pin(async move {
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
             bounded(self.timeout, pods.get(name)).await
+        })
+    }
+
+    fn get_priority_class<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<PriorityClass, ApiError>> {
+        Box::pin(async move {
+            let classes: Api<PriorityClass> = Api::all(self.client.clone());
+            bounded(self.timeout, classes.get(name)).await
         })
     }
 }

@@ -8,6 +8,7 @@
 //!   ([`live`]);
 //! - `bind` with pre-eviction through a narrow API interface ([`cluster::ClusterApi`],
 //!   implemented on the `kube` client);
+//! - the mutating admission webhook that rewrites opted-in pods as BE ([`webhook`]);
 //! - the HTTP(S) server with health, readiness and Prometheus metrics ([`server`]); the
 //!   `tide-scheduler` binary wires it all together.
 //!
@@ -46,6 +47,7 @@ mod placement;
 pub mod serve;
 pub mod server;
 pub mod snapshot;
+pub mod webhook;
 pub mod wire;
 pub mod wiring;
 

@@ -51,6 +51,19 @@ struct Args {
     /// Re-read when it changes.
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Also serve the mutating admission webhook (`POST /mutate-pods`, AdmissionReview v1)
+    /// on this address, over TLS with `--webhook-tls-cert`/`--webhook-tls-key`. A listener of
+    /// its own: the API server calls webhooks over TLS without a client certificate, which the
+    /// extender's port (plain HTTP behind a NetworkPolicy, or mutual TLS) would not admit.
+    #[arg(long, requires_all = ["webhook_tls_cert", "webhook_tls_key"])]
+    webhook_listen: Option<SocketAddr>,
+    /// The webhook's serving certificate chain (PEM), for the name in the
+    /// MutatingWebhookConfiguration's clientConfig. Re-read when it changes.
+    #[arg(long, requires = "webhook_listen")]
+    webhook_tls_cert: Option<PathBuf>,
+    /// The webhook's private key (PEM). Re-read when it changes.
+    #[arg(long, requires = "webhook_listen")]
+    webhook_tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address. Without TLS, anyone who reaches the port
     /// can make tide-scheduler evict and bind with its ServiceAccount: only behind a
     /// NetworkPolicy that admits kube-scheduler alone (deploy/base/scheduler/networkpolicy.yaml).
@@ -182,6 +195,19 @@ async fn run(args: Args) -> Result<(), Failure> {
     if let Some(t) = &tls {
         tokio::spawn(t.clone().watch(Duration::from_secs(10)));
     }
+    let webhook_tls = match (&args.webhook_tls_cert, &args.webhook_tls_key) {
+        (Some(cert), Some(key)) => {
+            let t = serve::ReloadingTls::new(serve::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+            })
+            .map_err(|e| Failure::Config(format!("webhook: {e}")))?;
+            tokio::spawn(t.clone().watch(Duration::from_secs(10)));
+            Some(t)
+        }
+        _ => None,
+    };
     let client = match &args.api_server {
         Some(url) => cluster::connect_url(url).map_err(Failure::Usage)?,
         None => cluster::connect(args.kubeconfig.as_deref())
@@ -207,6 +233,14 @@ async fn run(args: Args) -> Result<(), Failure> {
         },
         "serving"
     );
+    let webhook_listener = match args.webhook_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Failure::Runtime(format!("webhook: listening on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let watchers = tokio::spawn(live::run(
         client,
         Arc::clone(&state),
@@ -214,7 +248,35 @@ async fn run(args: Args) -> Result<(), Failure> {
     ));
     let app = router(Arc::clone(&state), &args.path_prefix, args.body_limit);
     let public = public_router(Arc::clone(&state));
-    serve::serve_with_public(listener, app, public, tls, shutdown_signal()).await;
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let webhook = match (webhook_listener, webhook_tls, args.webhook_listen) {
+        (Some(l), Some(t), Some(addr)) => {
+            tracing::info!(
+                listen = %addr,
+                path = tide_scheduler::webhook::PATH,
+                "serving the admission webhook (HTTPS)"
+            );
+            Some(tokio::spawn(serve::serve(
+                l,
+                tide_scheduler::webhook::router(Arc::clone(&state)),
+                Some(t),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
+    serve::serve_with_public(listener, app, public, tls, stopped(stop_rx)).await;
+    if let Some(w) = webhook {
+        let _ = w.await;
+    }
     watchers.abort();
     tracing::info!("stopped");
     Ok(())

@@ -3,7 +3,7 @@
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `tide_scheduler_request_duration_seconds` | histogram | `verb` | server-side handling time |
-//! | `tide_scheduler_requests_total` | counter | `verb`, `outcome` (`ok`, `bad-request`; `failed` for a bind answered with an error) | requests answered |
+//! | `tide_scheduler_requests_total` | counter | `verb`, `outcome` (`ok`, `bad-request`; `failed` for a bind answered with an error; for `verb="mutate-pods"`, the admission webhook: `mutated`, `unchanged`, `denied`, `bad-request`) | requests answered |
 //! | `tide_scheduler_node_refusals_total` | counter | `reason` | nodes refused by `filter`, by refusal kind |
 //! | `tide_scheduler_pre_evictions_total` | counter | `outcome` (`evicted`, `pdb-refused`, `gone`, `error`) | bind-time evictions of BE pods |
 //! | `tide_scheduler_watch_errors_total` | counter | `resource` | watch stream errors (the watcher retries with backoff) |

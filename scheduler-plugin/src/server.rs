@@ -43,6 +43,8 @@ pub struct ExtenderState {
     pub api: Option<Arc<dyn ClusterApi>>,
     synced: [AtomicBool; 3],
     errors: Mutex<tide_kube::ErrorLog>,
+    /// The admission webhook's PriorityClass as last read, and when.
+    pub(crate) priority_class: Mutex<Option<(Instant, crate::webhook::PriorityClassRef)>>,
 }
 
 impl ExtenderState {
@@ -64,6 +66,7 @@ impl ExtenderState {
             errors: Mutex::new(tide_kube::ErrorLog::new(std::time::Duration::from_secs(
                 600,
             ))),
+            priority_class: Mutex::new(None),
             config,
         })
     }

@@ -190,3 +190,66 @@ fn alert_rules_name_only_exported_metrics_and_labels() {
     }
     assert!(alerts >= 5, "{alerts} alerts");
 }
+
+/// The shipped MutatingWebhookConfiguration never blocks a pod, sends only opted-in pods (the
+/// same selector as the shared configuration's default), and calls the path and port that
+/// tide-scheduler serves and the component opens.
+#[test]
+fn webhook_configuration_fails_open_and_matches_what_is_served() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/components/webhook");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let mwc: serde_json::Value =
+        serde_saphyr::from_str(&read("mutatingwebhookconfiguration.yaml")).unwrap();
+    assert_eq!(mwc["apiVersion"], "admissionregistration.k8s.io/v1");
+    let hooks = mwc["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1);
+    let h = &hooks[0];
+    assert_eq!(
+        h["failurePolicy"], "Ignore",
+        "a down webhook must never block a pod"
+    );
+    assert_eq!(h["sideEffects"], "None");
+    assert!(
+        h["admissionReviewVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&"v1".into())
+    );
+    let timeout = h["timeoutSeconds"].as_u64().unwrap();
+    assert!((1..=10).contains(&timeout), "{timeout}");
+    assert_eq!(
+        h["rules"],
+        serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+            "resources": ["pods"], "scope": "Namespaced"}])
+    );
+    // Only opted-in pods are sent, with exactly the labels the webhook looks for.
+    let selector: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(h["objectSelector"]["matchLabels"].clone()).unwrap();
+    assert_eq!(
+        selector,
+        tide_api::TideConfig::default().webhook.pod_selector
+    );
+    assert!(h["objectSelector"].get("matchExpressions").is_none());
+    let excluded = &h["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(excluded["operator"], "NotIn");
+    for ns in ["kube-system", "tide-system"] {
+        assert!(excluded["values"].as_array().unwrap().contains(&ns.into()));
+    }
+    let svc = &h["clientConfig"]["service"];
+    assert_eq!(svc["name"], "tide-scheduler");
+    assert_eq!(svc["namespace"], "tide-system");
+    assert_eq!(svc["path"], tide_scheduler::webhook::PATH);
+    assert_eq!(svc["port"], 443);
+    // The component: the listener, the Service port to it, the NetworkPolicy opening it.
+    let kustomization = read("kustomization.yaml");
+    for want in [
+        "value: --webhook-listen=0.0.0.0:8443",
+        "value: {name: webhook, containerPort: 8443, protocol: TCP}",
+        "value: {name: webhook, port: 443, targetPort: webhook, protocol: TCP}",
+        "secretName: tide-scheduler-webhook-tls",
+    ] {
+        assert!(kustomization.contains(want), "{want}");
+    }
+    let netpol: serde_json::Value = serde_saphyr::from_str(&read("networkpolicy.yaml")).unwrap();
+    assert_eq!(netpol["spec"]["ingress"][0]["ports"][0]["port"], 8443);
+}

@@ -7,7 +7,7 @@
 //!   with the API version it was written in, the generated configuration is a valid
 //!   `TideConfig`, and the controllers admit the workloads' pods (a Node is created, so the
 //!   DaemonSet makes one; the Deployment's ReplicaSet makes two).
-//! - Every component at once (kube-1.20 where needed, mtls, monitoring) applied over it.
+//! - Every component at once (kube-1.20 where needed, mtls, monitoring, webhook) applied over it.
 //! - An upgrade: a changed configuration re-applied rolls both workloads onto the new
 //!   ConfigMap (its name carries a hash of the content).
 //! - Uninstall: every object deleted, every one gone.
@@ -264,7 +264,7 @@ async fn the_install_package_applies_to_the_real_api_server_and_upgrades_and_uni
     std::fs::create_dir_all(&all).unwrap();
     let all = all.canonicalize().unwrap();
     let d = deploy_dir();
-    let mut components = vec!["mtls", "monitoring"];
+    let mut components = vec!["mtls", "monitoring", "webhook"];
     if cp.minor <= 20 {
         components.insert(0, "kube-1.20");
     }
@@ -297,6 +297,12 @@ async fn the_install_package_applies_to_the_real_api_server_and_upgrades_and_uni
         args.iter().any(|a| a.starts_with("--tls-client-ca="))
             && !args.iter().any(|a| a == "--plain-http"),
         "mtls served: {args:?}"
+    );
+    // The webhook component next to mtls: its own listener, and the API server's
+    // MutatingWebhookConfiguration read back above.
+    assert!(
+        args.iter().any(|a| a == "--webhook-listen=0.0.0.0:8443"),
+        "webhook served: {args:?}"
     );
 
     // 3. Upgrade: the configuration changed in an overlay of the operator's own, re-applied.

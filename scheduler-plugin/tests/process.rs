@@ -445,3 +445,160 @@ fn logs_have_levels_timestamps_and_a_json_format() {
     assert_eq!(code, Some(3));
     assert!(err.contains("ERROR"), "{err}");
 }
+
+fn review(uid: &str, pod: &serde_json::Value) -> String {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "default", "operation": "CREATE", "object": pod}})
+    .to_string()
+}
+
+/// The admission webhook on its own TLS listener, next to an extender on mutual TLS: the API
+/// server's way of calling it (TLS, no client certificate) gets AdmissionReview answers with a
+/// base64 JSONPatch; malformed and oversized reviews are 400/413; the webhook's port serves
+/// nothing of the extender's and the extender's port not the webhook; SIGTERM stops both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_admission_webhook_on_its_own_tls_listener() {
+    let dir = std::env::temp_dir().join(format!("tide-webhook-{}", std::process::id()));
+    let pki = tide_testkit::k8s::Pki::new(&dir.join("extender")).unwrap();
+    let webhook_pki = tide_testkit::k8s::Pki::new(&dir.join("webhook")).unwrap();
+    let (crt, key) = pki.server("tide-scheduler").unwrap();
+    let (wcrt, wkey) = webhook_pki.server("webhook").unwrap();
+    let fake = cluster().await;
+    let (port, wport) = (free_port(), free_port());
+    let p = spawn(&[
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--api-server={}", fake.url()),
+        format!("--tls-cert={}", crt.display()),
+        format!("--tls-key={}", key.display()),
+        format!("--tls-client-ca={}", pki.ca().display()),
+        format!("--webhook-listen=127.0.0.1:{wport}"),
+        format!("--webhook-tls-cert={}", wcrt.display()),
+        format!("--webhook-tls-key={}", wkey.display()),
+    ]);
+    let extender = tls_client(&pki.ca(), None);
+    let api_server = tls_client(&webhook_pki.ca(), None);
+    wait_ready(port, Some(&extender)).await;
+
+    let be = json!({"metadata": {"name": "train", "labels": {"tide.dev/batch": "true"}},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}]}});
+    let (status, body) = call(
+        wport,
+        Some(&api_server),
+        "POST",
+        "/mutate-pods",
+        &review("u-1", &be),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(out["kind"], "AdmissionReview");
+    assert_eq!(out["response"]["uid"], "u-1");
+    assert_eq!(out["response"]["allowed"], true);
+    assert_eq!(out["response"]["patchType"], "JSONPatch");
+    let patch: k8s_openapi::ByteString =
+        serde_json::from_value(out["response"]["patch"].clone()).unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch.0).unwrap();
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/spec/containers/0/resources", "value": {
+                "requests": {"tide.dev/batch-cpu": "2000", "tide.dev/batch-memory": "1073741824"},
+                "limits": {"tide.dev/batch-cpu": "2000", "tide.dev/batch-memory": "1073741824"}}},
+            {"op": "add", "path": "/metadata/labels/tide.dev~1qos", "value": "BE"}
+        ])
+    );
+
+    // An HP pod: allowed, no patch.
+    let hp = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c"}]}});
+    let (status, body) = call(
+        wport,
+        Some(&api_server),
+        "POST",
+        "/mutate-pods",
+        &review("u-2", &hp),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(out["response"], json!({"uid": "u-2", "allowed": true}));
+
+    // Client mistakes: 400 with the decoder's message; a body past the limit: 413.
+    for (bad, want) in [
+        ("not json", "invalid AdmissionReview"),
+        (
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            "no request",
+        ),
+        (
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","kind":"Pod"},"resource":{"resource":"pods"},"operation":"CREATE"}}"#,
+            "without request.object",
+        ),
+    ] {
+        let (status, body) = call(wport, Some(&api_server), "POST", "/mutate-pods", bad)
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains(want), "{bad}: {body}");
+    }
+    let huge = format!(
+        "{{\"x\":\"{}\"}}",
+        "a".repeat(tide_scheduler::webhook::BODY_LIMIT)
+    );
+    let (status, _) = call(wport, Some(&api_server), "POST", "/mutate-pods", &huge)
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+
+    // Each port serves its own: no verbs on the webhook's, no webhook on the extender's.
+    let (status, _) = call(wport, Some(&api_server), "POST", "/filter", &filter_body())
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        port,
+        Some(&extender),
+        "POST",
+        "/mutate-pods",
+        &review("u-3", &be),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403, "the extender's port under mutual TLS");
+    // Counted by outcome.
+    let (_, metrics) = call(port, Some(&extender), "GET", "/metrics", "")
+        .await
+        .unwrap();
+    for outcome in ["mutated", "unchanged", "bad-request"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("tide_scheduler_requests_total")
+                    && l.contains(r#"verb="mutate-pods""#)
+                    && l.contains(&format!("outcome=\"{outcome}\""))),
+            "{outcome}: {metrics}"
+        );
+    }
+    terminate(p);
+
+    // The webhook's listener without its certificate is a usage mistake (exit status 2).
+    let out = Command::new(env!("CARGO_BIN_EXE_tide-scheduler"))
+        .args([
+            "--webhook-listen=127.0.0.1:0",
+            "--api-server=http://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--webhook-tls-cert"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

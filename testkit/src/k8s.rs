@@ -914,6 +914,7 @@ fn resource_of(kind: &str) -> Option<(&'static str, bool)> {
         "ClusterRole" => ("clusterroles", false),
         "ClusterRoleBinding" => ("clusterrolebindings", false),
         "PriorityClass" => ("priorityclasses", false),
+        "MutatingWebhookConfiguration" => ("mutatingwebhookconfigurations", false),
         "ServiceAccount" => ("serviceaccounts", true),
         "Role" => ("roles", true),
         "RoleBinding" => ("rolebindings", true),
