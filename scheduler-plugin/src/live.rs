@@ -37,6 +37,7 @@ pub async fn run(client: kube::Client, state: Arc<ExtenderState>, publish_every:
         ClusterIndex::apply_pod,
         ClusterIndex::delete_pod,
     );
+    let probe = probe_api(Api::all(client.clone()), Arc::clone(&state));
     let estimates = watch::<NodeEstimate>(
         Api::all(client),
         Arc::clone(&state),
@@ -46,7 +47,40 @@ pub async fn run(client: kube::Client, state: Arc<ExtenderState>, publish_every:
     );
     let relief = relieve(Arc::clone(&state), publish_every);
     let publisher = publish(state, publish_every);
-    tokio::join!(nodes, pods, estimates, publisher, relief);
+    tokio::join!(nodes, pods, estimates, publisher, relief, probe);
+}
+
+/// How often the API server is probed, and how long one probe may take.
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Probes the API server every [`PROBE_EVERY`] with the cheapest read of what the extender
+/// watches (one Node), for `/readyz`: an idle watch says nothing about reachability.
+async fn probe_api(nodes: Api<Node>, state: Arc<ExtenderState>) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let params = kube::api::ListParams::default().limit(1);
+    loop {
+        tick.tick().await;
+        let outcome = match tokio::time::timeout(PROBE_TIMEOUT, nodes.list(&params)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        };
+        let now = (state.clock)();
+        let mut p = state
+            .api_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.running = true;
+        match outcome {
+            Ok(()) => {
+                p.ok_at = Some(now);
+                p.error = None;
+            }
+            Err(e) => p.error = Some(e),
+        }
+    }
 }
 
 /// Relieves nodes where the watch showed an HP pod bound by someone else

@@ -45,6 +45,42 @@ pub struct ExtenderState {
     errors: Mutex<tide_kube::ErrorLog>,
     /// The admission webhook's PriorityClass as last read, and when.
     pub(crate) priority_class: Mutex<Option<(Instant, crate::webhook::PriorityClassRef)>>,
+    /// The latest API-server reachability probe ([`crate::live::run`] runs it).
+    pub api_probe: Mutex<ApiProbe>,
+}
+
+/// What the API-server probe last saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiProbe {
+    /// Whether a probe runs at all (an extender fed without watches has none).
+    pub running: bool,
+    /// When the API server last answered (seconds).
+    pub ok_at: Option<u64>,
+    /// The last failure, if the latest probe failed.
+    pub error: Option<String>,
+}
+
+/// How long without an answer from the API server before the extender is not ready.
+pub const API_PROBE_STALE_SECS: u64 = 30;
+
+/// Why the extender cannot do its job (`Ok`: ready): its caches not synced, or the API server
+/// not answering the probe for [`API_PROBE_STALE_SECS`] — its view of the cluster is then
+/// going stale. Pure.
+pub fn readiness(synced: bool, probe: &ApiProbe, now: u64) -> Result<(), String> {
+    if !synced {
+        return Err("caches not synced".to_owned());
+    }
+    if probe.running
+        && probe
+            .ok_at
+            .is_none_or(|t| now.saturating_sub(t) > API_PROBE_STALE_SECS)
+    {
+        return Err(format!(
+            "API server not reachable: {}",
+            probe.error.as_deref().unwrap_or("no answer yet")
+        ));
+    }
+    Ok(())
 }
 
 impl ExtenderState {
@@ -60,6 +96,7 @@ impl ExtenderState {
                     .map_or(0, |d| d.as_secs())
             }),
             index: Mutex::new(ClusterIndex::new(&config)),
+            api_probe: Mutex::new(ApiProbe::default()),
             dirty: AtomicBool::new(false),
             api: None,
             synced: Default::default(),
@@ -314,10 +351,14 @@ async fn bind(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Response 
 }
 
 async fn readyz(State(state): State<Arc<ExtenderState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()
+    let probe = state
+        .api_probe
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match readiness(state.ready.load(Ordering::Acquire), &probe, (state.clock)()) {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }
 
@@ -331,7 +372,35 @@ async fn metrics(State(state): State<Arc<ExtenderState>>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_path_prefix;
+    use super::{ApiProbe, parse_path_prefix, readiness};
+
+    #[test]
+    fn readiness_needs_synced_caches_and_a_recent_api_answer() {
+        let answered = ApiProbe {
+            running: true,
+            ok_at: Some(100),
+            error: None,
+        };
+        assert_eq!(readiness(true, &answered, 120), Ok(()));
+        assert_eq!(
+            readiness(false, &answered, 120),
+            Err("caches not synced".to_owned())
+        );
+        let failing = ApiProbe {
+            error: Some("connection refused".into()),
+            ..answered.clone()
+        };
+        assert_eq!(readiness(true, &failing, 125), Ok(()), "within 30 s");
+        let err = readiness(true, &failing, 131).unwrap_err();
+        assert!(err.contains("connection refused"), "{err}");
+        let never = ApiProbe {
+            running: true,
+            ..ApiProbe::default()
+        };
+        assert!(readiness(true, &never, 0).is_err());
+        // No probe (an extender fed without watches): caches decide.
+        assert_eq!(readiness(true, &ApiProbe::default(), 10_000), Ok(()));
+    }
 
     #[test]
     fn path_prefix_is_checked_not_left_to_the_router() {

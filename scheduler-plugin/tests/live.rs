@@ -75,13 +75,23 @@ impl Drop for Extender {
 }
 
 async fn start(fake: &FakeApi) -> Extender {
+    start_with_clock(fake, None).await
+}
+
+/// [`start`], on the test's clock (seconds) when given.
+async fn start_with_clock(
+    fake: &FakeApi,
+    clock: Option<Arc<std::sync::atomic::AtomicU64>>,
+) -> Extender {
     let client = connect_url(&fake.url()).unwrap();
     let api = KubeApi::new(client.clone(), Duration::from_secs(5));
-    let state = Arc::new(
-        ExtenderState::new(TideConfig::default())
-            .unwrap()
-            .with_api(Arc::new(api)),
-    );
+    let mut state = ExtenderState::new(TideConfig::default())
+        .unwrap()
+        .with_api(Arc::new(api));
+    if let Some(c) = clock {
+        state.clock = Box::new(move || c.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    let state = Arc::new(state);
     let watch = tokio::spawn(live::run(
         client,
         Arc::clone(&state),
@@ -434,4 +444,49 @@ async fn bind_reads_a_pod_the_watch_has_not_delivered_and_reports_api_failures()
         .await;
     assert_eq!(status, 400);
     assert!(text.contains("invalid bind request"), "{text}");
+}
+
+/// Issue 18: readiness tells whether the extender's view can be trusted — with the API server
+/// not answering its probe for 30 s, `/readyz` turns 503 with the error (kube-scheduler's BE
+/// entry then finds no ready extender and BE waits; HP never needs it), and 200 again once the
+/// API server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_unready_while_the_api_server_does_not_answer() {
+    let fake = FakeApi::start().await.unwrap();
+    fake.apply(node("a"));
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_000));
+    let ext = start_with_clock(&fake, Some(Arc::clone(&clock))).await;
+    ext.wait(|e| async move { e.state.api_probe.lock().unwrap().ok_at == Some(1_000) })
+        .await;
+    assert_eq!(ext.get("/readyz").await.0, 200);
+    fake.set_unavailable(true);
+    // The probe runs every 10 s; wait for one that fails.
+    for _ in 0..1500 {
+        if ext.state.api_probe.lock().unwrap().error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let error = ext.state.api_probe.lock().unwrap().error.clone();
+    assert!(error.is_some(), "no failed probe within 15 s");
+    assert_eq!(
+        ext.get("/readyz").await.0,
+        200,
+        "within 30 s of the last answer"
+    );
+    clock.store(1_031, std::sync::atomic::Ordering::Relaxed);
+    let (status, body) = ext.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        format!("API server not reachable: {}", error.unwrap())
+    );
+    fake.set_unavailable(false);
+    for _ in 0..1500 {
+        if ext.get("/readyz").await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not ready again within 15 s of the API server answering");
 }
