@@ -1196,25 +1196,32 @@ mod tests {
 
     #[test]
     fn arriving_hp_pod_pre_evicts_be_through_the_extender() {
-        // Two nodes of 10 cores; HP pod 0 (8-core request, 1 core used) on node 0, HP pod 1
-        // (4-core request, 3.5 cores used) arrives with churn. BE fills node 1 by its measured
-        // usage; when pod 1 is bound there, Tide evicts just enough BE first (pre-eviction), so
-        // the pod starts without contention. Static-ratio has no pre-eviction.
+        // Two nodes of 10 cores and 24 GiB; HP pod 0 (8-core request, 1 core used) on node 0,
+        // HP pod 1 (4 cores and 8 GiB requested) arrives with churn. BE pods of 3 GiB fill
+        // node 1's memory up to the schedule level; when pod 1 is bound there, its 8 GiB would
+        // take the node past the 90% memory eviction level, so Tide evicts just enough BE
+        // first (pre-eviction). (CPU alone would not: suppression takes BE's CPU back.)
+        // Static-ratio has no pre-eviction.
         let steps = 8 * 60;
         let mut trace = one_node(1_000.0, 8, 0.9, 30).0;
+        trace.columns[0].request = ResourceAmounts::new(8_000, 16 << 30);
         trace.columns.push(Column {
             name: "hp-2".into(),
             request: ResourceAmounts::new(4_000, 8 << 30),
         });
         trace.cpu = Array2::from_shape_fn((steps, 2), |(_, c)| [1_000.0, 3_500.0][c]);
         trace.memory = Array2::from_elem((steps, 2), (4u64 << 30) as f32);
-        let jobs = one_node(1_000.0, 8, 0.9, 30).1;
+        let mut jobs = one_node(1_000.0, 8, 0.9, 30).1;
+        for j in &mut jobs {
+            j.request.memory = Bytes(3 << 30);
+            j.memory_usage = 3 << 30;
+        }
         let nodes = vec![vec![0], vec![1]];
         let mut s = setup(
             &trace,
             &nodes,
             &jobs,
-            ResourceAmounts::new(10_000, 64 << 30),
+            ResourceAmounts::new(10_000, 24 << 30),
         );
         s.churn = Some(HpChurn {
             share: 1.0,
