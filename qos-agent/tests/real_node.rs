@@ -327,11 +327,24 @@ impl Env {
     /// Creates a burner pod on the node: `qos` is the `tide.dev/qos` label, `resources` the
     /// container's resources, the load starts at `cpu_milli` and `mem_mib`.
     async fn burner(&self, name: &str, qos: &str, resources: Value, cpu_milli: u64, mem_mib: u64) {
+        self.create_burner(name, qos, resources, cpu_milli, mem_mib, Some(NODE))
+            .await;
+    }
+
+    /// A burner pod bound to `node`, or left for kube-scheduler to place (`None`).
+    async fn create_burner(
+        &self,
+        name: &str,
+        qos: &str,
+        resources: Value,
+        cpu_milli: u64,
+        mem_mib: u64,
+        node: Option<&str>,
+    ) {
         self.set_load(name, cpu_milli, mem_mib);
-        let pod: Pod = serde_json::from_value(json!({
+        let mut pod = json!({
             "metadata": {"name": name, "labels": {"tide.dev/qos": qos}},
             "spec": {
-                "nodeName": NODE,
                 "automountServiceAccountToken": false,
                 "terminationGracePeriodSeconds": 1,
                 "containers": [{
@@ -345,8 +358,11 @@ impl Env {
                 "volumes": [{"name": "ctl", "hostPath": {
                     "path": self.ctl(name).display().to_string(), "type": "Directory"}}],
             },
-        }))
-        .unwrap();
+        });
+        if let Some(n) = node {
+            pod["spec"]["nodeName"] = json!(n);
+        }
+        let pod: Pod = serde_json::from_value(pod).unwrap();
         self.pods()
             .create(&PostParams::default(), &pod)
             .await
@@ -1283,6 +1299,32 @@ async fn batch_memory(env: &Env) -> u64 {
         .map_or(0, |b| b.0)
 }
 
+/// Waits up to `secs` for a non-degraded estimate whose memory admit limit and the Node's
+/// advertised batch memory satisfy `want(limit, advertised)`: whether they did, and the last
+/// pair seen.
+async fn wait_memory_sold(
+    env: &Env,
+    secs: u64,
+    want: impl Fn(u64, u64) -> bool,
+) -> (bool, u64, u64) {
+    let cfg = tide_api::TideConfig::default();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let (mut limit, mut advertised) = (0, 0);
+    while Instant::now() < deadline {
+        if let Some(st) = env.node_estimate().await.and_then(|e| e.status)
+            && st.confidence.degraded_reason.is_none()
+        {
+            limit = st.batch_admit_limits(&cfg).memory.0;
+            advertised = batch_memory(env).await;
+            if want(limit, advertised) {
+                return (true, limit, advertised);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    (false, limit, advertised)
+}
+
 /// A BE burner asking for `batch_memory` bytes of `tide.dev/batch-memory`, using 16 MiB.
 async fn batch_burner(env: &Env, name: &str, batch_memory: u64) {
     let q = batch_memory.to_string();
@@ -1320,22 +1362,11 @@ async fn real_time_level_advertises_what_running_be_pods_leave_unused() {
     batch_burner(&env, "be-first", 4 << 30).await;
     env.wait_running(&["be-first"]).await;
     env.start_agent();
-    let cfg = tide_api::TideConfig::default();
     // Advertised = admit limit + 4 GiB asked − what be-first uses (a few MiB).
-    let (mut limit, mut advertised, mut ok) = (0, 0, false);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ok && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let Some(st) = env.node_estimate().await.and_then(|e| e.status) else {
-            continue;
-        };
-        if st.confidence.degraded_reason.is_some() {
-            continue;
-        }
-        limit = st.batch_admit_limits(&cfg).memory.0;
-        advertised = batch_memory(&env).await;
-        ok = limit >= 2 << 30 && advertised >= limit + (4 << 30) - (512 * MIB);
-    }
+    let (ok, limit, advertised) = wait_memory_sold(&env, 120, |limit, advertised| {
+        limit >= 2 << 30 && advertised >= limit + (4 << 30) - (512 * MIB)
+    })
+    .await;
     assert!(
         ok,
         "admit limit {limit} B, advertised {advertised} B (want limit + 4 GiB − usage, limit ≥ 2 GiB)\nagent log:\n{}",
@@ -1451,31 +1482,10 @@ async fn bound_node(env: &Env, name: &str) -> Option<String> {
         .filter(|n| !n.is_empty())
 }
 
-/// A burner pod for kube-scheduler to place (no `nodeName`).
+/// A burner pod for kube-scheduler to place (no `nodeName`), idle but for `mem_mib`.
 async fn unplaced_burner(env: &Env, name: &str, qos: &str, resources: Value, mem_mib: u64) {
-    env.set_load(name, 0, mem_mib);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"tide.dev/qos": qos}},
-        "spec": {
-            "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "burner",
-                "image": BURNER_IMAGE,
-                "imagePullPolicy": "Never",
-                "args": ["run", "--ctl", "/ctl"],
-                "resources": resources,
-                "volumeMounts": [{"name": "ctl", "mountPath": "/ctl", "readOnly": true}],
-            }],
-            "volumes": [{"name": "ctl", "hostPath": {
-                "path": env.ctl(name).display().to_string(), "type": "Directory"}}],
-        },
-    }))
-    .unwrap();
-    env.pods()
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap_or_else(|e| panic!("creating pod {name}: {e}"));
+    env.create_burner(name, qos, resources, 0, mem_mib, None)
+        .await;
 }
 
 /// The whole loop on real components: tide-agent publishes the real node's estimate and batch
@@ -1499,19 +1509,10 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
     env.start_agent();
     let cfg = tide_api::TideConfig::default();
     // The node sells memory once its history is 20 s old.
-    let mut limit = 0;
-    let ok = poll(120, || async {
-        let Some(st) = env.node_estimate().await.and_then(|e| e.status) else {
-            return false;
-        };
-        st.confidence.degraded_reason.is_none()
-            && st.batch_admit_limits(&cfg).memory.0 >= 6 << 30
-            && batch_memory(&env).await >= 6 << 30
+    let (ok, limit, _) = wait_memory_sold(&env, 120, |limit, advertised| {
+        limit >= 6 << 30 && advertised >= 6 << 30
     })
     .await;
-    if let Some(st) = env.node_estimate().await.and_then(|e| e.status) {
-        limit = st.batch_admit_limits(&cfg).memory.0;
-    }
     assert!(
         ok,
         "no 6 GiB of batch memory advertised (limit {limit} B)\nagent log:\n{}",
@@ -1563,24 +1564,10 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
     let started = Instant::now();
 
     // be-placed's usage (a few MiB of its 4 GiB) reaches the estimate and the advertisement.
-    let (mut limit, mut advertised) = (0, 0);
-    let ok = poll(120, || {
-        let env = &env;
-        let cfg = &cfg;
-        async move {
-            let Some(st) = env.node_estimate().await.and_then(|e| e.status) else {
-                return false;
-            };
-            let l = st.batch_admit_limits(cfg).memory.0;
-            let a = batch_memory(env).await;
-            a >= l + (3 << 30)
-        }
+    let (ok, limit, advertised) = wait_memory_sold(&env, 120, |limit, advertised| {
+        advertised >= limit + (3 << 30)
     })
     .await;
-    if let Some(st) = env.node_estimate().await.and_then(|e| e.status) {
-        limit = st.batch_admit_limits(&cfg).memory.0;
-        advertised = batch_memory(&env).await;
-    }
     assert!(
         ok,
         "be-placed's unused request not advertised: limit {limit}, advertised {advertised}\nagent log:\n{}",
