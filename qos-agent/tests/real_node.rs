@@ -1579,9 +1579,11 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
         limit / MIB,
         advertised / MIB
     );
-    // 1 GiB under the real-time level; by request 4 GiB + this is ~3 GiB over the limit.
-    let want = advertised - (4 << 30) - (1 << 30);
-    assert!((4 << 30) + want > limit + (2 << 30), "{want} {limit}");
+    // 2 GiB under the real-time level (the limit moves with the machine's memory in use: a CI
+    // run on a busy machine saw a 1-GiB margin refused once); by request 4 GiB + this is
+    // ~2 GiB over the limit.
+    let want = advertised - (4 << 30) - (2 << 30);
+    assert!((4 << 30) + want > limit + (1 << 30), "{want} {limit}");
     let q = want.to_string();
     unplaced_burner(
         &env,
@@ -1591,8 +1593,14 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
         16,
     )
     .await;
+    // kube-scheduler v1.20 retries a pod it could not place from its unschedulable queue,
+    // flushed every 60 s: allow one retry before it must be bound.
+    let bound = poll(150, || async {
+        bound_node(&env, "be-realtime").await.as_deref() == Some(NODE)
+    })
+    .await;
+    assert!(bound, "be-realtime not bound to {NODE} within 150 s");
     env.wait_running(&["be-realtime"]).await;
-    assert_eq!(bound_node(&env, "be-realtime").await.as_deref(), Some(NODE));
     assert!(ext.ok_requests("bind") >= 2.0);
     drop(ext);
     env.cp.stop_scheduler();
