@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load k8s-bench
+.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load k8s-bench soak
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -56,3 +56,12 @@ k8s-bench:
 	cargo build --release -p tide-benches --bin k8s-throughput -p tide-scheduler --bin tide-scheduler
 	./target/release/k8s-throughput --nodes 1000 --pods 2000 --rounds 2
 	./target/release/k8s-throughput --nodes 5000 --pods 2000
+
+# Soak: tide-scheduler under watch churn on a real control plane, then tide-agent under pod
+# churn on a real node, SOAK_SECS each (default 600); each prints RSS, open files, threads
+# and live tasks every 30 s and fails if they grew after the warm-up.
+SOAK_SECS ?= 600
+soak:
+	bash scripts/build-k8s.sh >/dev/null
+	TIDE_SOAK_SECS=$(SOAK_SECS) cargo test -p tide-scheduler --test real_cluster -- --ignored --nocapture soak_extender_under_watch_churn
+	TIDE_SOAK_SECS=$(SOAK_SECS) cargo test -p tide-agent --test real_node -- --ignored --nocapture soak_agent_under_container_churn

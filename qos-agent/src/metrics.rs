@@ -17,6 +17,7 @@
 //! | `tide_agent_tick_duration_seconds` | histogram | | one tick, collect to apply |
 //! | `tide_agent_process_cpu_seconds_total` | gauge | | the agent's own CPU time |
 //! | `tide_agent_process_resident_bytes` | gauge | | the agent's own RSS |
+//! | `tide_agent_runtime_tasks` | gauge | | live async tasks of the agent's runtime, read at each scrape (flat over time, or a task leaks: `make soak`) |
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
@@ -57,6 +58,8 @@ pub struct AgentMetrics {
     pub process_cpu: Gauge,
     /// Own RSS.
     pub process_rss: IntGauge,
+    /// Live tokio tasks (set at each render).
+    pub runtime_tasks: IntGauge,
 }
 
 impl AgentMetrics {
@@ -144,6 +147,10 @@ impl AgentMetrics {
                 "The agent's own CPU time",
             )?,
             process_rss: IntGauge::new("tide_agent_process_resident_bytes", "The agent's own RSS")?,
+            runtime_tasks: IntGauge::new(
+                "tide_agent_runtime_tasks",
+                "Live async tasks of the agent's runtime",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.actions.clone()))?;
@@ -161,6 +168,7 @@ impl AgentMetrics {
         m.registry.register(Box::new(m.tick_duration.clone()))?;
         m.registry.register(Box::new(m.process_cpu.clone()))?;
         m.registry.register(Box::new(m.process_rss.clone()))?;
+        m.registry.register(Box::new(m.runtime_tasks.clone()))?;
         Ok(m)
     }
 
@@ -182,6 +190,10 @@ impl AgentMetrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut buf = Vec::new();
         if TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)

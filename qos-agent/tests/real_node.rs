@@ -1606,3 +1606,98 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
     env.cp.stop_scheduler();
     env.shutdown();
 }
+
+/// Soak (`make soak`, not part of `make test`): the agent on the real node while pods come and
+/// go — one burner pod created every 5 s (HP and BE in turn), the oldest deleted once six run
+/// — for `TIDE_SOAK_SECS` (default 600). The agent's RSS, open files, threads and live tasks,
+/// sampled every 30 s, must stay flat after a 60 s warm-up (`tide_testkit::soak`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a 10-minute soak: make soak"]
+async fn soak_agent_under_container_churn() {
+    use tide_testkit::soak::{Soak, sample, soak_secs};
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start(NodeOptions::default()).await else {
+        return;
+    };
+    env.start_agent();
+    let secs = soak_secs();
+    let mut soak = Soak::new(
+        &format!("tide-agent, real node, one pod created and one deleted every 5 s, {secs} s"),
+        Duration::from_secs(60),
+    );
+    let pid = env.agent.as_ref().unwrap().pid();
+    let mut alive: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let (mut created, mut failures) = (0u64, 0u64);
+    let mut next_sample = Duration::ZERO;
+    while soak.elapsed() < Duration::from_secs(secs) {
+        if soak.elapsed() >= next_sample {
+            let s = sample(
+                pid,
+                soak.elapsed(),
+                &env.metrics(),
+                "tide_agent_runtime_tasks",
+                created,
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", env.agent_log()));
+            soak.samples.push(s);
+            next_sample += Duration::from_secs(30);
+        }
+        let name = format!("soak-{created:04}");
+        let (qos, resources) = if created % 2 == 0 {
+            ("BE", json!({}))
+        } else {
+            (
+                "LS",
+                json!({"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}),
+            )
+        };
+        env.burner(&name, qos, resources, 20, 4).await;
+        created += 1;
+        alive.push_back(name);
+        if alive.len() > 6 {
+            let old = alive.pop_front().unwrap();
+            if env
+                .pods()
+                .delete(&old, &DeleteParams::default())
+                .await
+                .is_err()
+            {
+                failures += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    soak.samples.push(
+        sample(
+            pid,
+            soak.elapsed(),
+            &env.metrics(),
+            "tide_agent_runtime_tasks",
+            created,
+        )
+        .unwrap(),
+    );
+    let report = soak.report("pods made");
+    println!("{report}");
+    let m = env.metrics();
+    let running = env
+        .pods()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .count();
+    env.shutdown();
+    assert_eq!(failures, 0, "pod deletions failed");
+    assert!(
+        running >= 3,
+        "the churn kept pods running on the node: {running}"
+    );
+    assert!(
+        m.contains("tide_agent_runtime_tasks"),
+        "the agent exports its task count"
+    );
+    assert!(soak.verdict().flat(), "{report}");
+}

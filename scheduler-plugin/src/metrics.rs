@@ -7,10 +7,11 @@
 //! | `tide_scheduler_node_refusals_total` | counter | `reason` | nodes refused by `filter`, by refusal kind |
 //! | `tide_scheduler_pre_evictions_total` | counter | `outcome` (`evicted`, `pdb-refused`, `gone`, `error`) | bind-time evictions of BE pods |
 //! | `tide_scheduler_watch_errors_total` | counter | `resource` | watch stream errors (the watcher retries with backoff) |
+//! | `tide_scheduler_runtime_tasks` | gauge | | live async tasks of the extender's runtime, read at each scrape (flat over time, or a task leaks: `make soak`) |
 //! | `tide_scheduler_api_errors_total` | counter | `call` (`get-pod`, `bind`, `evict`), `code` (HTTP status, `timeout`, `transport`) | failed API calls of the binder (a 429 from a throttling API server counts here; kube-scheduler retries the pod) |
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The extender's metrics and their registry.
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub watch_errors: IntCounterVec,
     /// Failed API calls of the binder, per call and status.
     pub api_errors: IntCounterVec,
+    /// Live tokio tasks (set at each render).
+    pub runtime_tasks: IntGauge,
 }
 
 impl Metrics {
@@ -80,6 +83,11 @@ impl Metrics {
             ),
             &["call", "code"],
         )?;
+        let runtime_tasks = IntGauge::new(
+            "tide_scheduler_runtime_tasks",
+            "Live async tasks of the extender's runtime",
+        )?;
+        registry.register(Box::new(runtime_tasks.clone()))?;
         registry.register(Box::new(api_errors.clone()))?;
         registry.register(Box::new(pre_evictions.clone()))?;
         registry.register(Box::new(watch_errors.clone()))?;
@@ -94,11 +102,16 @@ impl Metrics {
             pre_evictions,
             watch_errors,
             api_errors,
+            runtime_tasks,
         })
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut buf = Vec::new();
         if TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)

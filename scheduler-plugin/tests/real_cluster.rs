@@ -1191,3 +1191,110 @@ fn status_403_is_told_from_a_port_number() {
     ));
     assert!(!mentions_status_403("took 14030 ms"));
 }
+
+/// Soak (`make soak`, not part of `make test`): tide-scheduler under continuous watch churn
+/// on the real control plane — every second two HP and two BE pods created for kube-scheduler
+/// to place through the extender, pods older than 15 s deleted, every node's NodeEstimate and
+/// batch advertisement republished every 30 s — for `TIDE_SOAK_SECS` (default 600). The
+/// extender's RSS, open files, threads and live tasks, sampled every 30 s, must stay flat
+/// after a 60 s warm-up (`tide_testkit::soak`), and it must have kept binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a 10-minute soak: make soak"]
+async fn soak_extender_under_watch_churn() {
+    use kube::api::DeleteParams;
+    use tide_testkit::soak::{Soak, sample, soak_secs};
+    let c = Cluster::start().await;
+    let nodes: Vec<String> = (0..10).map(|i| format!("soak-node-{i}")).collect();
+    for n in &nodes {
+        c.node(n, (0, 0)).await;
+        c.estimate(n, 8_000, Duration::ZERO).await;
+    }
+    let secs = soak_secs();
+    let mut soak = Soak::new(
+        &format!("tide-scheduler, real control plane, 4 pods/s created and deleted, {secs} s"),
+        Duration::from_secs(60),
+    );
+    let pid = c.extender.as_ref().unwrap().pid();
+    let mut alive: std::collections::VecDeque<(Instant, String)> = Default::default();
+    let (mut created, mut failures) = (0u64, Vec::new());
+    let (mut next_sample, mut next_estimate) = (Duration::ZERO, Duration::from_secs(30));
+    let now_delete = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    while soak.elapsed() < Duration::from_secs(secs) {
+        let tick = Instant::now();
+        if soak.elapsed() >= next_sample {
+            soak.samples.push(
+                sample(
+                    pid,
+                    soak.elapsed(),
+                    &c.extender_metrics(),
+                    "tide_scheduler_runtime_tasks",
+                    created,
+                )
+                .unwrap_or_else(|e| panic!("{e}\n{}", c.extender_log())),
+            );
+            next_sample += Duration::from_secs(30);
+        }
+        if soak.elapsed() >= next_estimate {
+            for n in &nodes {
+                c.estimate(n, 8_000, Duration::ZERO).await;
+            }
+            next_estimate += Duration::from_secs(30);
+        }
+        for k in 0..4 {
+            let name = format!("soak-{created:06}");
+            let pod = if k < 2 {
+                hp_pod(&name, 100)
+            } else {
+                be_pod(&name, 100)
+            };
+            let p: Pod = serde_json::from_value(pod).unwrap();
+            match c.pods().create(&PostParams::default(), &p).await {
+                Ok(_) => alive.push_back((Instant::now(), name)),
+                Err(e) => failures.push(format!("create {name}: {e}")),
+            }
+            created += 1;
+        }
+        while alive
+            .front()
+            .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(15))
+        {
+            let (_, name) = alive.pop_front().unwrap();
+            if let Err(e) = c.pods().delete(&name, &now_delete).await {
+                failures.push(format!("delete {name}: {e}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
+    }
+    soak.samples.push(
+        sample(
+            pid,
+            soak.elapsed(),
+            &c.extender_metrics(),
+            "tide_scheduler_runtime_tasks",
+            created,
+        )
+        .unwrap(),
+    );
+    let report = soak.report("pods made");
+    println!("{report}");
+    let m = c.extender_metrics();
+    let requests = "tide_scheduler_requests_total";
+    let binds = metric(&m, requests, &["verb=\"bind\"", "outcome=\"ok\""]);
+    println!(
+        "binds ok: {binds}; filter ok: {}; watch errors: {}",
+        metric(&m, requests, &["verb=\"filter\"", "outcome=\"ok\""]),
+        metric(&m, "tide_scheduler_watch_errors_total", &[])
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Half the pods are BE and every BE pod is bound through the extender; most live long
+    // enough to be placed.
+    #[allow(clippy::cast_precision_loss)]
+    let expected = created as f64 / 4.0;
+    assert!(binds >= expected, "binds {binds} of {created} pods\n{m}");
+    assert!(!m.contains("outcome=\"bad-request\""), "{m}");
+    c.assert_never_forbidden();
+    assert!(soak.verdict().flat(), "{report}");
+}

@@ -25,6 +25,7 @@
 pub mod k8s;
 pub mod kubelet;
 pub mod node;
+pub mod soak;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
