@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load k8s-bench soak
+.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load k8s-bench soak deny
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -16,6 +16,11 @@ deps:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The dependency policy (licences, duplicate versions, sources) in deny.toml, as CI checks it;
+# see docs/supply-chain.md, also for the advisory check (`cargo deny check advisories`).
+deny:
+	cargo deny --locked check bans licenses sources
 
 fmt:
 	cargo fmt --all
