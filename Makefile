@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load k8s-bench soak deny
+.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load agent-load-real k8s-bench soak deny
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -42,6 +42,12 @@ load:
 agent-load:
 	cargo build --release -p tide-benches -p tide-agent --bins
 	./target/release/agent-load --containers 100 --seconds 60
+
+# The same on a real node: 100 containers (50 pods) on the v1.20.2 kubelet with containerd,
+# the agent as its DaemonSet runs it (root, cgroup v1; builds the Kubernetes binaries first).
+agent-load-real:
+	bash scripts/build-k8s.sh >/dev/null
+	cargo test --release -p tide-agent --test real_node -- --ignored --nocapture agent_cost_with_100_real_containers
 
 # Regenerate checked-in generated files (CRD YAML, golden outputs) on purpose.
 bless:

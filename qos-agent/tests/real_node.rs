@@ -1701,3 +1701,99 @@ async fn soak_agent_under_container_churn() {
     );
     assert!(soak.verdict().flat(), "{report}");
 }
+
+/// The agent's own cost on a real node (`make agent-load-real`, not part of `make test`): 50
+/// pods of two `tide-burner sleep` containers each (100 containers, half BE, half LS) on the
+/// kubelet, the agent at its shipped 1 s cadence; after a 10 s warm-up its CPU time over 60 s
+/// (share of one core) and its RSS are printed. A benchmark: figures are reported, not
+/// asserted — only that the agent saw every container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make agent-load-real"]
+async fn agent_cost_with_100_real_containers() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start(NodeOptions::default()).await else {
+        return;
+    };
+    let started = Instant::now();
+    for i in 0..50 {
+        let be = i % 2 == 0;
+        let resources = if be {
+            json!({})
+        } else {
+            json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}})
+        };
+        let container = |name: &str| {
+            json!({"name": name, "image": BURNER_IMAGE, "imagePullPolicy": "Never",
+                   "args": ["sleep"], "resources": resources})
+        };
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("load-{i:02}"),
+                         "labels": {"tide.dev/qos": if be { "BE" } else { "LS" }}},
+            "spec": {
+                "nodeName": NODE,
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [container("a"), container("b")],
+            },
+        }))
+        .unwrap();
+        env.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+    let running = || async {
+        env.pods()
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        poll(600, || async { running().await == 50 }).await,
+        "{} of 50 pods running after 600 s",
+        running().await
+    );
+    println!(
+        "50 pods (100 containers) running after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    env.start_agent();
+    let pid = env.agent.as_ref().unwrap().pid();
+    let ticks = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| tide_coldmem::kernel_text::proc_stat_cpu_ticks(&s))
+            .unwrap_or(0)
+    };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (t0, c0) = (Instant::now(), ticks());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (dt, dc) = (t0.elapsed().as_secs_f64(), ticks() - c0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |key: &str| {
+        tide_coldmem::kernel_text::kib_field_bytes(&status, key).unwrap_or(0) as f64 / 1048576.0
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let share = dc as f64 / 100.0 / dt * 100.0;
+    let m = env.metrics();
+    let containers = m
+        .lines()
+        .filter(|l| l.starts_with("tide_agent_oom_score_adj{"))
+        .count();
+    println!(
+        "tide-agent on a real node, 100 containers, 1 s cadence: CPU {share:.2}% of one core \
+         ({dc} ticks in {dt:.1} s), RSS {:.1} MiB (peak {:.1} MiB), {containers} pods in its OOM order",
+        kib("VmRSS"),
+        kib("VmHWM"),
+    );
+    env.shutdown();
+    assert_eq!(containers, 50, "the agent ordered every pod:\n{m}");
+}

@@ -1286,7 +1286,8 @@ async fn soak_extender_under_watch_churn() {
     println!(
         "binds ok: {binds}; filter ok: {}; watch errors: {}",
         metric(&m, requests, &["verb=\"filter\"", "outcome=\"ok\""]),
-        metric(&m, "tide_scheduler_watch_errors_total", &[])
+        // (+ 0.0: an empty f64 sum is −0.)
+        metric(&m, "tide_scheduler_watch_errors_total", &[]) + 0.0
     );
     assert!(failures.is_empty(), "{failures:#?}");
     // Half the pods are BE and every BE pod is bound through the extender; most live long
