@@ -168,6 +168,8 @@ struct Env {
     suppression: Option<&'static str>,
     /// Replacements in the shipped configuration (after the CPU levels of `agent_args`).
     config_edits: Vec<(&'static str, &'static str)>,
+    /// The Node's allocatable memory, when `start_with` set it.
+    allocatable_memory: Option<u64>,
 }
 
 impl Env {
@@ -175,10 +177,11 @@ impl Env {
         Self::start_with(opts, None).await
     }
 
-    /// With `headroom`: the Node's allocatable memory is set (by the kubelet's
-    /// `systemReserved`) so that the agent's memory eviction level (90% of allocatable) lies
-    /// `headroom` bytes above the machine's memory in use once the control plane runs.
-    async fn start_with(mut opts: NodeOptions, headroom: Option<u64>) -> Option<Self> {
+    /// With `headroom = (bytes, percent)`: the Node's allocatable memory is set (by the
+    /// kubelet's `systemReserved`) so that `percent`% of allocatable (the shipped eviction
+    /// level is 90%) lies `bytes` above the machine's memory in use once the control plane
+    /// runs.
+    async fn start_with(mut opts: NodeOptions, headroom: Option<(u64, u64)>) -> Option<Self> {
         if let Some(why) = skip_reason() {
             eprintln!("skipped: {why}");
             return None;
@@ -213,11 +216,13 @@ impl Env {
             .await
             .unwrap();
         let agent_kubeconfig = cp.token_kubeconfig("tide-agent", &token).unwrap();
-        if let Some(h) = headroom {
+        let mut allocatable_memory = None;
+        if let Some((h, percent)) = headroom {
             let (total, used) = meminfo();
-            let allocatable = (used + h) * 10 / 9;
+            let allocatable = (used + h) * 100 / percent;
             // allocatable = capacity - systemReserved - evictionHard (100 MiB).
             opts.system_reserved_memory = Some(total - allocatable - 100 * MIB);
+            allocatable_memory = Some(allocatable);
             eprintln!(
                 "memory: {} MiB in use of {} MiB; Node allocatable set to {} MiB",
                 used / MIB,
@@ -242,6 +247,7 @@ impl Env {
             system_cpus: 0,
             suppression: None,
             config_edits: Vec::new(),
+            allocatable_memory,
         })
     }
 
@@ -1050,7 +1056,7 @@ async fn memory_pressure_evicts_a_be_pod_and_a_restart_does_not_evict_again() {
             name: NODE.into(),
             ..NodeOptions::default()
         },
-        Some(2048 * MIB),
+        Some((2048 * MIB, 90)),
     )
     .await
     else {
@@ -1796,4 +1802,200 @@ async fn agent_cost_with_100_real_containers() {
     );
     env.shutdown();
     assert_eq!(containers, 50, "the agent ordered every pod:\n{m}");
+}
+
+/// The pids of a pod's app container (`tide-burner run`), from its cgroup on the node.
+async fn app_pids(env: &Env, pod: &str) -> Vec<u32> {
+    let cg = env.container_cgroup(pod).await;
+    pids_of(&env.layout(), &cg)
+}
+
+/// With the API server unreachable the agent cannot evict: between the eviction level and the
+/// critical level it does nothing to BE, and above the critical level it kills the BE pod's
+/// processes itself (the last resort); HP is untouched, and once the API server is back the
+/// pod is still there (killed, not evicted: the kubelet restarted its container).
+///
+/// Levels: allocatable is set so that the critical level (95%) lies 4 GiB above the memory the
+/// machine uses at the start, and the eviction level is configured 2 GiB below it; the BE
+/// burner rises by 3 GiB (1 GiB from either level), then by 5 GiB (1 GiB past critical).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_unreachable_kills_be_locally_only_above_the_critical_level() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut env) = Env::start_with(
+        NodeOptions {
+            name: NODE.into(),
+            ..NodeOptions::default()
+        },
+        Some((4096 * MIB, 95)),
+    )
+    .await
+    else {
+        return;
+    };
+    let allocatable = env.allocatable_memory.unwrap();
+    let critical = allocatable * 95 / 100;
+    #[allow(clippy::cast_precision_loss)]
+    let evict_percent = ((critical - 2048 * MIB) as f64 / allocatable as f64 * 100.0).floor();
+    // (The schedule and cold-memory levels may not lie above the eviction level.)
+    let edits: [(&'static str, String); 4] = [
+        (
+            "  evictPercent: 90 ",
+            format!("  evictPercent: {evict_percent}"),
+        ),
+        (
+            "  schedulePercent: 80 ",
+            format!("  schedulePercent: {evict_percent}"),
+        ),
+        (
+            "  reclaimPercent: 80 ",
+            format!("  reclaimPercent: {evict_percent}"),
+        ),
+        (
+            "  releasePercent: 85 ",
+            format!("  releasePercent: {}", evict_percent - 5.0),
+        ),
+    ];
+    for (from, to) in edits {
+        env.config_edits
+            .push((from, Box::leak(to.into_boxed_str())));
+    }
+    env.burner("be-hog", "BE", json!({}), 0, 16).await;
+    env.burner(
+        "hp-burner",
+        "LS",
+        json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}),
+        100,
+        32,
+    )
+    .await;
+    env.wait_running(&["be-hog", "hp-burner"]).await;
+    let be_before = env.pods().get("be-hog").await.unwrap();
+    let hp_before = env.pods().get("hp-burner").await.unwrap();
+    let be_pids = app_pids(&env, "be-hog").await;
+    assert!(!be_pids.is_empty(), "be-hog has no processes");
+    env.start_agent();
+    wait_for("five agent ticks", 60, || {
+        let n = metric(&env.metrics(), "tide_agent_tick_duration_seconds_count");
+        async move { n >= 5.0 }
+    })
+    .await;
+
+    // The API server goes away; the agent notices (its readiness needs the API).
+    env.cp.stop_apiserver();
+    let addr = ([127, 0, 0, 1], env.agent_port).into();
+    wait_for("the agent to see the API server gone", 60, || async move {
+        k8s::http_get_status(addr, "/readyz") == Some(503)
+    })
+    .await;
+    let kills = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("tide_agent_actions_total{action=\"kill\""))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+
+    // Over the eviction level, under the critical level: nothing happens to BE for 15 ticks.
+    env.set_load("be-hog", 0, 3072);
+    wait_for("be-hog to hold its 3 GiB", 60, || {
+        let usage = metric(
+            &env.metrics(),
+            "tide_agent_usage{class=\"be\",resource=\"memory\"}",
+        );
+        async move { usage >= 3000.0 * MIB as f64 }
+    })
+    .await;
+    // What the agent weighs against the levels: HP + system + BE memory.
+    let total = |m: &str| {
+        ["hp", "system", "be"]
+            .iter()
+            .map(|c| {
+                metric(
+                    m,
+                    &format!("tide_agent_usage{{class=\"{c}\",resource=\"memory\"}}"),
+                )
+            })
+            .sum::<f64>()
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let (evict_at, critical_at) = (allocatable as f64 * evict_percent / 100.0, critical as f64);
+    let over_evict = Instant::now();
+    let mut between = 0;
+    while over_evict.elapsed() < Duration::from_secs(15) {
+        let m = env.metrics();
+        assert_eq!(kills(&m), 0.0, "killed under the critical level:\n{m}");
+        let t = total(&m);
+        if t > evict_at && t < critical_at {
+            between += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        between >= 20,
+        "the node was between the eviction and critical levels in only {between} of 30 samples \
+         (levels {evict_at:.0} / {critical_at:.0} bytes):\n{}",
+        usage_lines(&env.metrics())
+    );
+    assert!(
+        be_pids
+            .iter()
+            .all(|p| Path::new(&format!("/proc/{p}")).exists()),
+        "be-hog's processes died under the critical level"
+    );
+
+    // Past the critical level: the agent kills the BE pod's processes itself.
+    env.set_load("be-hog", 0, 5120);
+    let rise = Instant::now();
+    wait_for("a local kill of be-hog", 90, || {
+        let n = kills(&env.metrics());
+        async move { n >= 1.0 }
+    })
+    .await;
+    // Small again, so the container the kubelet restarts stays under every level.
+    env.set_load("be-hog", 0, 16);
+    let m = env.metrics();
+    assert!(
+        m.contains("tide_agent_actions_total{action=\"kill\",outcome=\"killed\",reason=\"memory-critical\"}"),
+        "{m}"
+    );
+    let killed = rise.elapsed();
+    wait_for("be-hog's first processes to be gone", 30, || {
+        let gone = be_pids
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists());
+        async move { gone }
+    })
+    .await;
+
+    // The API server comes back: be-hog is the same pod (killed, not evicted) and its
+    // container restarted; the HP pod's container never did.
+    env.cp.start_apiserver().unwrap();
+    wait_for("be-hog's container restarted", 90, || async {
+        env.pods().get("be-hog").await.is_ok_and(|p| {
+            p.status
+                .and_then(|s| s.container_statuses)
+                .is_some_and(|c| c[0].restart_count >= 1)
+        })
+    })
+    .await;
+    let be = env.pods().get("be-hog").await.unwrap();
+    assert_eq!(be.metadata.uid, be_before.metadata.uid);
+    assert!(be.metadata.deletion_timestamp.is_none());
+    let hp = env.pods().get("hp-burner").await.unwrap();
+    assert_eq!(hp.metadata.uid, hp_before.metadata.uid);
+    let restarts = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map_or(-1, |c| c[0].restart_count)
+    };
+    assert_eq!(restarts(&hp), 0, "the HP container restarted");
+    let evictions: f64 = env
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("tide_agent_actions_total{action=\"evict\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(evictions, 0.0, "an eviction was asked with the API down");
+    eprintln!("BE memory past the critical level -> local kill: {killed:?}");
+    env.shutdown();
 }

@@ -683,7 +683,8 @@ impl ControlPlane {
         Ok(cp)
     }
 
-    fn start_apiserver(&mut self) -> Result<(), String> {
+    /// Starts the API server (again) on its port and etcd; returns once it is ready.
+    pub fn start_apiserver(&mut self) -> Result<(), String> {
         let log = self.dir.join("kube-apiserver.log");
         let mut api = Proc::start(
             "kube-apiserver",
@@ -710,10 +711,16 @@ impl ControlPlane {
     /// Stops the API server (SIGTERM, as a rolling restart does) and starts it again on the
     /// same port and etcd; returns once it is ready.
     pub fn restart_apiserver(&mut self) -> Result<(), String> {
+        self.stop_apiserver();
+        self.start_apiserver()
+    }
+
+    /// Stops the API server (SIGTERM): every client sees it unreachable until
+    /// [`ControlPlane::start_apiserver`].
+    pub fn stop_apiserver(&mut self) {
         if let Some(mut p) = self.apiserver.take() {
             p.stop();
         }
-        self.start_apiserver()
     }
 
     /// The shipped install package for this server's version: `deploy/overlays/kube-1.20` up
