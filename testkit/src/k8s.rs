@@ -521,15 +521,70 @@ impl std::fmt::Debug for ControlPlane {
     }
 }
 
+/// How long the directory of a run whose process is gone is kept for its logs.
+pub const KEEP_LOGS_OF_DEAD_RUNS: Duration = Duration::from_secs(86_400);
+
+/// Whether `name` is `<prefix><pid>-<n>` for a `pid` with no process: a run of this harness
+/// that ended without cleaning up (killed, or kept for its logs after a failure).
+pub fn owner_gone(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.split_once('-'))
+        .filter(|(_, n)| n.parse::<u32>().is_ok())
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Directories of control planes whose test process is gone: their etcd data (tens of MB of
+/// tmpfs, i.e. memory) is removed at once, the logs are kept for
+/// [`KEEP_LOGS_OF_DEAD_RUNS`] and then removed too. The processes themselves died with the
+/// test (`setpriv --pdeathsig`). Returns what was removed, a line each.
+pub fn sweep_dead_runs(base: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !owner_gone(&name, "tide-k8s-") {
+            continue;
+        }
+        let dir = e.path();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > KEEP_LOGS_OF_DEAD_RUNS);
+        if old {
+            if std::fs::remove_dir_all(&dir).is_ok() {
+                out.push(format!(
+                    "removed {} (owner gone, older than a day)",
+                    dir.display()
+                ));
+            }
+        } else if dir.join("etcd").is_dir() && std::fs::remove_dir_all(dir.join("etcd")).is_ok() {
+            out.push(format!(
+                "removed {}/etcd (owner gone; logs kept for a day)",
+                dir.display()
+            ));
+        }
+    }
+    out
+}
+
+fn runs_base() -> PathBuf {
+    if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn fresh_dir() -> Result<PathBuf, String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     // etcd fsyncs every write: tmpfs keeps that off the disk.
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
+    let base = runs_base();
+    for line in sweep_dead_runs(&base) {
+        eprintln!("control plane: {line}");
+    }
     let dir = base.join(format!(
         "tide-k8s-{}-{}",
         std::process::id(),
@@ -1157,4 +1212,40 @@ pub async fn create_ready_node(
         .await
         .map_err(|e| format!("removing node {name} taints: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_runs_lose_their_etcd_at_once_and_their_logs_after_a_day() {
+        let base = std::env::temp_dir().join(format!("tide-sweep-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let mut gone = Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let dead = base.join(format!("tide-k8s-{}-0", gone.id()));
+        let dead_old = base.join(format!("tide-k8s-{}-1", gone.id()));
+        let live = base.join(format!("tide-k8s-{}-0", std::process::id()));
+        for d in [&dead, &dead_old, &live] {
+            std::fs::create_dir_all(d.join("etcd/member")).unwrap();
+            std::fs::write(d.join("etcd.log"), "log").unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+        std::fs::File::open(&dead_old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+
+        let swept = sweep_dead_runs(&base);
+        let state = (
+            dead.join("etcd").exists(),
+            dead.join("etcd.log").exists(),
+            dead_old.exists(),
+            live.join("etcd").exists(),
+        );
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(state, (false, true, false, true), "{swept:?}");
+        assert_eq!(swept.len(), 2, "{swept:?}");
+    }
 }

@@ -222,6 +222,132 @@ pub fn unavailable(cp: &ControlPlane) -> Option<String> {
     None
 }
 
+/// Cleans up after nodes whose test process died without dropping them (SIGKILL, an abort, a
+/// CI timeout): the kubelet and containerd go with it (`setpriv --pdeathsig`), but the
+/// containerd shims and the containers do not, and neither do the node's cgroups and state
+/// directory. A node is swept only when its owner (the PID in its name) is gone and its
+/// directory exists in this machine's temp dir (so it was made here, not by a sandbox sharing
+/// the cgroup tree): every process in its cgroup subtree is killed, the subtree removed in
+/// every hierarchy, deepest first, and the directory removed (its mount namespace goes with
+/// its last process). Returns what was swept, a line each.
+pub fn sweep_orphans() -> Vec<String> {
+    let Ok(hierarchies) = v1_hierarchies() else {
+        return Vec::new();
+    };
+    let mut mounts: Vec<PathBuf> = hierarchies.values().cloned().collect();
+    mounts.extend(unified_mount());
+    let mut names = std::collections::BTreeSet::new();
+    for m in &mounts {
+        for e in std::fs::read_dir(m).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if crate::k8s::owner_gone(&name, "tide-node-")
+                && std::env::temp_dir().join(&name).is_dir()
+            {
+                names.insert(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    // Directories of dead nodes whose cgroups are already gone (kept for their logs after a
+    // failure): removed once older than a day.
+    for e in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > crate::k8s::KEEP_LOGS_OF_DEAD_RUNS);
+        if crate::k8s::owner_gone(&name, "tide-node-")
+            && !names.contains(&name)
+            && old
+            && std::fs::remove_dir_all(e.path()).is_ok()
+        {
+            out.push(format!(
+                "removed {} (owner gone, older than a day)",
+                e.path().display()
+            ));
+        }
+    }
+    for name in names {
+        let bases: Vec<PathBuf> = mounts
+            .iter()
+            .map(|m| m.join(&name))
+            .filter(|b| b.exists())
+            .collect();
+        let pids = |bases: &[PathBuf]| -> Vec<u32> {
+            let mut pids: Vec<u32> = bases
+                .iter()
+                .flat_map(|b| RealNode::subtree(b))
+                .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+                .flat_map(|t| {
+                    t.lines()
+                        .filter_map(|l| l.trim().parse::<u32>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|&p| p != 0)
+                .collect();
+            pids.sort_unstable();
+            pids.dedup();
+            pids
+        };
+        let killed = pids(&bases);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = pids(&bases);
+            if left.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in left {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut left = Vec::new();
+        for base in &bases {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while base.exists() && Instant::now() < deadline {
+                for d in RealNode::subtree(base) {
+                    let _ = std::fs::remove_dir(&d);
+                }
+                if base.exists() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if base.exists() {
+                left.push(base.display().to_string());
+            }
+        }
+        let dir = std::env::temp_dir().join(&name);
+        let dir_removed = std::fs::remove_dir_all(&dir).is_ok();
+        out.push(format!(
+            "swept {name} (owner gone): {} processes killed, {} of {} cgroups removed{}, {} {}",
+            killed.len(),
+            bases.len() - left.len(),
+            bases.len(),
+            if left.is_empty() {
+                String::new()
+            } else {
+                format!(" (left: {})", left.join(", "))
+            },
+            dir.display(),
+            if dir_removed {
+                "removed"
+            } else {
+                "kept (busy)"
+            }
+        ));
+    }
+    out
+}
+
 fn fresh_name() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -354,6 +480,9 @@ impl RealNode {
     pub fn start(cp: &ControlPlane, opts: &NodeOptions) -> Result<Self, String> {
         if let Some(why) = unavailable(cp) {
             return Err(why);
+        }
+        for swept in sweep_orphans() {
+            eprintln!("real node: {swept}");
         }
         let cgroup_root = fresh_name();
         let dir = std::env::temp_dir().join(&cgroup_root);
@@ -857,5 +986,107 @@ impl Drop for RealNode {
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_gone_reads_the_pid_in_a_run_name() {
+        let mut gone = Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let me = std::process::id();
+        assert!(crate::k8s::owner_gone(
+            &format!("tide-node-{}-3", gone.id()),
+            "tide-node-"
+        ));
+        assert!(!crate::k8s::owner_gone(
+            &format!("tide-node-{me}-3"),
+            "tide-node-"
+        ));
+        assert!(!crate::k8s::owner_gone(
+            &format!("tide-k8s-{}-0", gone.id()),
+            "tide-node-"
+        ));
+        assert!(!crate::k8s::owner_gone("tide-node-4242", "tide-node-"));
+        assert!(!crate::k8s::owner_gone("tide-node-x-0", "tide-node-"));
+        assert!(!crate::k8s::owner_gone("kubepods", "tide-node-"));
+    }
+
+    /// A process in a cgroup `name` made in the `pids` and `memory` hierarchies, with the
+    /// harness's directory for it, as a node leaves them when its test process is killed.
+    fn leftover(name: &str) -> (std::process::Child, Vec<PathBuf>) {
+        let h = v1_hierarchies().unwrap();
+        let bases: Vec<PathBuf> = ["pids", "memory"]
+            .iter()
+            .map(|c| h[*c].join(name).join("kubepods/pod1"))
+            .collect();
+        let child = Command::new("sleep").arg("120").spawn().unwrap();
+        for b in &bases {
+            std::fs::create_dir_all(b).unwrap();
+            std::fs::write(b.join("cgroup.procs"), child.id().to_string()).unwrap();
+        }
+        std::fs::create_dir_all(std::env::temp_dir().join(name).join("state")).unwrap();
+        (child, bases)
+    }
+
+    /// Root and cgroup v1 with `pids` and `memory`, as CI has; otherwise the test says why and
+    /// returns.
+    fn can_make_cgroups() -> bool {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+        let h = v1_hierarchies().unwrap_or_default();
+        let ok = root && h.contains_key("pids") && h.contains_key("memory");
+        if !ok {
+            eprintln!("skipped: needs root and cgroup v1 (pids, memory)");
+        }
+        ok
+    }
+
+    #[test]
+    fn sweep_removes_what_a_killed_test_left_and_spares_live_owners() {
+        if !can_make_cgroups() {
+            return;
+        }
+        // An owner that is gone: a process that has exited.
+        let mut gone = Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let orphan = format!("tide-node-{}-0", gone.id());
+        let live = format!("tide-node-{}-9999", std::process::id());
+        let (mut orphan_proc, orphan_cgroups) = leftover(&orphan);
+        let (mut live_proc, live_cgroups) = leftover(&live);
+
+        let swept = sweep_orphans();
+        let line = swept.iter().find(|l| l.contains(&orphan));
+        // The orphan's process is killed and reaped here (it is this test's child).
+        let status = orphan_proc.wait().unwrap();
+        let live_alive = live_proc.try_wait().unwrap().is_none();
+        // The node's root in each hierarchy (`<mount>/<name>`), not only the leaf.
+        let orphan_left: Vec<_> = orphan_cgroups
+            .iter()
+            .filter_map(|b| b.parent()?.parent())
+            .filter(|root| root.exists())
+            .collect();
+        let live_kept = live_cgroups.iter().all(|b| b.exists());
+        // Clean up the live owner's tree whatever the outcome.
+        let _ = live_proc.kill();
+        let _ = live_proc.wait();
+        for b in &live_cgroups {
+            let _ = std::fs::remove_dir(b);
+            let _ = std::fs::remove_dir(b.parent().unwrap());
+            let _ = std::fs::remove_dir(b.parent().unwrap().parent().unwrap());
+        }
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&live));
+
+        let line = line.unwrap_or_else(|| panic!("{orphan} not swept: {swept:?}"));
+        assert!(line.contains("1 processes killed"), "{line}");
+        assert!(!status.success(), "the orphan's process was killed");
+        assert!(orphan_left.is_empty(), "left: {orphan_left:?}");
+        assert!(!std::env::temp_dir().join(&orphan).exists());
+        assert!(live_alive, "a live owner's process was killed");
+        assert!(live_kept, "a live owner's cgroups were removed");
+        assert!(swept.iter().all(|l| !l.contains(&live)), "{swept:?}");
     }
 }
