@@ -12,8 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Bucket layout of a histogram; the same for every series of one resource.
+/// Bucket layout of a histogram; the same for every series of one resource. Read back (a
+/// checkpoint) only when the layout is usable: a finite positive first bucket and half-life, a
+/// ratio in (1, 10] and buckets whose bounds stay finite.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawHistogramOptions")]
 pub struct HistogramOptions {
     /// Width of the first bucket, in the resource's unit (millicores or bytes).
     pub first_bucket: f64,
@@ -23,6 +26,49 @@ pub struct HistogramOptions {
     pub num_buckets: u16,
     /// Half-life of sample weights, in seconds.
     pub half_life_secs: f64,
+}
+
+/// [`HistogramOptions`] as stored, before its checks.
+#[derive(Deserialize)]
+struct RawHistogramOptions {
+    first_bucket: f64,
+    ratio: f64,
+    num_buckets: u16,
+    half_life_secs: f64,
+}
+
+impl TryFrom<RawHistogramOptions> for HistogramOptions {
+    type Error = String;
+    fn try_from(r: RawHistogramOptions) -> Result<Self, String> {
+        let o = Self {
+            first_bucket: r.first_bucket,
+            ratio: r.ratio,
+            num_buckets: r.num_buckets,
+            half_life_secs: r.half_life_secs,
+        };
+        if !(o.first_bucket.is_finite() && o.first_bucket > 0.0) {
+            return Err(format!(
+                "histogram first_bucket {} is not a positive width",
+                o.first_bucket
+            ));
+        }
+        if !(o.ratio > 1.0 && o.ratio <= 10.0) {
+            return Err(format!("histogram ratio {} is not in (1, 10]", o.ratio));
+        }
+        if o.num_buckets == 0 || !o.bucket_start(usize::from(o.num_buckets)).is_finite() {
+            return Err(format!(
+                "histogram of {} buckets growing by {} has no finite bounds",
+                o.num_buckets, o.ratio
+            ));
+        }
+        if !(o.half_life_secs.is_finite() && o.half_life_secs > 0.0) {
+            return Err(format!(
+                "histogram half_life_secs {} is not positive",
+                o.half_life_secs
+            ));
+        }
+        Ok(o)
+    }
 }
 
 impl HistogramOptions {
@@ -74,8 +120,10 @@ impl HistogramOptions {
 /// Weights above this trigger a rescale so f32 keeps its precision.
 const RESCALE_ABOVE: f64 = 1e12;
 
-/// A decaying histogram of one usage series.
+/// A decaying histogram of one usage series. Read back only with finite, non-negative weights
+/// and a finite reference time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawDecayingHistogram")]
 pub struct DecayingHistogram {
     /// Index of the first stored bucket.
     lo: u16,
@@ -85,6 +133,39 @@ pub struct DecayingHistogram {
     total: f64,
     /// Reference time of weight 1, in seconds (`None` until the first sample).
     ref_time: Option<f64>,
+}
+
+/// [`DecayingHistogram`] as stored, before its checks.
+#[derive(Deserialize)]
+struct RawDecayingHistogram {
+    lo: u16,
+    weights: Vec<f32>,
+    total: f64,
+    ref_time: Option<f64>,
+}
+
+impl TryFrom<RawDecayingHistogram> for DecayingHistogram {
+    type Error = String;
+    fn try_from(r: RawDecayingHistogram) -> Result<Self, String> {
+        if !r.weights.iter().all(|w| w.is_finite() && *w >= 0.0) {
+            return Err("histogram weights must be finite and non-negative".into());
+        }
+        if !(r.total.is_finite() && r.total >= 0.0) {
+            return Err(format!(
+                "histogram total {} is not a finite weight",
+                r.total
+            ));
+        }
+        if r.ref_time.is_some_and(|t| !t.is_finite()) {
+            return Err("histogram reference time is not finite".into());
+        }
+        Ok(Self {
+            lo: r.lo,
+            weights: r.weights,
+            total: r.total,
+            ref_time: r.ref_time,
+        })
+    }
 }
 
 impl Default for DecayingHistogram {
@@ -287,6 +368,40 @@ fn decay_factor(opts: &HistogramOptions, dt_secs: f64) -> f64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_stored_layout_or_histogram_is_read_back_only_when_usable() {
+        let o = HistogramOptions::cpu(86_400.0);
+        let text = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<HistogramOptions>(&text).unwrap(), o);
+        // One flipped byte of a checkpoint (found by the fuzzer): ratio 1.05 → 1E05, whose
+        // bucket bounds overflow to infinity.
+        let bad = text.replace("1.05", "1E05");
+        let err = serde_json::from_str::<HistogramOptions>(&bad).unwrap_err();
+        assert!(err.to_string().contains("ratio"), "{err}");
+        for bad in [
+            text.replace("\"first_bucket\":10.0", "\"first_bucket\":-1.0"),
+            text.replace("\"half_life_secs\":86400.0", "\"half_life_secs\":0.0"),
+            text.replace("\"num_buckets\":176", "\"num_buckets\":65535"),
+        ] {
+            assert_ne!(bad, text);
+            assert!(
+                serde_json::from_str::<HistogramOptions>(&bad).is_err(),
+                "{bad}"
+            );
+        }
+        let mut h = DecayingHistogram::new();
+        h.add(&o, 500.0, 1.0, 0.0);
+        let text = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<DecayingHistogram>(&text).unwrap(), h);
+        // A weight too large for f32 reads as infinity: refused.
+        let bad = text.replacen("1.0", "1E45", 1);
+        assert_ne!(bad, text);
+        assert!(
+            serde_json::from_str::<DecayingHistogram>(&bad).is_err(),
+            "{bad}"
+        );
+    }
 
     fn opts() -> HistogramOptions {
         HistogramOptions::cpu(3600.0)

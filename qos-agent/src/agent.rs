@@ -412,6 +412,22 @@ impl Agent {
                 self.setup.node_name
             ));
         }
+        // Every value must survive the next checkpoint: a number too large for its field
+        // (read as infinity) would be written as `null` and make the next restart lose the
+        // history (found by the `checkpoint` fuzz target).
+        for est in [&cp.cpu, &cp.memory] {
+            let again = serde_json::to_vec(est)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<ResourceEstimator>(&b).map_err(|e| e.to_string())
+                });
+            if let Err(e) = again {
+                return Err(format!(
+                    "checkpoint {} holds values out of range: {e}",
+                    path.display()
+                ));
+            }
+        }
         // A history kept for another horizon (the configuration changed) would keep predicting
         // over that one: that resource starts afresh.
         let mut kept = false;
