@@ -1620,7 +1620,8 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a 10-minute soak: make soak"]
 async fn soak_agent_under_container_churn() {
-    use tide_testkit::soak::{Soak, sample, soak_secs};
+    use tide_testkit::soak::{Soak, soak_secs};
+    const TASKS: &str = "tide_agent_runtime_tasks";
     let _serial = SERIAL.lock().await;
     let Some(mut env) = Env::start(NodeOptions::default()).await else {
         return;
@@ -1637,15 +1638,8 @@ async fn soak_agent_under_container_churn() {
     let mut next_sample = Duration::ZERO;
     while soak.elapsed() < Duration::from_secs(secs) {
         if soak.elapsed() >= next_sample {
-            let s = sample(
-                pid,
-                soak.elapsed(),
-                &env.metrics(),
-                "tide_agent_runtime_tasks",
-                created,
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{}", env.agent_log()));
-            soak.samples.push(s);
+            soak.record(pid, &env.metrics(), TASKS, created)
+                .unwrap_or_else(|e| panic!("{e}\n{}", env.agent_log()));
             next_sample += Duration::from_secs(30);
         }
         let name = format!("soak-{created:04}");
@@ -1673,16 +1667,7 @@ async fn soak_agent_under_container_churn() {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    soak.samples.push(
-        sample(
-            pid,
-            soak.elapsed(),
-            &env.metrics(),
-            "tide_agent_runtime_tasks",
-            created,
-        )
-        .unwrap(),
-    );
+    soak.record(pid, &env.metrics(), TASKS, created).unwrap();
     let report = soak.report("pods made");
     println!("{report}");
     let m = env.metrics();
@@ -1701,10 +1686,7 @@ async fn soak_agent_under_container_churn() {
         running >= 3,
         "the churn kept pods running on the node: {running}"
     );
-    assert!(
-        m.contains("tide_agent_runtime_tasks"),
-        "the agent exports its task count"
-    );
+    assert!(m.contains(TASKS), "the agent exports its task count");
     assert!(soak.verdict().flat(), "{report}");
 }
 

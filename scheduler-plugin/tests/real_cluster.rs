@@ -1202,7 +1202,8 @@ fn status_403_is_told_from_a_port_number() {
 #[ignore = "a 10-minute soak: make soak"]
 async fn soak_extender_under_watch_churn() {
     use kube::api::DeleteParams;
-    use tide_testkit::soak::{Soak, sample, soak_secs};
+    use tide_testkit::soak::{Soak, soak_secs};
+    const TASKS: &str = "tide_scheduler_runtime_tasks";
     let c = Cluster::start().await;
     let nodes: Vec<String> = (0..10).map(|i| format!("soak-node-{i}")).collect();
     for n in &nodes {
@@ -1225,16 +1226,8 @@ async fn soak_extender_under_watch_churn() {
     while soak.elapsed() < Duration::from_secs(secs) {
         let tick = Instant::now();
         if soak.elapsed() >= next_sample {
-            soak.samples.push(
-                sample(
-                    pid,
-                    soak.elapsed(),
-                    &c.extender_metrics(),
-                    "tide_scheduler_runtime_tasks",
-                    created,
-                )
-                .unwrap_or_else(|e| panic!("{e}\n{}", c.extender_log())),
-            );
+            soak.record(pid, &c.extender_metrics(), TASKS, created)
+                .unwrap_or_else(|e| panic!("{e}\n{}", c.extender_log()));
             next_sample += Duration::from_secs(30);
         }
         if soak.elapsed() >= next_estimate {
@@ -1268,16 +1261,8 @@ async fn soak_extender_under_watch_churn() {
         }
         tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
     }
-    soak.samples.push(
-        sample(
-            pid,
-            soak.elapsed(),
-            &c.extender_metrics(),
-            "tide_scheduler_runtime_tasks",
-            created,
-        )
-        .unwrap(),
-    );
+    soak.record(pid, &c.extender_metrics(), TASKS, created)
+        .unwrap();
     let report = soak.report("pods made");
     println!("{report}");
     let m = c.extender_metrics();

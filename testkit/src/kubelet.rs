@@ -296,35 +296,12 @@ pub fn sweep_orphans() -> Vec<String> {
             pids
         };
         let killed = pids(&bases);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = pids(&bases);
-            if left.is_empty() || Instant::now() > deadline {
-                break;
-            }
-            for pid in left {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut left = Vec::new();
-        for base in &bases {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while base.exists() && Instant::now() < deadline {
-                for d in RealNode::subtree(base) {
-                    let _ = std::fs::remove_dir(&d);
-                }
-                if base.exists() {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            if base.exists() {
-                left.push(base.display().to_string());
-            }
-        }
+        kill_until_gone(|| pids(&bases), Duration::from_secs(10));
+        let left: Vec<String> = bases
+            .iter()
+            .filter(|b| !remove_cgroup_tree(b, Duration::from_secs(10)))
+            .map(|b| b.display().to_string())
+            .collect();
         let dir = std::env::temp_dir().join(&name);
         let dir_removed = std::fs::remove_dir_all(&dir).is_ok();
         out.push(format!(
@@ -346,6 +323,40 @@ pub fn sweep_orphans() -> Vec<String> {
         ));
     }
     out
+}
+
+/// SIGKILLs whatever `pids` lists until it lists nothing or `timeout` passes; returns the PIDs
+/// still listed.
+fn kill_until_gone(pids: impl Fn() -> Vec<u32>, timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = pids();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        for pid in left {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes the cgroup `base` and everything below it, deepest first, retrying for `timeout`
+/// (a cgroup whose last process just exited may be busy for a moment); true when it is gone.
+fn remove_cgroup_tree(base: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while base.exists() && Instant::now() < deadline {
+        for d in RealNode::subtree(base) {
+            let _ = std::fs::remove_dir(&d);
+        }
+        if base.exists() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    !base.exists()
 }
 
 fn fresh_name() -> String {
@@ -851,27 +862,14 @@ imageGCLowThresholdPercent: 99
     }
 
     fn kill_all_under(&self, under: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let pids = self.pids_under(under);
-            if pids.is_empty() {
-                return true;
-            }
-            if Instant::now() > deadline {
-                eprintln!(
-                    "{}: processes left in {under:?}: {pids:?}",
-                    self.cgroup_root
-                );
-                return false;
-            }
-            for pid in pids {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let left = kill_until_gone(|| self.pids_under(under), timeout);
+        if !left.is_empty() {
+            eprintln!(
+                "{}: processes left in {under:?}: {left:?}",
+                self.cgroup_root
+            );
         }
+        left.is_empty()
     }
 
     /// PIDs still in the node's mount namespace.
@@ -930,21 +928,7 @@ imageGCLowThresholdPercent: 99
             bases.push(u.join(&self.cgroup_root));
         }
         for base in bases {
-            if !base.exists() {
-                continue;
-            }
-            // A cgroup whose last process just exited may be busy for a moment.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                for d in Self::subtree(&base) {
-                    let _ = std::fs::remove_dir(&d);
-                }
-                if !base.exists() || Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if base.exists() {
+            if !remove_cgroup_tree(&base, Duration::from_secs(10)) {
                 problems.push(format!("cgroup {} could not be removed", base.display()));
             }
         }

@@ -119,6 +119,19 @@ impl Soak {
         (last.at > first.at).then_some((first, last))
     }
 
+    /// Samples `pid` now (see [`sample`]) and keeps the sample.
+    pub fn record(
+        &mut self,
+        pid: u32,
+        metrics: &str,
+        tasks_metric: &str,
+        work: u64,
+    ) -> Result<(), String> {
+        let s = sample(pid, self.elapsed(), metrics, tasks_metric, work)?;
+        self.samples.push(s);
+        Ok(())
+    }
+
     /// Compares the first sample after the warm-up with the last one.
     pub fn verdict(&self) -> Verdict {
         let mut grew = Vec::new();
