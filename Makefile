@@ -1,5 +1,5 @@
 # One entry point for every routine task. CI runs `make test` (see .ci/run).
-.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load agent-load-real k8s-bench soak deny
+.PHONY: replay test deps lint fmt bench bless doc fuzz load agent-load agent-load-real k8s-bench soak deny images
 
 # The main job: replay the built-in synthetic cluster and print the report.
 replay:
@@ -12,6 +12,10 @@ test:
 # Only the installation step of `make test`.
 deps:
 	bash scripts/test.sh --deps-only
+
+# Container images (OCI archives in target/images): deploy/images/*.Containerfile, buildah.
+images:
+	bash scripts/build-images.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -28,7 +28,8 @@ log "installing test dependencies"
 # The toolchain pinned in rust-toolchain.toml, with rustfmt and clippy.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 apt_install ca-certificates openssl procps prometheus qemu-system-x86 busybox-static cpio xz-utils e2fsprogs \
-  etcd-server curl util-linux containerd runc containernetworking-plugins iproute2 libc6-dev
+  etcd-server curl util-linux containerd runc containernetworking-plugins iproute2 libc6-dev \
+  buildah
 # Kubernetes v1.20.2 server binaries built from Debian's source (cached outside the clone,
 # keyed by the source version; set TIDE_K8S_BIN to test against other binaries instead).
 if [[ -z "${TIDE_K8S_BIN:-}" ]]; then
@@ -72,6 +73,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 log "Kubernetes manifests and the install package (kustomize, kubernetes-validate, promtool)"
 bash scripts/validate-manifests.sh
+
+log "container images (scripts/build-images.sh)"
+k8s_bin="${TIDE_K8S_BIN:-$(bash scripts/build-k8s.sh --print-dir)}"
+bash scripts/build-images.sh --out target/images --kube-scheduler "$k8s_bin/kube-scheduler"
+export TIDE_IMAGES="$PWD/target/images"
 
 log "cargo test (unit, integration, doc tests)"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt

@@ -413,6 +413,58 @@ impl TideConfig {
         Ok(cfg)
     }
 
+    /// Reads one or more configuration files, each later file overriding the earlier ones field
+    /// by field, and validates the result. Mappings merge key by key, recursively; any other
+    /// value (a number, a string, a list) replaces the earlier one whole. Each file alone must
+    /// parse (an unknown or mistyped field is an error naming that file); the ranges and the
+    /// ordering of levels are checked on the merged configuration. No file: the defaults.
+    ///
+    /// This is how an overlay changes a few settings without a second copy of the shipped
+    /// file: the second-scheduler component adds a file that only sets
+    /// `webhook.schedulerName` (deploy/components/second-scheduler).
+    pub fn load(paths: &[std::path::PathBuf]) -> Result<TideConfig, String> {
+        let mut layers = Vec::with_capacity(paths.len());
+        for p in paths {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            layers.push((p.display().to_string(), text));
+        }
+        Self::from_yaml_layers(layers.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+    }
+
+    /// [`TideConfig::load`] on texts: `(name, YAML)` pairs, the name used in errors.
+    pub fn from_yaml_layers<'a>(
+        layers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<TideConfig, String> {
+        let mut merged = serde_json::Value::Object(Default::default());
+        let mut names = Vec::new();
+        for (name, text) in layers {
+            if text.trim().is_empty() {
+                names.push(name);
+                continue;
+            }
+            // Alone first, for errors that name the file and the field.
+            serde_saphyr::from_str::<TideConfig>(text)
+                .map_err(|e| format!("{name}: {}", ConfigError::Parse(e.to_string())))?;
+            let layer: serde_json::Value = serde_saphyr::from_str(text)
+                .map_err(|e| format!("{name}: {}", ConfigError::Parse(e.to_string())))?;
+            merge(&mut merged, layer);
+            names.push(name);
+        }
+        let cfg: TideConfig = serde_json::from_value(merged).map_err(|e| {
+            format!(
+                "{}: {}",
+                names.join(" + "),
+                ConfigError::Parse(e.to_string())
+            )
+        })?;
+        cfg.validate().map_err(|e| match names.as_slice() {
+            [] => e.to_string(),
+            _ => format!("{}: {e}", names.join(" + ")),
+        })?;
+        Ok(cfg)
+    }
+
     /// The configuration as YAML (every field, defaults included).
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).unwrap_or_default()
@@ -735,6 +787,23 @@ pub mod duration_text {
     }
 }
 
+/// Merges `over` into `base`: mappings key by key, recursively; anything else replaces.
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,6 +822,63 @@ mod tests {
         let text = cfg.to_yaml();
         assert!(text.contains("horizon: 1h"), "{text}");
         assert_eq!(TideConfig::from_yaml(&text).unwrap(), cfg);
+    }
+
+    #[test]
+    fn later_layers_override_field_by_field() {
+        let base = TideConfig::default().to_yaml();
+        let cfg = TideConfig::from_yaml_layers([
+            ("base.yaml", base.as_str()),
+            (
+                "over.yaml",
+                "webhook:\n  schedulerName: tide-scheduler\ncpu:\n  schedulePercent: 80\n",
+            ),
+        ])
+        .unwrap();
+        let mut want = TideConfig::default();
+        want.webhook.scheduler_name = "tide-scheduler".into();
+        want.cpu.schedule_percent = 80.0;
+        assert_eq!(cfg, want);
+        // The same as one file with both edits.
+        assert_eq!(TideConfig::from_yaml(&cfg.to_yaml()).unwrap(), cfg);
+        // No layer: the defaults; an empty layer changes nothing.
+        assert_eq!(
+            TideConfig::from_yaml_layers([]).unwrap(),
+            TideConfig::default()
+        );
+        assert_eq!(
+            TideConfig::from_yaml_layers([("a", base.as_str()), ("b", "  \n")]).unwrap(),
+            TideConfig::default()
+        );
+    }
+
+    #[test]
+    fn layer_errors_name_the_file_and_the_merged_result_is_validated() {
+        let err = TideConfig::from_yaml_layers([
+            ("base.yaml", ""),
+            ("over.yaml", "webhook:\n  schedulerNam: x\n"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.starts_with("over.yaml: ") && err.contains("schedulerNam"),
+            "{err}"
+        );
+        // Each layer alone is fine; together the schedule level passes the eviction level.
+        let err = TideConfig::from_yaml_layers([
+            ("a.yaml", "cpu:\n  schedulePercent: 99\n"),
+            (
+                "b.yaml",
+                "cpu:\n  evictPercent: 90\n  suppressPercent: 90\n  releasePercent: 80\n",
+            ),
+        ])
+        .unwrap_err();
+        assert!(
+            err.starts_with("a.yaml + b.yaml: config field cpu."),
+            "{err}"
+        );
+        let err =
+            TideConfig::load(&[std::path::PathBuf::from("/nonexistent/tide.yaml")]).unwrap_err();
+        assert!(err.contains("/nonexistent/tide.yaml"), "{err}");
     }
 
     #[test]

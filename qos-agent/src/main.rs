@@ -44,9 +44,10 @@ struct Args {
     /// This node's name (the DaemonSet passes spec.nodeName).
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
-    /// Tide configuration file (YAML); built-in defaults without it.
+    /// Tide configuration file (YAML, the shared `TideConfig`); built-in defaults without it.
+    /// Repeatable: each later file overrides the earlier ones field by field.
     #[arg(long)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
     /// The kubelet's cgroupRoot.
     #[arg(long, default_value = "/")]
     cgroup_root: String,
@@ -163,15 +164,7 @@ fn layout(args: &Args) -> Result<Layout, String> {
 
 /// Exit statuses: `tide_api::exit` (1 runtime, 2 usage, 3 configuration or environment).
 async fn start(args: Args) -> Result<(), Failure> {
-    let config = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| Failure::Config(format!("reading {}: {e}", p.display())))?;
-            TideConfig::from_yaml(&text)
-                .map_err(|e| Failure::Config(format!("{}: {e}", p.display())))?
-        }
-        None => TideConfig::default(),
-    };
+    let config = TideConfig::load(&args.config).map_err(Failure::Config)?;
     let topology = Topology::read(&args.sysfs_cpu).map_err(Failure::config)?;
     let totals = tide_agent::procfs::read_totals(&args.proc_root).map_err(Failure::Config)?;
     let machine_memory = std::fs::read_to_string(args.proc_root.join("meminfo"))

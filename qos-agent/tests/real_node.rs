@@ -1537,6 +1537,7 @@ async fn kube_scheduler_places_be_pods_on_the_real_node_through_the_extender() {
             metrics: Some(slots.metrics),
             client_qps: None,
             tls: None,
+            second: None,
         },
     )
     .unwrap();

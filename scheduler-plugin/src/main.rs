@@ -28,8 +28,9 @@ struct Args {
     #[arg(long, default_value = "", value_parser = tide_scheduler::server::parse_path_prefix)]
     path_prefix: String,
     /// Tide configuration file (YAML, the shared `TideConfig`); built-in defaults without it.
+    /// Repeatable: each later file overrides the earlier ones field by field.
     #[arg(long)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
     /// Largest request body accepted, in bytes (a full NodeList of 5,000 nodes is ~50 MB).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_parser = body_limit)]
     body_limit: usize,
@@ -111,6 +112,12 @@ enum Cmd {
         /// kube-scheduler's kubeconfig (default: the kubeadm path).
         #[arg(long)]
         scheduler_kubeconfig: Option<String>,
+        /// For Tide's own kube-scheduler next to the extender (the second-scheduler profile,
+        /// deploy/components/second-scheduler): profile `tide-scheduler`, in-cluster
+        /// connection, leader election on the Lease tide-system/tide-kube-scheduler, extenders
+        /// on http://127.0.0.1:8888/extender.
+        #[arg(long, conflicts_with = "scheduler_kubeconfig")]
+        second_scheduler: bool,
     },
 }
 
@@ -120,12 +127,14 @@ fn main() -> ExitCode {
         kube_minor,
         extender_url,
         scheduler_kubeconfig,
+        second_scheduler,
     }) = &args.command
     {
         let r = tide_scheduler::wiring::Render {
             minor: *kube_minor,
             extender_url: extender_url.clone(),
             kubeconfig: scheduler_kubeconfig.clone(),
+            second: second_scheduler.then(tide_scheduler::wiring::SecondScheduler::default),
             ..Default::default()
         };
         return match tide_scheduler::wiring::render(tide_scheduler::wiring::SHIPPED, &r) {
@@ -164,15 +173,7 @@ fn main() -> ExitCode {
 
 /// Exit statuses: `tide_api::exit` (1 runtime, 2 usage, 3 configuration).
 async fn run(args: Args) -> Result<(), Failure> {
-    let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::Config(format!("reading {}: {e}", path.display())))?;
-            TideConfig::from_yaml(&text)
-                .map_err(|e| Failure::Config(format!("{}: {e}", path.display())))?
-        }
-        None => TideConfig::default(),
-    };
+    let config = TideConfig::load(&args.config).map_err(Failure::Config)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             serve::ReloadingTls::new(serve::TlsFiles {

@@ -39,7 +39,39 @@ pub struct Render {
     pub client_qps: Option<(f64, u32)>,
     /// Mutual TLS to the extender: every entry gets `enableHTTPS: true` and this `tlsConfig`.
     pub tls: Option<ExtenderTls>,
+    /// A second scheduler for Tide instead of the default scheduler's configuration: see
+    /// [`SecondScheduler`].
+    pub second: Option<SecondScheduler>,
 }
+
+/// The second-scheduler profile (managed control planes, where the default kube-scheduler
+/// cannot be reconfigured): a kube-scheduler of Tide's own, in the tide-scheduler pod next
+/// to the extender (deploy/components/second-scheduler). Rendering for it changes the shipped
+/// configuration in three places: the profile's `schedulerName` (pods opt in with it), the
+/// API connection (in-cluster: no kubeconfig), and leader election on a Lease of its own (two
+/// replicas, one schedules). The extenders default to the sidecar's `http://127.0.0.1:8888`.
+#[derive(Debug, Clone)]
+pub struct SecondScheduler {
+    /// The profile's `schedulerName`.
+    pub scheduler_name: String,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+}
+
+impl Default for SecondScheduler {
+    fn default() -> Self {
+        Self {
+            scheduler_name: "tide-scheduler".into(),
+            lease_namespace: "tide-system".into(),
+            lease_name: "tide-kube-scheduler".into(),
+        }
+    }
+}
+
+/// The extender's address from the kube-scheduler sidecar in the same pod.
+pub const SIDECAR_EXTENDER_URL: &str = "http://127.0.0.1:8888/extender";
 
 /// kube-scheduler's side of mutual TLS with tide-scheduler (the extender `tlsConfig`).
 #[derive(Debug, Clone, Default)]
@@ -74,6 +106,32 @@ pub fn render(shipped: &str, r: &Render) -> Result<String, String> {
         ));
     }
     cfg["apiVersion"] = api_version(r.minor).into();
+    if let Some(second) = &r.second {
+        let obj = cfg
+            .as_object_mut()
+            .ok_or("the configuration is not a mapping")?;
+        if let Some(Value::Object(conn)) = obj.get_mut("clientConnection") {
+            conn.remove("kubeconfig");
+        }
+        obj.insert(
+            "profiles".into(),
+            serde_json::json!([{"schedulerName": second.scheduler_name}]),
+        );
+        obj.insert(
+            "leaderElection".into(),
+            serde_json::json!({
+                "leaderElect": true,
+                "resourceLock": "leases",
+                "resourceNamespace": second.lease_namespace,
+                "resourceName": second.lease_name,
+            }),
+        );
+        if let Some(Value::Array(extenders)) = obj.get_mut("extenders") {
+            for e in extenders {
+                e["urlPrefix"] = SIDECAR_EXTENDER_URL.into();
+            }
+        }
+    }
     if let Some(k) = &r.kubeconfig {
         cfg["clientConnection"]["kubeconfig"] = k.as_str().into();
     }
@@ -176,6 +234,72 @@ mod tests {
         assert_eq!(binders(&cfg), [b]);
         assert_eq!(b["ignorable"], true);
         assert_eq!(a["ignorable"], false);
+    }
+
+    #[test]
+    fn the_second_scheduler_profile_changes_name_connection_and_leader_election_only() {
+        let shipped: Value = serde_saphyr::from_str(SHIPPED).unwrap_or_default();
+        let r = Render {
+            minor: 33,
+            second: Some(SecondScheduler::default()),
+            ..Render::default()
+        };
+        let cfg = parse(&render(SHIPPED, &r).unwrap_or_default());
+        assert_eq!(cfg["profiles"][0]["schedulerName"], "tide-scheduler");
+        assert_eq!(cfg["profiles"].as_array().map(Vec::len), Some(1));
+        assert!(
+            cfg["clientConnection"].get("kubeconfig").is_none(),
+            "in-cluster"
+        );
+        assert_eq!(cfg["leaderElection"]["resourceName"], "tide-kube-scheduler");
+        assert_eq!(cfg["leaderElection"]["resourceNamespace"], "tide-system");
+        assert_eq!(cfg["leaderElection"]["leaderElect"], true);
+        let mut unchanged = cfg.clone();
+        unchanged["profiles"] = shipped["profiles"].clone();
+        unchanged["clientConnection"] = shipped["clientConnection"].clone();
+        unchanged
+            .as_object_mut()
+            .map(|o| o.remove("leaderElection"));
+        for (i, e) in shipped["extenders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            assert_eq!(cfg["extenders"][i]["urlPrefix"], SIDECAR_EXTENDER_URL);
+            unchanged["extenders"][i]["urlPrefix"] = e["urlPrefix"].clone();
+        }
+        assert_eq!(unchanged, shipped);
+        // An explicit URL still wins (e.g. mutual TLS on the sidecar's port).
+        let r = Render {
+            extender_url: Some("https://127.0.0.1:8888/extender".into()),
+            ..r
+        };
+        let cfg = parse(&render(SHIPPED, &r).unwrap_or_default());
+        assert_eq!(
+            cfg["extenders"][1]["urlPrefix"],
+            "https://127.0.0.1:8888/extender"
+        );
+    }
+
+    /// deploy/components/second-scheduler carries the rendering for current clusters; it
+    /// must stay what `render-scheduler-config --kube-minor 30 --second-scheduler` prints.
+    #[test]
+    fn the_second_scheduler_component_holds_the_rendered_configuration() {
+        let file =
+            include_str!("../../deploy/components/second-scheduler/kube-scheduler-config.yaml");
+        let shipped: Value = serde_saphyr::from_str(file).unwrap_or_default();
+        let r = Render {
+            minor: IGNORABLE_BIND_SINCE,
+            second: Some(SecondScheduler::default()),
+            ..Render::default()
+        };
+        assert_eq!(
+            shipped,
+            parse(&render(SHIPPED, &r).unwrap_or_default()),
+            "deploy/components/second-scheduler/kube-scheduler-config.yaml differs from \
+             `tide-scheduler render-scheduler-config --kube-minor 30 --second-scheduler`"
+        );
     }
 
     #[test]

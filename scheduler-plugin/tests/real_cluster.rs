@@ -96,6 +96,7 @@ impl Cluster {
                 metrics: Some(slots.metrics),
                 client_qps,
                 tls: None,
+                second: None,
             },
         )
         .unwrap();
@@ -1132,6 +1133,7 @@ async fn mutual_tls_admits_kube_scheduler_only_and_rotates_certificates() {
                 cert_file: scheduler_client.0.display().to_string(),
                 key_file: scheduler_client.1.display().to_string(),
             }),
+            second: None,
         },
     )
     .unwrap();

@@ -469,6 +469,7 @@ async fn run(args: Args) -> Result<(), String> {
                 metrics: Some(slots.metrics),
                 client_qps: Some((f64::from(args.qps), args.qps * 2)),
                 tls: None,
+                second: None,
             },
         )
     };
