@@ -367,13 +367,24 @@ impl Pki {
 
     /// A serving certificate for 127.0.0.1 and localhost.
     pub fn server(&self, name: &str) -> Result<(PathBuf, PathBuf), String> {
+        self.server_for(name, &["IP:127.0.0.1", "DNS:localhost"])
+    }
+
+    /// A serving certificate for these subject alternative names (`IP:…`, `DNS:…`).
+    pub fn server_for(&self, name: &str, sans: &[&str]) -> Result<(PathBuf, PathBuf), String> {
         self.issue(
             name,
             &format!("/CN={name}"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            &format!(
+                "subjectAltName={}\nextendedKeyUsage=serverAuth\n",
+                sans.join(",")
+            ),
         )
     }
 }
+
+/// The `kubernetes` Service's cluster IP: the first address of `--service-cluster-ip-range`.
+pub const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
 
 /// How a kubeconfig authenticates.
 #[derive(Debug, Clone)]
@@ -604,7 +615,19 @@ impl ControlPlane {
         let minor = bins.minor_version()?;
         let dir = fresh_dir()?;
         let pki = Pki::new(&dir.join("pki"))?;
-        let (api_crt, api_key) = pki.server("apiserver")?;
+        // Also the `kubernetes` Service's names and address, which pods of the real-node
+        // harness reach it by (kubelet::RealNode::serve_api_to_pods).
+        let (api_crt, api_key) = pki.server_for(
+            "apiserver",
+            &[
+                "IP:127.0.0.1",
+                "DNS:localhost",
+                &format!("IP:{KUBERNETES_SERVICE_IP}"),
+                "DNS:kubernetes",
+                "DNS:kubernetes.default",
+                "DNS:kubernetes.default.svc",
+            ],
+        )?;
         let (admin_crt, admin_key) = pki.client("admin", "admin", &["system:masters"])?;
         let api_port = free_port();
         let server = format!("https://127.0.0.1:{api_port}");

@@ -2,8 +2,8 @@
 //! [`ControlPlane`], with everything they change kept private and removed afterwards.
 //!
 //! - **Private mount namespace**: containerd starts under `unshare --mount --net`; the kubelet
-//!   joins that mount namespace (`nsenter --mount`) but keeps the host's network namespace (it
-//!   talks to the API server on 127.0.0.1). Inside, the node's own directories are bind-mounted
+//!   joins both namespaces (`nsenter --mount --net`), as a node's kubelet shares the node's
+//!   network with its `hostNetwork` pods (and can probe the others' addresses). Inside, the node's own directories are bind-mounted
 //!   over `/run`, `/var/lib` and `/var/log` (the kubelet v1.20 hard-codes
 //!   `/var/lib/kubelet/device-plugins`, `/var/log/pods` and `/var/log/containers`; containerd
 //!   keeps network namespaces in `/run/netns`), so nothing appears on the host's file systems.
@@ -13,7 +13,12 @@
 //!   the namespace, by a bind-mounted regular file holding the host's value, so the writes land
 //!   there; [`RealNode::shutdown`] checks that the host's values did not change.
 //! - **Network**: containerd has its own network namespace with the Debian CNI bridge
-//!   (`containernetworking-plugins`, host-local addresses); pods get addresses there.
+//!   (`containernetworking-plugins`, host-local addresses, a default route through the
+//!   bridge); pods get addresses there. The API server (on the host's 127.0.0.1) is reached at
+//!   the `kubernetes` Service's address, 10.0.0.1:443, through a relay the test process holds
+//!   ([`crate::netns`]): the kubelet, and pods with in-cluster configuration, use it as in a
+//!   cluster. `/run` is a shared mount inside the namespace, so pods may mount host paths
+//!   below it with `mountPropagation: HostToContainer`.
 //! - **cgroups**: the kubelet's `cgroupRoot` is `/tide-node-<pid>-<n>`, a directory this
 //!   harness creates in every cgroup v1 hierarchy (`cgroupDriver: cgroupfs`,
 //!   `cgroupsPerQOS: true`: pods at `<root>/kubepods/<qos>/pod<uid>/<container id>`).
@@ -53,6 +58,9 @@ pub const KUBELET_SYSCTLS: [&str; 6] = [
 
 /// The sandbox image every pod of the node runs first.
 pub const PAUSE_IMAGE: &str = "tide.test/pause:1";
+/// The node's address (`--node-ip`), on the loopback of its network namespace.
+pub const NODE_IP: &str = "10.89.0.1";
+
 /// The burner image (`tide-burner`, entrypoint `/tide-burner`).
 pub const BURNER_IMAGE: &str = "tide.test/burner:1";
 
@@ -92,6 +100,7 @@ pub struct RealNode {
     mount_ns: String,
     kubelet: Option<Proc>,
     containerd: Option<Proc>,
+    api_relay: Option<crate::netns::Forward>,
     cleaned: bool,
 }
 
@@ -511,6 +520,7 @@ impl RealNode {
             mount_ns: String::new(),
             kubelet: None,
             containerd: None,
+            api_relay: None,
             cleaned: false,
         };
         // From here on, Drop cleans up whatever was made.
@@ -519,6 +529,7 @@ impl RealNode {
         build_burner(&node.burner)?;
         node.import(PAUSE_IMAGE, &["/tide-burner", "pause"])?;
         node.import(BURNER_IMAGE, &["/tide-burner"])?;
+        node.api_relay = Some(node.relay_api(cp)?);
         node.start_kubelet(cp, opts)?;
         Ok(node)
     }
@@ -591,6 +602,10 @@ impl RealNode {
                     "ipam": {
                         "type": "host-local",
                         "ranges": [[{"subnet": "10.88.0.0/24"}]],
+                        // A default route through the bridge: pods reach addresses of the
+                        // node's namespace beyond the bridge (the `kubernetes` Service's,
+                        // RealNode::serve_api_to_pods).
+                        "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": d.join("cni/ipam"),
                     },
                 }],
@@ -626,7 +641,7 @@ state = "{d}/containerd/state"
         write(&d.join("containerd.toml"), &config)?;
         let runtime_procs = self.cgroup_path("pids", "runtime/cgroup.procs")?;
         let script = format!(
-            "set -e\necho $$ > {procs}\nmount --bind {d}/run /run\nmount --bind {d}/var-lib /var/lib\nmount --bind {d}/var-log /var/log\n{binds}ip link set lo up\nexec containerd --config {d}/containerd.toml\n",
+            "set -e\necho $$ > {procs}\nmount --bind {d}/run /run\nmount --make-rshared /run\nmount --bind {d}/var-lib /var/lib\nmount --bind {d}/var-log /var/log\n{binds}ip link set lo up\nexec containerd --config {d}/containerd.toml\n",
             procs = runtime_procs.display(),
             d = d.display(),
         );
@@ -683,6 +698,62 @@ state = "{d}/containerd/state"
         sh("nsenter", &all)
     }
 
+    /// The node's network namespace (containerd's, where the CNI bridge and the
+    /// `hostNetwork` pods are): `/proc/<containerd's pid>/ns/net`.
+    pub fn netns(&self) -> Result<PathBuf, String> {
+        let pid = self
+            .containerd
+            .as_ref()
+            .map(Proc::pid)
+            .ok_or("containerd is not running")?;
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    /// Imports an image archive (OCI or docker-archive, e.g. `scripts/build-images.sh`'s) into
+    /// the node's containerd, under the name the archive carries.
+    pub fn import_archive(&self, archive: &Path) -> Result<(), String> {
+        self.ctr(&["images", "import", &archive.display().to_string()])
+            .map(|_| ())
+    }
+
+    /// Gives the node (its kubelet and pods) the API server at the `kubernetes` Service's
+    /// address, the part of kube-proxy in-cluster clients need: [`crate::k8s::KUBERNETES_SERVICE_IP`]
+    /// and [`NODE_IP`] go on the loopback of the node's namespace, where a relay on port 443
+    /// forwards to the API server on the host's 127.0.0.1 ([`crate::netns::Forward`]; the
+    /// host's network is untouched). The kubelet and `hostNetwork` pods reach it directly, the
+    /// other pods through the bridge, their default gateway.
+    fn relay_api(&self, cp: &ControlPlane) -> Result<crate::netns::Forward, String> {
+        let ns = self.netns()?;
+        let ip = crate::k8s::KUBERNETES_SERVICE_IP;
+        for a in [ip, NODE_IP] {
+            sh(
+                "nsenter",
+                &[
+                    &format!("--net={}", ns.display()),
+                    "--",
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{a}/32"),
+                    "dev",
+                    "lo",
+                ],
+            )?;
+        }
+        let api: std::net::SocketAddr = cp
+            .server
+            .trim_start_matches("https://")
+            .parse()
+            .map_err(|e| format!("API server address {}: {e}", cp.server))?;
+        let listen: std::net::SocketAddr = format!("{ip}:443")
+            .parse()
+            .map_err(|e| format!("{ip}:443: {e}"))?;
+        let listener = crate::netns::in_netns(&ns, || std::net::TcpListener::bind(listen))
+            .map_err(|e| format!("listening on {listen} in the node's namespace: {e}"))?;
+        crate::netns::Forward::start(listener, crate::netns::Target::Host(api))
+            .map_err(|e| format!("relay to the API server: {e}"))
+    }
+
     fn import(&self, tag: &str, entrypoint: &[&str]) -> Result<(), String> {
         let work = self.dir.join("images").join(tag.replace([':', '/'], "_"));
         let tar = work.with_extension("tar");
@@ -699,9 +770,11 @@ state = "{d}/containerd/state"
             &["system:nodes"],
         )?;
         let kubeconfig = d.join("kubelet.kubeconfig");
+        // The kubelet lives in the node's network namespace: the API server is the
+        // `kubernetes` Service's address there (RealNode::relay_api).
         crate::k8s::write_kubeconfig(
             &kubeconfig,
-            &cp.server,
+            &format!("https://{}:443", crate::k8s::KUBERNETES_SERVICE_IP),
             &cp.pki.ca(),
             &Credentials::Cert(crt, key),
         )?;
@@ -753,6 +826,7 @@ imageGCLowThresholdPercent: 99
         let log = d.join("kubelet.log");
         let mut args = vec![
             format!("--mount=/proc/{containerd_pid}/ns/mnt"),
+            format!("--net=/proc/{containerd_pid}/ns/net"),
             "--".into(),
             cp.bins.component("kubelet").display().to_string(),
         ];
@@ -768,6 +842,7 @@ imageGCLowThresholdPercent: 99
             format!("--cert-dir={}", d.join("kubelet-pki").display()),
             format!("--volume-plugin-dir={}", d.join("volume-plugins").display()),
             format!("--hostname-override={}", self.name),
+            format!("--node-ip={NODE_IP}"),
             format!("--pod-infra-container-image={PAUSE_IMAGE}"),
             "--v=2".into(),
         ]);

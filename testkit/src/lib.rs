@@ -24,6 +24,7 @@
 
 pub mod k8s;
 pub mod kubelet;
+pub mod netns;
 pub mod node;
 pub mod soak;
 

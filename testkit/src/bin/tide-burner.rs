@@ -2,11 +2,12 @@
 //! `tide_testkit::kubelet` (built statically there, so an image is this one file).
 //!
 //! - `tide-burner pause`: sleeps for ever (the pod sandbox image).
-//! - `tide-burner run [--cpu MILLI] [--mem MIB] [--ctl DIR]`: burns `MILLI` millicores of CPU
+//! - `tide-burner run [--cpu MILLI] [--mem MIB] [--ctl DIR] [--secs N]`: burns `MILLI` millicores of CPU
 //!   (duty cycles of 100 ms on `ceil(MILLI / 1000)` threads) and holds `MIB` MiB of anonymous
 //!   memory, every page touched. With `--ctl DIR` the files `DIR/cpu` and `DIR/mem`, when
 //!   present, override both and are read again every 100 ms, so a test changes the load of a
-//!   running container by writing a file.
+//!   running container by writing a file. With `--secs N` it exits (status 0) after `N`
+//!   seconds, as a batch job's task does.
 //! - `tide-burner sleep`: does nothing, for ever (a process started in a running container).
 
 use std::path::PathBuf;
@@ -56,7 +57,8 @@ fn hold(mem: &mut Vec<u8>, mib: usize) {
     *mem = v;
 }
 
-fn run(mut cpu: u64, mut mem_mib: u64, ctl: Option<PathBuf>) -> ! {
+fn run(mut cpu: u64, mut mem_mib: u64, ctl: Option<PathBuf>, secs: Option<u64>) -> ! {
+    let end = secs.map(|s| Instant::now() + Duration::from_secs(s));
     const THREADS: usize = 4;
     let shares: Vec<Arc<AtomicU64>> = (0..THREADS).map(|_| Arc::new(AtomicU64::new(0))).collect();
     for s in &shares {
@@ -65,6 +67,9 @@ fn run(mut cpu: u64, mut mem_mib: u64, ctl: Option<PathBuf>) -> ! {
     }
     let mut mem = Vec::new();
     loop {
+        if end.is_some_and(|e| Instant::now() >= e) {
+            std::process::exit(0);
+        }
         if let Some(dir) = &ctl {
             cpu = read_number(&dir.join("cpu")).unwrap_or(cpu);
             mem_mib = read_number(&dir.join("mem")).unwrap_or(mem_mib);
@@ -89,7 +94,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("pause" | "sleep") => sleep_forever(),
         Some("run") => {
-            let (mut cpu, mut mem, mut ctl) = (0, 0, None);
+            let (mut cpu, mut mem, mut ctl, mut secs) = (0, 0, None, None);
             let mut it = args[1..].iter();
             while let Some(flag) = it.next() {
                 let value = it.next().cloned().unwrap_or_default();
@@ -97,17 +102,18 @@ fn main() {
                     "--cpu" => cpu = value.parse().unwrap_or(0),
                     "--mem" => mem = value.parse().unwrap_or(0),
                     "--ctl" => ctl = Some(PathBuf::from(value)),
+                    "--secs" => secs = value.parse().ok(),
                     other => {
                         eprintln!("tide-burner: unknown flag {other}");
                         std::process::exit(2);
                     }
                 }
             }
-            run(cpu, mem, ctl);
+            run(cpu, mem, ctl, secs);
         }
         _ => {
             eprintln!(
-                "usage: tide-burner pause | sleep | run [--cpu MILLI] [--mem MIB] [--ctl DIR]"
+                "usage: tide-burner pause | sleep | run [--cpu MILLI] [--mem MIB] [--ctl DIR] [--secs N]"
             );
             std::process::exit(2);
         }
