@@ -346,7 +346,8 @@ pub use tide_coldmem::kernel_text::{keyed, psi_some_avg10};
 /// `cgroup.procs` from a PID list it caches for a second).
 #[derive(Debug, Default)]
 pub struct UsageFiles {
-    files: std::collections::HashMap<PathBuf, (fs::File, u64)>,
+    /// By path (as bytes: hashing a `Path` walks its components).
+    files: std::collections::HashMap<std::ffi::OsString, (fs::File, u64)>,
     /// The current round (one per [`UsageFiles::round`]); handles unused in a round are
     /// closed at the next.
     round: u64,
@@ -373,16 +374,17 @@ impl UsageFiles {
 
     fn read(&mut self, path: &Path) -> Result<String, CgroupError> {
         let round = self.round;
-        if let Some((file, used)) = self.files.get_mut(path) {
+        if let Some((file, used)) = self.files.get_mut(path.as_os_str()) {
             *used = round;
             if let Ok(text) = read_from_start(file) {
                 return Ok(text);
             }
-            self.files.remove(path);
+            self.files.remove(path.as_os_str());
         }
         let file = fs::File::open(path).map_err(|e| err(path, e))?;
         let text = read_from_start(&file).map_err(|e| err(path, e))?;
-        self.files.insert(path.to_owned(), (file, round));
+        self.files
+            .insert(path.as_os_str().to_owned(), (file, round));
         Ok(text)
     }
 
