@@ -14,9 +14,9 @@ use tide_api::{
 };
 use tide_estimator::{NodeObservation, ResourceEstimate, ResourceEstimator};
 
-use crate::cgroup::{Layout, PodCgroup};
+use crate::cgroup::{Hierarchy, Layout, PodCgroup, UsageFiles};
 use crate::cpuset::CpuSet;
-use crate::executor::{Desired, quota_for};
+use crate::executor::{Applied, Desired, Known, apply_known, quota_for};
 use crate::observe::{NodeTotals, Observation, PodCounters, PodInfo, Previous, observe};
 use crate::oom::oom_score_adj;
 use crate::pinning::{PinRequest, Pinning, pin};
@@ -70,6 +70,10 @@ pub struct Agent {
     evicting: bool,
     /// What was last published.
     pub published: Published,
+    /// Usage files kept open between ticks.
+    files: UsageFiles,
+    /// What the settings files hold, as last read or written.
+    known: Known,
 }
 
 /// What was collected in one tick.
@@ -184,19 +188,22 @@ impl Agent {
             last_eviction: None,
             evicting: false,
             published: Published::default(),
+            files: UsageFiles::default(),
+            known: Known::default(),
         }
     }
 
     /// Reads every pod cgroup and the node totals.
-    pub fn collect(&self) -> Result<Collected, String> {
+    pub fn collect(&mut self) -> Result<Collected, String> {
         let layout = &self.setup.layout;
         let cgroups = layout.discover().map_err(|e| e.to_string())?;
         let mut out = Collected {
             totals: crate::procfs::read_totals(&self.setup.proc_root)?,
             ..Collected::default()
         };
+        self.files.round();
         for p in &cgroups {
-            match layout.usage(&p.path) {
+            match layout.usage_with(&p.path, &mut self.files) {
                 Ok(u) => {
                     out.usage.insert(p.uid.clone(), u);
                     out.counters.insert(
@@ -211,11 +218,29 @@ impl Agent {
                 Err(e) => out.errors.push(e.to_string()),
             }
         }
+        self.known.track(&cgroups);
         out.cgroups = cgroups;
-        if let Ok(u) = layout.usage(&layout.qos_dir(tide_api::KubeQosClass::Guaranteed)) {
+        // Pressure (PSI) exists on cgroup v2 only: on v1 the pod level is not read at all.
+        if matches!(layout.hierarchy, Hierarchy::V2(_))
+            && let Ok(u) = layout.usage_with(
+                &layout.qos_dir(tide_api::KubeQosClass::Guaranteed),
+                &mut self.files,
+            )
+        {
             out.pods_pressure = (u.cpu_psi_some_avg10, u.memory_psi_some_avg10);
         }
         Ok(out)
+    }
+
+    /// Applies a tick's cgroup state, reading only the files whose value the agent does not
+    /// know ([`Known`]).
+    pub fn apply(&mut self, desired: &Desired) -> Applied {
+        apply_known(
+            &self.setup.layout,
+            desired,
+            &self.setup.proc_root,
+            &mut self.known,
+        )
     }
 
     /// Decides one tick at `now_ms` (Unix ms) from what was collected and the pods the API

@@ -193,8 +193,11 @@ impl Layout {
         })
     }
 
+    /// The v1 hierarchy listed to find pods and containers: `cpuset`, which the agent writes
+    /// anyway and whose directories hold about half the files of `memory`'s (18 against 33
+    /// on a 6.x kernel; listing them is most of the cost of discovery, every tick).
     fn walk_controller(&self) -> &'static str {
-        "memory"
+        "cpuset"
     }
 
     /// The kubelet's cgroup root in the hierarchy the agent walks, or why it cannot be used
@@ -313,23 +316,115 @@ impl Usage {
     }
 }
 
-fn read(path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(|e| err(path, e))
-}
-
-fn read_u64(path: &Path) -> Result<u64, CgroupError> {
-    read(path)?
-        .trim()
-        .parse()
-        .map_err(|_| invalid(path, "not an unsigned integer"))
+/// The whole file. Not `fs::read_to_string`: its size probe (`statx`) is a wasted system
+/// call on cgroup and proc files, which report size 0 or 4096 whatever they hold.
+pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
+    use std::io::Read;
+    let read = |mut f: fs::File| -> io::Result<String> {
+        let (mut bytes, mut buf) = (Vec::new(), [0u8; 4096]);
+        loop {
+            match f.read(&mut buf)? {
+                0 => break,
+                n => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    };
+    fs::File::open(path)
+        .and_then(read)
+        .map_err(|e| err(path, e))
 }
 
 pub use tide_coldmem::kernel_text::{keyed, psi_some_avg10};
+
+/// Usage files kept open between ticks and read again from offset 0 (`pread`): the kernel
+/// renders a cgroup file afresh on every read from the start, and a kept handle saves the
+/// path lookup of an open through 8–10 directories of cgroupfs (on a real node with 100
+/// containers, the largest share of the agent's CPU time). A cgroup removed since makes its
+/// handle fail (`ENODEV`); the file is then opened again by path, once. Only files that are
+/// plain counters are kept: `cgroup.procs` is not (cgroup v1 serves a re-read of an open
+/// `cgroup.procs` from a PID list it caches for a second).
+#[derive(Debug, Default)]
+pub struct UsageFiles {
+    /// By path (as bytes: hashing a `Path` walks its components).
+    files: std::collections::HashMap<std::ffi::OsString, (fs::File, u64)>,
+    /// The current round (one per [`UsageFiles::round`]); handles unused in a round are
+    /// closed at the next.
+    round: u64,
+}
+
+impl UsageFiles {
+    /// Starts a round of reads: closes the handles the last round did not read (cgroups
+    /// gone).
+    pub fn round(&mut self) {
+        let last = self.round;
+        self.files.retain(|_, (_, used)| *used == last);
+        self.round += 1;
+    }
+
+    /// Number of open handles.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no handle is open.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    fn read(&mut self, path: &Path) -> Result<String, CgroupError> {
+        let round = self.round;
+        if let Some((file, used)) = self.files.get_mut(path.as_os_str()) {
+            *used = round;
+            if let Ok(text) = read_from_start(file) {
+                return Ok(text);
+            }
+            self.files.remove(path.as_os_str());
+        }
+        let file = fs::File::open(path).map_err(|e| err(path, e))?;
+        let text = read_from_start(&file).map_err(|e| err(path, e))?;
+        self.files
+            .insert(path.as_os_str().to_owned(), (file, round));
+        Ok(text)
+    }
+
+    fn read_u64(&mut self, path: &Path) -> Result<u64, CgroupError> {
+        self.read(path)?
+            .trim()
+            .parse()
+            .map_err(|_| invalid(path, "not an unsigned integer"))
+    }
+}
+
+/// The whole file from offset 0, whatever its position. A read shorter than asked is the
+/// end: true of regular files and of these cgroup files, which the kernel renders as one
+/// record (a seq file returns a record whole when the buffer holds it), so a file is one
+/// `pread`, not two.
+fn read_from_start(file: &fs::File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        let n = file.read_at(&mut buf[len..], len as u64)?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
 
 impl Layout {
     /// Reads the usage of the cgroup at `rel`. A missing PSI file is `None`; a missing
     /// accounting file is an error naming it.
     pub fn usage(&self, rel: &str) -> Result<Usage, CgroupError> {
+        self.usage_with(rel, &mut UsageFiles::default())
+    }
+
+    /// [`Layout::usage`] through handles kept in `files`.
+    pub fn usage_with(&self, rel: &str, files: &mut UsageFiles) -> Result<Usage, CgroupError> {
         let p = |c: &str, f: &str| {
             self.path(c, rel)
                 .map(|d| d.join(f))
@@ -338,11 +433,11 @@ impl Layout {
         match &self.hierarchy {
             Hierarchy::V1(_) => {
                 let stat_path = p("memory", "memory.stat")?;
-                let stat = read(&stat_path)?;
-                let cpu_stat = read(&p("cpu", "cpu.stat")?)?;
+                let stat = files.read(&stat_path)?;
+                let cpu_stat = files.read(&p("cpu", "cpu.stat")?)?;
                 Ok(Usage {
-                    cpu_ns: read_u64(&p("cpuacct", "cpuacct.usage")?)?,
-                    memory: read_u64(&p("memory", "memory.usage_in_bytes")?)?,
+                    cpu_ns: files.read_u64(&p("cpuacct", "cpuacct.usage")?)?,
+                    memory: files.read_u64(&p("memory", "memory.usage_in_bytes")?)?,
                     inactive_file: keyed(&stat, "total_inactive_file")
                         .or_else(|| keyed(&stat, "inactive_file"))
                         .ok_or_else(|| invalid(&stat_path, "no inactive_file"))?,
@@ -354,20 +449,21 @@ impl Layout {
             }
             Hierarchy::V2(_) => {
                 let stat_path = p("", "memory.stat")?;
-                let stat = read(&stat_path)?;
+                let stat = files.read(&stat_path)?;
                 let cpu_stat_path = p("", "cpu.stat")?;
-                let cpu_stat = read(&cpu_stat_path)?;
-                let psi = |f: &str| {
+                let cpu_stat = files.read(&cpu_stat_path)?;
+                let memory = files.read_u64(&p("", "memory.current")?)?;
+                let mut psi = |f: &str| {
                     p("", f)
                         .ok()
-                        .and_then(|path| fs::read_to_string(path).ok())
+                        .and_then(|path| files.read(&path).ok())
                         .and_then(|t| psi_some_avg10(&t))
                 };
                 Ok(Usage {
                     cpu_ns: keyed(&cpu_stat, "usage_usec")
                         .ok_or_else(|| invalid(&cpu_stat_path, "no usage_usec"))?
                         .saturating_mul(1000),
-                    memory: read_u64(&p("", "memory.current")?)?,
+                    memory,
                     inactive_file: keyed(&stat, "inactive_file")
                         .ok_or_else(|| invalid(&stat_path, "no inactive_file"))?,
                     nr_throttled: keyed(&cpu_stat, "nr_throttled").unwrap_or(0),
@@ -397,8 +493,17 @@ impl Layout {
 /// Writes `value` to `path` unless the file already holds it (compared after trimming; CPU
 /// lists compared as sets). Returns whether it wrote.
 pub fn write_if_changed(path: &Path, value: &str) -> Result<bool, CgroupError> {
-    let current = read(path)?;
-    let same = current.trim() == value.trim()
+    if same_value(path, &read(path)?, value) {
+        return Ok(false);
+    }
+    fs::write(path, value).map_err(|e| err(path, e))?;
+    Ok(true)
+}
+
+/// Whether `current` (the content of `path`) already is `value`: equal after trimming, or the
+/// same set of CPUs for a `cpuset.cpus` file.
+pub(crate) fn same_value(path: &Path, current: &str, value: &str) -> bool {
+    current.trim() == value.trim()
         || (path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("cpuset.cpus"))
@@ -407,12 +512,7 @@ pub fn write_if_changed(path: &Path, value: &str) -> Result<bool, CgroupError> {
                 .parse::<crate::cpuset::CpuSet>()
                 .ok()
                 .zip(value.trim().parse().ok())
-                .is_some_and(|(a, b)| a == b));
-    if same {
-        return Ok(false);
-    }
-    fs::write(path, value).map_err(|e| err(path, e))?;
-    Ok(true)
+                .is_some_and(|(a, b)| a == b))
 }
 
 #[cfg(test)]
@@ -559,5 +659,35 @@ mod tests {
         };
         assert!(systemd.pods_dir().unwrap_err().contains("kubepods.slice"));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kept_usage_files_read_the_current_content_and_close_when_unused() {
+        let dir = std::env::temp_dir().join(format!("tide-usage-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, "5\n").unwrap();
+        std::fs::write(&b, "x".repeat(10_000)).unwrap();
+        let mut files = UsageFiles::default();
+        files.round();
+        assert_eq!(files.read_u64(&a).unwrap(), 5);
+        assert_eq!(
+            files.read(&b).unwrap().len(),
+            10_000,
+            "longer than one read"
+        );
+        files.round();
+        std::fs::write(&a, "7\n").unwrap();
+        assert_eq!(
+            files.read_u64(&a).unwrap(),
+            7,
+            "read again through the kept handle"
+        );
+        assert_eq!(files.len(), 2);
+        // `b` was not read in the last round: its handle is closed.
+        files.round();
+        assert_eq!(files.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

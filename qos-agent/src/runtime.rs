@@ -266,7 +266,7 @@ impl Runtime {
             collected.sandbox_cold = sandbox_cold;
             self.record_collected(&collected, &infos);
             let tick = agent.decide(now_ms, &collected, &infos, api_reachable);
-            let applied = apply(&agent.setup.layout, &tick.desired, &agent.setup.proc_root);
+            let applied = agent.apply(&tick.desired);
             self.metrics.cgroup_writes.inc_by(applied.writes as u64);
             report.writes = applied.writes;
             cpu_applied = applied.cpu_errors == 0;
