@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 fn deploy(name: &str) -> String {
@@ -122,16 +123,10 @@ fn exported(text: &str) -> std::collections::BTreeMap<String, std::collections::
     out
 }
 
-/// Every metric the shipped alert rules name is one tide-scheduler or tide-agent exports, with
-/// the labels the rule matches on; every alert has a severity, a summary and a `for`.
-#[test]
-fn alert_rules_name_only_exported_metrics_and_labels() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/components/monitoring/tide-alerts.rules.yaml");
-    let rules: serde_json::Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+/// Every metric both binaries export, with its labels (every labelled family touched so it
+/// renders).
+fn all_exported() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     let s = tide_scheduler::metrics::Metrics::new().unwrap();
-    // Touch every labelled family so it renders.
     s.duration.with_label_values(&["filter"]).observe(0.001);
     s.requests.with_label_values(&["filter", "ok"]).inc();
     s.refusals.with_label_values(&["stale-estimate"]).inc();
@@ -142,9 +137,59 @@ fn alert_rules_name_only_exported_metrics_and_labels() {
     a.actions
         .with_label_values(&["evict", "memory-pressure", "evicted"])
         .inc();
+    a.usage.with_label_values(&["hp", "cpu"]).set(1.0);
+    a.estimate
+        .with_label_values(&["reclaimable", "cpu"])
+        .set(1.0);
+    a.oom_score_adj.with_label_values(&["ns/p", "BE"]).set(1.0);
     a.errors.with_label_values(&["publish"]).inc();
+    a.throttled.with_label_values(&["be"]).set(1.0);
+    a.pressure.with_label_values(&["cpu"]).set(1.0);
+    a.sandbox_cold.with_label_values(&["unix:///s"]).set(1.0);
+    a.sandboxes.with_label_values(&["fresh"]).set(1);
     let mut metrics = exported(&s.render());
     metrics.extend(exported(&a.render()));
+    metrics
+}
+
+/// docs/monitoring.md documents exactly the metrics the two binaries export (histograms by
+/// their family name).
+#[test]
+fn the_monitoring_page_documents_every_exported_metric_and_no_other() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring.md"),
+    )
+    .unwrap();
+    let family = |n: &str| {
+        ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| n.strip_suffix(s))
+            .unwrap_or(n)
+            .to_owned()
+    };
+    let exported: BTreeSet<String> = all_exported().keys().map(|n| family(n)).collect();
+    let documented: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `tide_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("tide_{n}"))
+        .collect();
+    assert!(exported.len() >= 20, "{exported:?}");
+    assert_eq!(
+        documented, exported,
+        "docs/monitoring.md's tables against what tide-agent and tide-scheduler export"
+    );
+}
+
+/// Every metric the shipped alert rules name is one tide-scheduler or tide-agent exports, with
+/// the labels the rule matches on; every alert has a severity, a summary and a `for`.
+#[test]
+fn alert_rules_name_only_exported_metrics_and_labels() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/components/monitoring/tide-alerts.rules.yaml");
+    let rules: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let metrics = all_exported();
 
     let mut alerts = 0;
     for group in rules["groups"].as_array().unwrap() {
