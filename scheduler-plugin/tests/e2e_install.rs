@@ -28,7 +28,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
-use tide_testkit::k8s::{self, ControlPlane};
+use tide_testkit::k8s::{self, ControlPlane, relative_path as relative, wait_for};
 use tide_testkit::kubelet::{self, BURNER_IMAGE, NodeOptions, RealNode};
 use tide_testkit::netns::{Forward, Target};
 
@@ -50,25 +49,6 @@ fn workspace() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-/// `target` (absolute) relative to the directory `from` (absolute): kustomize refuses
-/// absolute paths in `resources` and `components`.
-fn relative(from: &Path, target: &Path) -> String {
-    let up = "../".repeat(from.components().count() - 1);
-    format!("{up}{}", target.strip_prefix("/").unwrap().display())
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Why this test cannot run here, if it cannot.
@@ -144,24 +124,6 @@ fn start_default_scheduler(cp: &mut ControlPlane) {
     cp.start_scheduler(&cfg.to_string()).unwrap();
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Writes the operator's overlay (see the module documentation) and renders it.
 fn render_install(cp: &ControlPlane, webhook_port: u16, ks_image: &str) -> Vec<Value> {
     let dir = cp.path("e2e-overlay");
@@ -199,7 +161,10 @@ fn render_install(cp: &ControlPlane, webhook_port: u16, ks_image: &str) -> Vec<V
         .unwrap();
     std::fs::copy(&crt, dir.join("tls.crt")).unwrap();
     std::fs::copy(&key, dir.join("tls.key")).unwrap();
-    let ca = base64(&std::fs::read(cp.pki.ca()).unwrap());
+    // caBundle is base64, as k8s-openapi serialises bytes.
+    let ca =
+        serde_json::to_value(k8s_openapi::ByteString(std::fs::read(cp.pki.ca()).unwrap())).unwrap();
+    let ca = ca.as_str().unwrap();
     let (ks_name, ks_tag) = ks_image.rsplit_once(':').unwrap();
     // The package for this server with both components (kustomize merges an overlay's
     // generators into its resources, before its components: hence a level of its own).

@@ -15,7 +15,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
-use tide_testkit::k8s::{self, ControlPlane};
+use tide_testkit::k8s::{self, ControlPlane, relative_path as relative, wait_for};
 
 const NS: &str = "tide-system";
 
@@ -33,25 +32,6 @@ fn deploy_dir() -> PathBuf {
         .join("../deploy")
         .canonicalize()
         .unwrap()
-}
-
-/// `target` (absolute) as a path relative to the directory `from` (absolute): kustomize
-/// refuses absolute paths in `resources` and `components`.
-fn relative(from: &Path, target: &Path) -> String {
-    let up = "../".repeat(from.components().count() - 1);
-    format!("{up}{}", target.strip_prefix("/").unwrap().display())
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn id(o: &Value) -> String {

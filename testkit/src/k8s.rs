@@ -417,6 +417,32 @@ pub fn write_kubeconfig(
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// `target` (absolute) as a path relative to the directory `from` (absolute): kustomize
+/// refuses absolute paths in `resources` and `components`.
+pub fn relative_path(from: &Path, target: &Path) -> String {
+    let up = "../".repeat(from.components().count().saturating_sub(1));
+    format!(
+        "{up}{}",
+        target.strip_prefix("/").unwrap_or(target).display()
+    )
+}
+
+/// Polls `ready` every 200 ms until it is true; panics naming `what` once `timeout` passes.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !ready().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Blocking `GET http://addr/path` with a short timeout: the status code, if any answer.
 pub fn http_get_status(addr: SocketAddr, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
