@@ -14,7 +14,7 @@ use tide_api::{
 };
 use tide_estimator::{NodeObservation, ResourceEstimate, ResourceEstimator};
 
-use crate::cgroup::{Hierarchy, Layout, PodCgroup, UsageFiles};
+use crate::cgroup::{Discovery, Hierarchy, Layout, PodCgroup, UsageFiles};
 use crate::cpuset::CpuSet;
 use crate::executor::{Applied, Desired, Known, apply_known, quota_for};
 use crate::observe::{NodeTotals, Observation, PodCounters, PodInfo, Previous, observe};
@@ -72,6 +72,8 @@ pub struct Agent {
     pub published: Published,
     /// Usage files kept open between ticks.
     files: UsageFiles,
+    /// Pod directories as last listed.
+    discovery: Discovery,
     /// What the settings files hold, as last read or written.
     known: Known,
 }
@@ -189,6 +191,7 @@ impl Agent {
             evicting: false,
             published: Published::default(),
             files: UsageFiles::default(),
+            discovery: Discovery::default(),
             known: Known::default(),
         }
     }
@@ -196,7 +199,9 @@ impl Agent {
     /// Reads every pod cgroup and the node totals.
     pub fn collect(&mut self) -> Result<Collected, String> {
         let layout = &self.setup.layout;
-        let cgroups = layout.discover().map_err(|e| e.to_string())?;
+        let cgroups = layout
+            .discover_with(&mut self.discovery)
+            .map_err(|e| e.to_string())?;
         let mut out = Collected {
             totals: crate::procfs::read_totals(&self.setup.proc_root)?,
             ..Collected::default()

@@ -238,8 +238,29 @@ impl Layout {
         ))
     }
 
-    /// Every pod and container under the kubelet's tree.
+    /// Every pod and container under the kubelet's tree, every directory listed.
     pub fn discover(&self) -> Result<Vec<PodCgroup>, CgroupError> {
+        self.discover_with(&mut Discovery::new(1))
+    }
+
+    /// The `pids.current` file of the cgroup at `rel` (v1: in the `pids` hierarchy), if the
+    /// pids controller is mounted there. Its value — the cgroup's process count — is what
+    /// tells the agent a cgroup's processes or children changed ([`Discovery`],
+    /// `executor::Known`).
+    pub fn pids_current(&self, rel: &str) -> Option<PathBuf> {
+        let controller = match self.hierarchy {
+            Hierarchy::V1(_) => "pids",
+            Hierarchy::V2(_) => "",
+        };
+        Some(self.path(controller, rel)?.join("pids.current"))
+    }
+
+    /// [`Layout::discover`], listing a pod's directory again only when `cache` says its
+    /// containers may have changed.
+    pub fn discover_with(&self, cache: &mut Discovery) -> Result<Vec<PodCgroup>, CgroupError> {
+        cache.tick += 1;
+        cache.counts.round();
+        let tick = cache.tick;
         let mut pods = Vec::new();
         for qos in [
             KubeQosClass::Guaranteed,
@@ -264,6 +285,23 @@ impl Layout {
                     continue;
                 };
                 let path = format!("{qdir}/{}", name.to_string_lossy());
+                // The pod's process count, read before the listing: a container made after
+                // the count was read changes it, so the next tick lists again.
+                let count = cache.count(self, &path);
+                if let Some(l) = cache.pods.get_mut(&path)
+                    && count.is_some()
+                    && l.count == count
+                    && tick - l.listed < cache.verify_every
+                {
+                    l.used = tick;
+                    pods.push(PodCgroup {
+                        uid,
+                        kube_qos: qos,
+                        path,
+                        containers: l.containers.clone(),
+                    });
+                    continue;
+                }
                 let mut containers = Vec::new();
                 for c in fs::read_dir(e.path()).into_iter().flatten().flatten() {
                     let cname = c.file_name();
@@ -277,6 +315,15 @@ impl Layout {
                     }
                 }
                 containers.sort();
+                cache.pods.insert(
+                    path.clone(),
+                    Listed {
+                        containers: containers.clone(),
+                        count,
+                        listed: tick,
+                        used: tick,
+                    },
+                );
                 pods.push(PodCgroup {
                     uid,
                     kube_qos: qos,
@@ -286,7 +333,57 @@ impl Layout {
             }
         }
         pods.sort_by(|a, b| a.uid.cmp(&b.uid));
+        cache.pods.retain(|_, l| l.used == tick);
         Ok(pods)
+    }
+}
+
+/// What [`Layout::discover_with`] listed in each pod's directory on earlier ticks. A pod's
+/// directory is listed again when its process count (`pids.current`, read through a kept
+/// handle) differs from the count when it was last listed — a container started or stopped —
+/// and at least every `verify_every` ticks; on every tick where the count cannot be read (no
+/// pids controller). A container that replaces another within one tick, leaving the count
+/// as it was, is found by the periodic listing. (On a real node with 100 containers, listing
+/// every pod's directory every tick was a seventh of the agent's CPU time.)
+#[derive(Debug)]
+pub struct Discovery {
+    pods: std::collections::HashMap<String, Listed>,
+    counts: UsageFiles,
+    tick: u64,
+    verify_every: u64,
+}
+
+#[derive(Debug)]
+struct Listed {
+    containers: Vec<(String, String)>,
+    /// The pod's process count read just before the listing; `None`: no counter.
+    count: Option<u64>,
+    listed: u64,
+    used: u64,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self::new(crate::executor::Known::VERIFY_EVERY)
+    }
+}
+
+impl Discovery {
+    /// Lists a pod directory at least every `verify_every` ticks (1: every tick).
+    pub fn new(verify_every: u64) -> Self {
+        Self {
+            pods: std::collections::HashMap::new(),
+            counts: UsageFiles::default(),
+            tick: 0,
+            verify_every: verify_every.max(1),
+        }
+    }
+
+    /// The process count of the pod at `path` (see [`UsageFiles::process_count`]).
+    fn count(&mut self, layout: &Layout, path: &str) -> Option<u64> {
+        let lacked = self.pods.get(path).is_some_and(|l| l.count.is_none());
+        self.counts
+            .process_count(layout, path, lacked, self.tick, self.verify_every)
     }
 }
 
@@ -388,7 +485,25 @@ impl UsageFiles {
         Ok(text)
     }
 
-    fn read_u64(&mut self, path: &Path) -> Result<u64, CgroupError> {
+    /// The process count (`pids.current`) of the cgroup at `rel` at `tick`, or `None`: no
+    /// counter, or counts not wanted (`verify_every` 1: everything is listed every tick). A
+    /// cgroup that `lacked` a counter when last asked is asked again only every
+    /// `verify_every` ticks (a failed open costs as much as a listing).
+    pub(crate) fn process_count(
+        &mut self,
+        layout: &Layout,
+        rel: &str,
+        lacked: bool,
+        tick: u64,
+        verify_every: u64,
+    ) -> Option<u64> {
+        if verify_every <= 1 || (lacked && !tick.is_multiple_of(verify_every)) {
+            return None;
+        }
+        self.read_u64(&layout.pids_current(rel)?).ok()
+    }
+
+    pub(crate) fn read_u64(&mut self, path: &Path) -> Result<u64, CgroupError> {
         self.read(path)?
             .trim()
             .parse()
@@ -560,6 +675,53 @@ mod tests {
                 .contains("not mounted")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pod_directory_is_listed_again_when_its_process_count_changes() {
+        let dir = std::env::temp_dir().join(format!("tide-discovery-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let pod = dir.join("kubepods/burstable/podab");
+        fs::create_dir_all(pod.join("000000000001")).unwrap();
+        fs::create_dir_all(dir.join("kubepods/besteffort")).unwrap();
+        fs::write(pod.join("pids.current"), "1\n").unwrap();
+        let layout = Layout {
+            hierarchy: Hierarchy::V2(dir.clone()),
+            driver: Driver::Cgroupfs,
+            root: String::new(),
+        };
+        let mut cache = Discovery::new(3);
+        let containers = |cache: &mut Discovery| -> Vec<String> {
+            let pods = layout.discover_with(cache).unwrap();
+            assert_eq!(pods.len(), 1);
+            pods[0].containers.iter().map(|c| c.0.clone()).collect()
+        };
+        assert_eq!(containers(&mut cache), ["000000000001"]);
+        // A container replaced another, same count: found when the listing is 3 ticks old.
+        fs::remove_dir(pod.join("000000000001")).unwrap();
+        fs::create_dir(pod.join("000000000002")).unwrap();
+        assert_eq!(containers(&mut cache), ["000000000001"]);
+        assert_eq!(containers(&mut cache), ["000000000001"]);
+        assert_eq!(containers(&mut cache), ["000000000002"]);
+        // A container started: found on the next tick.
+        fs::create_dir(pod.join("000000000003")).unwrap();
+        fs::write(pod.join("pids.current"), "2\n").unwrap();
+        assert_eq!(containers(&mut cache), ["000000000002", "000000000003"]);
+        // A new pod is listed at once; a pod without a counter on every tick.
+        let other = dir.join("kubepods/besteffort/podcd");
+        fs::create_dir_all(other.join("000000000004")).unwrap();
+        let pods = layout.discover_with(&mut cache).unwrap();
+        assert_eq!(pods.len(), 2);
+        fs::create_dir(other.join("000000000005")).unwrap();
+        let pods = layout.discover_with(&mut cache).unwrap();
+        let cd = pods.iter().find(|p| p.uid == "cd").unwrap();
+        assert_eq!(cd.containers.len(), 2, "{cd:?}");
+        // And plain discover() lists everything.
+        fs::create_dir(pod.join("000000000006")).unwrap();
+        let pods = layout.discover().unwrap();
+        let ab = pods.iter().find(|p| p.uid == "ab").unwrap();
+        assert_eq!(ab.containers.len(), 3, "{ab:?}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -75,6 +75,25 @@ pub struct Known {
     verify_every: u64,
     /// Fingerprint of the cgroups found on the last tick.
     cgroups: u64,
+    /// Each container's PIDs as last listed.
+    procs: HashMap<String, Procs>,
+    /// `pids.current` handles: a cgroup's process count, the sign its PIDs changed.
+    counts: crate::cgroup::UsageFiles,
+}
+
+/// The PIDs of a cgroup as listed from its `cgroup.procs`, with its process count read just
+/// before the listing. Listed again when the count differs, and every `verify_every` ticks:
+/// a process that replaced another within one tick, leaving the count as it was, gets its
+/// `oom_score_adj` within that many ticks. (Opening every container's `cgroup.procs` every
+/// tick was a quarter of the agent's CPU time on a real node with 100 containers; cgroup v1
+/// serves a re-read of a kept `cgroup.procs` handle from a PID list cached for a second, so
+/// it is opened afresh each time.)
+#[derive(Debug)]
+struct Procs {
+    pids: Vec<u32>,
+    count: Option<u64>,
+    listed: u64,
+    used: u64,
 }
 
 #[derive(Debug)]
@@ -127,7 +146,38 @@ impl Known {
             tick: 0,
             verify_every: verify_every.max(1),
             cgroups: 0,
+            procs: HashMap::new(),
+            counts: crate::cgroup::UsageFiles::default(),
         }
+    }
+
+    /// The PIDs in the cgroup at `rel`: as last listed while its process count is unchanged
+    /// and the listing younger than `verify_every` ticks, else listed now.
+    fn pids(&mut self, layout: &Layout, rel: &str) -> Result<Vec<u32>, CgroupError> {
+        let tick = self.tick;
+        let lacked = self.procs.get(rel).is_some_and(|p| p.count.is_none());
+        let count = self
+            .counts
+            .process_count(layout, rel, lacked, tick, self.verify_every);
+        if let Some(p) = self.procs.get_mut(rel)
+            && count.is_some()
+            && p.count == count
+            && tick - p.listed < self.verify_every
+        {
+            p.used = tick;
+            return Ok(p.pids.clone());
+        }
+        let pids = layout.pids(rel)?;
+        self.procs.insert(
+            rel.to_owned(),
+            Procs {
+                pids: pids.clone(),
+                count,
+                listed: tick,
+                used: tick,
+            },
+        );
+        Ok(pids)
     }
 
     /// Forgets everything when the pod and container cgroups differ from the last call's: a
@@ -144,6 +194,7 @@ impl Known {
         let fingerprint = h.finish();
         if fingerprint != self.cgroups {
             self.values.clear();
+            self.procs.clear();
             self.cgroups = fingerprint;
         }
     }
@@ -223,6 +274,7 @@ impl Known {
     fn prune(&mut self) {
         let tick = self.tick;
         self.values.retain(|_, r| r.used == tick);
+        self.procs.retain(|_, p| p.used == tick);
     }
 }
 
@@ -252,6 +304,7 @@ pub fn apply_known(
     known: &mut Known,
 ) -> Applied {
     known.tick += 1;
+    known.counts.round();
     let out = apply_inner(layout, desired, proc_root, known);
     known.prune();
     out
@@ -305,7 +358,7 @@ fn apply_inner(layout: &Layout, desired: &Desired, proc_root: &Path, known: &mut
     out.cpu_errors = out.errors.len();
     // oom_score_adj for every process.
     for (rel, adj) in &desired.oom {
-        let pids = match layout.pids(rel) {
+        let pids = match known.pids(layout, rel) {
             Ok(p) => p,
             Err(e) => {
                 out.errors.push(e.to_string());
@@ -498,5 +551,63 @@ mod tests {
         let a = apply_known(&layout, &desired, Path::new("/proc"), &mut known);
         assert_eq!((a.writes, a.errors.len()), (1, 0), "{a:?}");
         assert_eq!(cpus(&tree), "1-2");
+    }
+
+    /// A fake `/proc` with one directory per PID holding `oom_score_adj`.
+    fn procs(tree: &Tree, pids: &[u32]) -> std::path::PathBuf {
+        let proc_root = tree.0.join("proc");
+        for pid in pids {
+            std::fs::create_dir_all(proc_root.join(pid.to_string())).unwrap();
+            std::fs::write(proc_root.join(format!("{pid}/oom_score_adj")), "0").unwrap();
+        }
+        proc_root
+    }
+
+    fn adj(proc_root: &Path, pid: u32) -> String {
+        std::fs::read_to_string(proc_root.join(format!("{pid}/oom_score_adj"))).unwrap()
+    }
+
+    #[test]
+    fn pids_are_listed_again_when_the_process_count_changes_and_every_verify_every_ticks() {
+        let (tree, layout, pods, _) = cgroup("pids");
+        let pod = tree.0.join("kubepods/podab");
+        let proc_root = procs(&tree, &[10, 11, 12]);
+        std::fs::write(pod.join("cgroup.procs"), "10\n").unwrap();
+        std::fs::write(pod.join("pids.current"), "1\n").unwrap();
+        let desired = Desired {
+            oom: vec![("kubepods/podab".into(), 900)],
+            ..Desired::default()
+        };
+        let mut known = Known::new(4);
+        let mut tick = || {
+            known.track(&pods);
+            apply_known(&layout, &desired, &proc_root, &mut known)
+        };
+        assert_eq!(tick().writes, 1);
+        assert_eq!(adj(&proc_root, 10), "900");
+        // A process replaced another (same count): not seen until the listing is 4 ticks old.
+        std::fs::write(pod.join("cgroup.procs"), "11\n").unwrap();
+        for _ in 0..3 {
+            assert_eq!(tick().writes, 0);
+        }
+        assert_eq!(adj(&proc_root, 11), "0");
+        assert_eq!(tick().writes, 1, "tick 5 lists again");
+        assert_eq!(adj(&proc_root, 11), "900");
+        // A process started (count changed): listed on the next tick.
+        std::fs::write(pod.join("cgroup.procs"), "11\n12\n").unwrap();
+        std::fs::write(pod.join("pids.current"), "2\n").unwrap();
+        assert_eq!(tick().writes, 1);
+        assert_eq!(adj(&proc_root, 12), "900");
+        // Without a counter, every tick lists.
+        std::fs::remove_file(pod.join("pids.current")).unwrap();
+        let mut known = Known::new(4);
+        known.track(&pods);
+        apply_known(&layout, &desired, &proc_root, &mut known);
+        std::fs::write(pod.join("cgroup.procs"), "10\n12\n").unwrap();
+        std::fs::write(proc_root.join("10/oom_score_adj"), "0").unwrap();
+        known.track(&pods);
+        let a = apply_known(&layout, &desired, &proc_root, &mut known);
+        assert_eq!(a.writes, 1, "{a:?}");
+        assert_eq!(adj(&proc_root, 10), "900");
     }
 }
