@@ -95,7 +95,8 @@ enum Format {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run each policy family over its own knob (static ratio, Koordinator's reclaim
-    /// threshold, Tide's schedule level) and report the frontier: reclaim against HP harm.
+    /// threshold, Tide's schedule level and target violation rate) and report the frontier:
+    /// reclaim against HP harm.
     Sweep(ReplayArgs),
     /// Measure what makes the HP trace risky to overcommit (peak-to-mean, burst length,
     /// autocorrelation, co-movement on a node, daily cycle) on the replay's packing: a

@@ -62,7 +62,20 @@ pub struct Variant {
     /// The knob's value; `None` keeps the input's (static ratio, Koordinator's defaults,
     /// the configuration's schedule level).
     pub knob: Option<f64>,
+    /// Tide's second knob, the estimator's target violation rate; `None` keeps the
+    /// configuration's.
+    pub target: Option<f64>,
 }
+
+/// Tide's sweep: the CPU schedule levels tried at the configured target violation rate.
+pub const TIDE_LEVELS: [f64; 7] = [70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 100.0];
+
+/// Tide's sweep: the bolder target violation rates tried at the top levels
+/// ([`TIDE_BOLD_LEVELS`]) — what an operator trading HP safety for BE throughput would set.
+pub const TIDE_BOLD_TARGETS: [f64; 2] = [0.05, 0.2];
+
+/// The schedule levels at which [`TIDE_BOLD_TARGETS`] are tried.
+pub const TIDE_BOLD_LEVELS: [f64; 2] = [95.0, 100.0];
 
 /// Tide's configuration with the CPU schedule water level at `level` percent; the
 /// suppression and eviction levels are raised with it where needed so the agent never
@@ -78,12 +91,17 @@ pub fn tide_at_level(base: &TideConfig, level: f64) -> TideConfig {
 
 fn setup_for<'a>(base: &SimSetup<'a>, v: Variant) -> SimSetup<'a> {
     let mut s = base.clone();
+    if let Some(t) = v.target
+        && matches!(v.policy, Policy::Tide | Policy::TideRequest)
+    {
+        s.config.estimator.target_violation_rate = t;
+    }
     if let Some(k) = v.knob {
         match v.policy {
             Policy::NoOvercommit => {}
             Policy::StaticRatio => s.static_ratio = k,
             Policy::Koordinator => s.koordinator_threshold = (k / 100.0, k / 100.0 + 0.05),
-            Policy::Tide | Policy::TideRequest => s.config = tide_at_level(&base.config, k),
+            Policy::Tide | Policy::TideRequest => s.config = tide_at_level(&s.config, k),
         }
     }
     s
@@ -179,7 +197,11 @@ pub fn run(input: &ReplayInput<'_>) -> ReplayReport {
     let variants: Vec<Variant> = input
         .policies
         .iter()
-        .map(|&policy| Variant { policy, knob: None })
+        .map(|&policy| Variant {
+            policy,
+            knob: None,
+            target: None,
+        })
         .collect();
     let outcomes = run_variants(&setup, &variants, &AtomicU64::new(0), input.progress);
     report(input, outcomes, started.elapsed().as_secs_f64())
@@ -196,7 +218,9 @@ fn default_knob(input: &ReplayInput<'_>, p: Policy) -> f64 {
 }
 
 /// The knob values a sweep tries per policy family, plus each policy's own default knob
-/// (`defaults`) where the grid does not have it, in increasing order.
+/// (`defaults`) where the grid does not have it, in increasing order. Tide (`tide`) also
+/// runs [`TIDE_BOLD_TARGETS`] at [`TIDE_BOLD_LEVELS`], after its levels; `tide-request`
+/// runs the levels only.
 pub fn sweep_variants(policies: &[Policy], defaults: impl Fn(Policy) -> f64) -> Vec<Variant> {
     let mut out = Vec::new();
     for &policy in policies {
@@ -204,7 +228,7 @@ pub fn sweep_variants(policies: &[Policy], defaults: impl Fn(Policy) -> f64) -> 
             Policy::NoOvercommit => vec![1.0],
             Policy::StaticRatio => vec![1.1, 1.25, 1.5, 1.75, 2.0, 2.5],
             Policy::Koordinator => vec![40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
-            Policy::Tide | Policy::TideRequest => vec![70.0, 75.0, 80.0, 85.0, 90.0, 95.0],
+            Policy::Tide | Policy::TideRequest => TIDE_LEVELS.to_vec(),
         };
         let own = defaults(policy);
         if !knobs.iter().any(|k| (k - own).abs() < 1e-9) {
@@ -214,7 +238,17 @@ pub fn sweep_variants(policies: &[Policy], defaults: impl Fn(Policy) -> f64) -> 
         out.extend(knobs.iter().map(|&k| Variant {
             policy,
             knob: (policy != Policy::NoOvercommit).then_some(k),
+            target: None,
         }));
+        if policy == Policy::Tide {
+            for &level in &TIDE_BOLD_LEVELS {
+                out.extend(TIDE_BOLD_TARGETS.iter().map(|&t| Variant {
+                    policy,
+                    knob: Some(level),
+                    target: Some(t),
+                }));
+            }
+        }
     }
     out
 }
@@ -231,9 +265,13 @@ pub fn sweep(input: &ReplayInput<'_>) -> ReplayReport {
         .iter()
         .filter_map(|&p| {
             let want = default_knob(input, p);
+            let target = matches!(p, Policy::Tide | Policy::TideRequest)
+                .then_some(input.config.estimator.target_violation_rate);
             points
                 .iter()
-                .find(|o| o.policy == p && (o.knob - want).abs() < 1e-9)
+                .find(|o| {
+                    o.policy == p && (o.knob - want).abs() < 1e-9 && o.target_violation == target
+                })
                 .cloned()
         })
         .collect();
@@ -264,7 +302,21 @@ mod tests {
             knobs(Policy::StaticRatio),
             vec![1.1, 1.25, 1.3, 1.5, 1.75, 2.0, 2.5]
         );
-        assert_eq!(knobs(Policy::Tide).len(), 6, "85 is already in the grid");
+        assert_eq!(
+            knobs(Policy::TideRequest),
+            TIDE_LEVELS.to_vec(),
+            "85 is already in the grid"
+        );
+        // Tide: the levels at the configured target, then the bold targets at the top levels.
+        let tide: Vec<(Option<f64>, Option<f64>)> = v
+            .iter()
+            .filter(|x| x.policy == Policy::Tide)
+            .map(|x| (x.knob, x.target))
+            .collect();
+        assert_eq!(tide.len(), TIDE_LEVELS.len() + 4);
+        assert!(tide[..TIDE_LEVELS.len()].iter().all(|t| t.1.is_none()));
+        assert_eq!(tide[TIDE_LEVELS.len()], (Some(95.0), Some(0.05)));
+        assert_eq!(tide.last(), Some(&(Some(100.0), Some(0.2))));
         assert_eq!(knobs(Policy::NoOvercommit), Vec::<f64>::new());
         // The schedule level's agent levels follow it up, never down.
         let c = tide_at_level(&TideConfig::default(), 95.0);

@@ -317,9 +317,10 @@ impl ReplayReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "frontier: every run of the sweep (sat. = node CPU ≥ 95% busy because of BE)\n{:<13} {:>8} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>8} {:>6}",
+            "frontier: every run of the sweep (knob: see the parameters; target = Tide's target violation rate; sat. = node CPU ≥ 95% busy because of BE)\n{:<13} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>8} {:>6}",
             "policy",
             "knob",
+            "target",
             "reclaim",
             "HP int.",
             "sat.",
@@ -332,9 +333,11 @@ impl ReplayReport {
         for p in &self.frontier {
             let _ = writeln!(
                 s,
-                "{:<13} {:>8.2} {:>7.3} {:>7.3}% {:>6.2}% {:>6.2}% {:>6} {:>6} {:>8.1} {:>5.1}x",
+                "{:<13} {:>8.2} {:>7} {:>7.3} {:>7.3}% {:>6.2}% {:>6.2}% {:>6} {:>6} {:>8.1} {:>5.1}x",
                 p.policy.name(),
                 p.knob,
+                p.target_violation
+                    .map_or_else(|| "-".to_owned(), |t| format!("{:.1}%", t * 100.0)),
                 p.reclaim_ratio,
                 p.hp_interference * 100.0,
                 p.be_saturated_time * 100.0,

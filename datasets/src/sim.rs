@@ -149,6 +149,9 @@ pub struct PolicyOutcome {
     /// The policy's knob in this run: the static ratio, Koordinator's CPU reclaim threshold
     /// (percent), or Tide's CPU schedule water level (percent). [`Policy::knob_name`] names it.
     pub knob: f64,
+    /// Tide's target violation rate in this run (`tide`, `tide-request`); `None` for the
+    /// baselines.
+    pub target_violation: Option<f64>,
     /// Mean CPU utilisation of allocatable (HP + BE received).
     pub cpu_utilisation: f64,
     /// Mean memory utilisation of allocatable.
@@ -967,6 +970,8 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             Policy::Koordinator => setup.koordinator_threshold.0 * 100.0,
             Policy::Tide | Policy::TideRequest => setup.config.cpu.schedule_percent,
         },
+        target_violation: matches!(policy, Policy::Tide | Policy::TideRequest)
+            .then_some(setup.config.estimator.target_violation_rate),
         cpu_utilisation: cpu_used / cpu_cap.max(1.0),
         memory_utilisation: mem_used / mem_cap.max(1.0),
         be_core_hours: be_core_secs / 3600.0,
