@@ -144,8 +144,12 @@ impl SelectOptions {
     }
 
     /// Applies an experiment spec: `+`-separated tokens `early`, `safest`, `guard`,
-    /// `minprior=W`, `beta=B`, `delta=D`, `hl=DAYS` (used by `tide-replay predict --variant`).
+    /// `interp[=F]`, `minprior=W`, `beta=B`, `delta=D`, `hl=DAYS`, `hlh=K` (half-life K
+    /// horizons, clamped to `hlmin=DAYS` (default 1) … 3 days) (used by `tide-replay predict
+    /// --variant`).
     pub fn with_spec(mut self, spec: &str) -> Result<Self, String> {
+        let mut per_horizon = None;
+        let mut hl_min = 86_400.0;
         for tok in spec.split('+').filter(|t| !t.is_empty() && *t != "default") {
             let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
             let num = || v.parse::<f64>().map_err(|e| format!("{tok}: {e}"));
@@ -158,8 +162,16 @@ impl SelectOptions {
                 "beta" => self.prior_beta = num()?,
                 "delta" => self.margin = num()?,
                 "hl" => self.half_life_secs = num()? * 86_400.0,
+                // Half-life of K horizons, between `hlmin` (default one day) and three days.
+                "hlh" => per_horizon = Some(num()?),
+                "hlmin" => hl_min = num()? * 86_400.0,
                 _ => return Err(format!("unknown selector option {tok}")),
             }
+        }
+        if let Some(k) = per_horizon {
+            #[allow(clippy::cast_precision_loss)]
+            let h = self.horizon_secs as f64;
+            self.half_life_secs = (k * h).clamp(hl_min, (3.0 * 86_400.0f64).max(hl_min));
         }
         Ok(self)
     }
@@ -731,6 +743,14 @@ mod tests {
             SelectOptions::new(3600, 0.01)
         );
         assert!(SelectOptions::new(3600, 0.01).with_spec("bold").is_err());
+        let h = SelectOptions::new(3600, 0.01).with_spec("hlh=50").unwrap();
+        assert_eq!(h.half_life_secs, 50.0 * 3600.0);
+        let h = SelectOptions::new(300, 0.01).with_spec("hlh=50").unwrap();
+        assert_eq!(h.half_life_secs, 86_400.0);
+        let h = SelectOptions::new(300, 0.01)
+            .with_spec("hlh=50+hlmin=1.5")
+            .unwrap();
+        assert_eq!(h.half_life_secs, 1.5 * 86_400.0);
     }
 
     #[test]
