@@ -142,6 +142,10 @@ enum Command {
         /// docs/estimator.md).
         #[arg(long)]
         fleet: bool,
+        /// Experiment: also run Tide's selector with these options (`+`-separated, e.g.
+        /// `early+safest`, see `SelectOptions::with_spec`) and print its dominance table too.
+        #[arg(long)]
+        variant: Vec<String>,
         /// Stop at the first malformed row instead of counting and skipping.
         #[arg(long)]
         strict: bool,
@@ -247,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             warmup,
             config,
             fleet,
+            variant,
             strict,
             format,
         }) => {
@@ -284,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 warmup_secs: warmup.as_secs(),
                 fleet,
+                variants: variant.clone(),
             };
             if !targets.is_empty() || !horizons.is_empty() {
                 let targets = if targets.is_empty() {
@@ -317,6 +323,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             println!("{}", r.table());
                         }
                         print!("{}", sw.table());
+                        for v in &variant {
+                            print!("\n{}", sw.as_variant(v).table());
+                        }
                         eprintln!("report: {}", report.display());
                     }
                     Format::Json => println!("{}", serde_json::to_string_pretty(&sw)?),

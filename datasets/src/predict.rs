@@ -35,6 +35,9 @@ pub struct PredictOptions {
     /// default: docs/estimator.md); `false`, the default, runs each node on its own record,
     /// as the live agent does.
     pub fleet: bool,
+    /// Extra Tide rows, `tide~SPEC`, each a selector built with
+    /// [`SelectOptions::with_spec`]`(SPEC)` (experiments; never competitors of `tide`).
+    pub variants: Vec<String>,
 }
 
 /// One predictor's score on one resource.
@@ -139,6 +142,29 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
                 }
             }
             scored.push((entry.name().into(), entry.is_tide(), acc));
+        }
+        for spec in &opts.variants {
+            let s = &opts.settings;
+            let so = SelectOptions::new(s.horizon.as_secs(), s.target_violation_rate)
+                .with_spec(spec)
+                .unwrap_or_else(|e| panic!("--variant {spec}: {e}"));
+            let mut p = Selector::new(TideBase::new(resource, s, Components::ALL), so);
+            let mut acc = EvalAccumulator::default();
+            for (t, &peak) in peaks.iter().enumerate().take(last) {
+                trace.fill_pods(resource, t, members, &mut pods);
+                let obs = NodeObservation {
+                    time: t as u64 * step,
+                    capacity,
+                    pods: &pods,
+                    system: 0.0,
+                };
+                p.observe(&obs);
+                if t >= warm {
+                    let pred = p.predict(&obs).unwrap_or(capacity);
+                    acc.add(capacity, pred, peak);
+                }
+            }
+            scored.push((format!("tide~{spec}"), true, acc));
         }
         out.extend(
             scored
@@ -442,6 +468,7 @@ impl PredictReport {
                 .filter(|r| {
                     r.resource == resource
                         && r.predictor != "tide"
+                        && !r.predictor.starts_with("tide~")
                         && r.predictor != "oracle"
                         && r.violation_rate <= a
                 })
@@ -468,6 +495,36 @@ impl PredictReport {
             });
         }
         out
+    }
+}
+
+impl PredictReport {
+    /// This run with the `tide~SPEC` row in place of `tide` (and no other variant rows).
+    pub fn as_variant(&self, spec: &str) -> PredictReport {
+        let mut r = self.clone();
+        let name = format!("tide~{spec}");
+        r.results.retain(|x| x.predictor != "tide");
+        r.results
+            .retain(|x| !x.predictor.starts_with("tide~") || x.predictor == name);
+        for x in &mut r.results {
+            if x.predictor == name {
+                x.predictor = "tide".into();
+            }
+        }
+        r
+    }
+}
+
+impl SweepReport {
+    /// The sweep as if `tide~SPEC` were Tide.
+    pub fn as_variant(&self, spec: &str) -> SweepReport {
+        let runs: Vec<PredictReport> = self.runs.iter().map(|r| r.as_variant(spec)).collect();
+        let dominance = runs.iter().flat_map(PredictReport::dominance).collect();
+        SweepReport {
+            trace: format!("{} [variant {spec}]", self.trace),
+            runs,
+            dominance,
+        }
     }
 }
 
@@ -733,6 +790,7 @@ mod tests {
             seed: 1,
             warmup_secs: 86_400,
             fleet: false,
+            variants: Vec::new(),
         };
         let report = evaluate(&trace, &opts);
         assert_eq!(report.nodes, 1);

@@ -24,7 +24,8 @@
 //!
 //! The prediction is the current value of the candidate with the highest recent mean
 //! reclaim among those whose recent violation rate, shrunk toward a prior, is at most
-//! `(1 − δ)·α`. The prior is worth `β/α` windows: rungs of `pod` at or above the nominal level
+//! `(1 − δ)·α`. The prior is worth `β/α` windows, and at least
+//! [`SelectOptions::min_prior_windows`] (10): rungs of `pod` at or above the nominal level
 //! `1 − α` start at `α/2` (they are the uncalibrated VPA-like predictor, sound by
 //! construction on stationary usage), every other rung at `2α`, so a node starts as the
 //! nominal per-pod histogram and moves to something bolder only on its own evidence. When no
@@ -85,6 +86,35 @@ pub struct SelectOptions {
     /// only when a [`FleetRecord`] is given).
     #[serde(default = "default_fleet_beta")]
     pub fleet_beta: f64,
+    /// Count a candidate's violation as soon as the usage since a pending decision exceeds
+    /// its prediction, instead of when that decision's horizon has passed (the count is the
+    /// same, it arrives up to a horizon earlier).
+    #[serde(default)]
+    pub early_violations: bool,
+    /// With no qualifying candidate, use the one with the lowest shrunk violation rate
+    /// (the boldest of those), instead of the most cautious `pod` rung.
+    #[serde(default)]
+    pub fallback_safest: bool,
+    /// The prior is worth at least this many windows, whatever α (default
+    /// [`DEFAULT_MIN_PRIOR_WINDOWS`]): at large α, β/α alone lets the best of 150 candidates be
+    /// picked on a handful of windows.
+    #[serde(default = "default_min_prior_windows")]
+    pub min_prior_windows: f64,
+    /// Burst guard: a candidate violated within the last horizon is floored, for one
+    /// horizon, at the usage that violated it.
+    #[serde(default)]
+    pub guard: bool,
+    /// Interpolate between the chosen rung and the next bolder rung of its ladder, so that
+    /// the interpolated shrunk violation rate is this share of the limit (0: off).
+    #[serde(default)]
+    pub interpolate: f64,
+}
+
+/// Default [`SelectOptions::min_prior_windows`].
+pub const DEFAULT_MIN_PRIOR_WINDOWS: f64 = 10.0;
+
+fn default_min_prior_windows() -> f64 {
+    DEFAULT_MIN_PRIOR_WINDOWS
 }
 
 /// Default [`SelectOptions::fleet_beta`].
@@ -105,7 +135,45 @@ impl SelectOptions {
             margin: 0.0,
             decision_interval_secs: (horizon_secs / 30).max(60),
             fleet_beta: DEFAULT_FLEET_BETA,
+            early_violations: false,
+            fallback_safest: false,
+            min_prior_windows: DEFAULT_MIN_PRIOR_WINDOWS,
+            guard: false,
+            interpolate: 0.0,
         }
+    }
+
+    /// Applies an experiment spec: `+`-separated tokens `early`, `safest`, `guard`,
+    /// `interp[=F]`, `minprior=W`, `beta=B`, `delta=D`, `hl=DAYS`, `hlh=K` (half-life K
+    /// horizons, clamped to `hlmin=DAYS` (default 1) … 3 days) (used by `tide-replay predict
+    /// --variant`).
+    pub fn with_spec(mut self, spec: &str) -> Result<Self, String> {
+        let mut per_horizon = None;
+        let mut hl_min = 86_400.0;
+        for tok in spec.split('+').filter(|t| !t.is_empty() && *t != "default") {
+            let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
+            let num = || v.parse::<f64>().map_err(|e| format!("{tok}: {e}"));
+            match k {
+                "early" => self.early_violations = true,
+                "safest" => self.fallback_safest = true,
+                "guard" => self.guard = true,
+                "interp" => self.interpolate = if v.is_empty() { 1.0 } else { num()? },
+                "minprior" => self.min_prior_windows = num()?,
+                "beta" => self.prior_beta = num()?,
+                "delta" => self.margin = num()?,
+                "hl" => self.half_life_secs = num()? * 86_400.0,
+                // Half-life of K horizons, between `hlmin` (default one day) and three days.
+                "hlh" => per_horizon = Some(num()?),
+                "hlmin" => hl_min = num()? * 86_400.0,
+                _ => return Err(format!("unknown selector option {tok}")),
+            }
+        }
+        if let Some(k) = per_horizon {
+            #[allow(clippy::cast_precision_loss)]
+            let h = self.horizon_secs as f64;
+            self.half_life_secs = (k * h).clamp(hl_min, (3.0 * 86_400.0f64).max(hl_min));
+        }
+        Ok(self)
     }
 }
 
@@ -191,6 +259,9 @@ pub struct Selector {
     /// Prediction of the chosen candidate at the latest decision (re-used between decisions).
     held: Option<f64>,
     recent_violation_rate: f64,
+    /// Burst guard per candidate: when it was last violated and by what usage.
+    #[serde(default)]
+    guards: Vec<(u64, f32)>,
     /// The fleet's pooled record, if one was given (not checkpointed: it comes from outside).
     #[serde(skip)]
     fleet: Option<Arc<FleetRecord>>,
@@ -215,6 +286,7 @@ impl Selector {
             current: None,
             held: None,
             recent_violation_rate: 0.0,
+            guards: Vec::new(),
             fleet: None,
         }
     }
@@ -355,8 +427,35 @@ impl Selector {
     }
 
     fn resolve(&mut self, now: u64, usage: f64) {
+        let early = self.opts.early_violations;
+        let guard = self.opts.guard;
+        if guard && self.guards.len() != CANDIDATES {
+            self.guards = vec![(0, -1.0); CANDIDATES];
+        }
         for p in &mut self.pending {
+            let old = p.peak;
             p.peak = p.peak.max(usage);
+            if (early || guard) && p.peak > old && p.capacity > 0.0 {
+                let w = f64::from(p.weight);
+                for (k, &pred) in p.preds.iter().enumerate() {
+                    let pred = f64::from(pred);
+                    if pred >= 0.0 && old <= pred && p.peak > pred {
+                        if early {
+                            self.records[k].v += w;
+                        }
+                        if guard {
+                            let g = &mut self.guards[k];
+                            #[allow(clippy::cast_possible_truncation)]
+                            let level = p.peak as f32;
+                            *g = if now < g.0 + self.opts.horizon_secs {
+                                (now, g.1.max(level))
+                            } else {
+                                (now, level)
+                            };
+                        }
+                    }
+                }
+            }
         }
         while self
             .pending
@@ -373,7 +472,7 @@ impl Selector {
                 }
                 let pred = f64::from(pred);
                 rec.n += w;
-                if p.peak > pred {
+                if p.peak > pred && !early {
                     rec.v += w;
                 }
                 rec.r += w * ((p.capacity - pred).max(0.0) / p.capacity);
@@ -393,7 +492,7 @@ impl Selector {
     /// prior alone.
     fn shrunk(&self, k: usize) -> (f64, f64) {
         let a = self.opts.target.clamp(1e-6, 0.5);
-        let prior_n = self.opts.prior_beta / a;
+        let prior_n = (self.opts.prior_beta / a).max(self.opts.min_prior_windows);
         let (ladder, rung) = (k / RUNGS, k % RUNGS);
         let fixed =
             if (ladder == 0 && rung >= nominal_rung(a)) || (ladder == 4 && rung >= MAX_BELOW) {
@@ -422,11 +521,17 @@ impl Selector {
         let limit = (1.0 - self.opts.margin) * self.opts.target;
         let nominal = nominal_rung(self.opts.target);
         let mut best: Option<(usize, f64)> = None;
+        let mut safest: Option<(usize, f64, f64)> = None;
         for k in std::iter::once(nominal).chain((0..preds.len()).filter(|&k| k != nominal)) {
             if !preds[k].is_finite() {
                 continue;
             }
             let (rate, score) = self.shrunk(k);
+            if self.opts.fallback_safest
+                && safest.is_none_or(|(_, r, s)| rate < r || (rate == r && score > s))
+            {
+                safest = Some((k, rate, score));
+            }
             if rate > limit {
                 continue;
             }
@@ -434,7 +539,7 @@ impl Selector {
                 best = Some((k, score));
             }
         }
-        best.map(|b| b.0)
+        best.map(|b| b.0).or(safest.map(|b| b.0))
     }
 }
 
@@ -466,13 +571,28 @@ impl PeakPredictor for Selector {
             return;
         }
         self.decay_to(obs.time);
-        let preds = self.candidates(obs);
+        let mut preds = self.candidates(obs);
+        if self.opts.guard && self.guards.len() == CANDIDATES {
+            for (x, &(t, level)) in preds.iter_mut().zip(&self.guards) {
+                if x.is_finite() && level >= 0.0 && obs.time < t + self.opts.horizon_secs {
+                    *x = x.max(f64::from(level));
+                }
+            }
+        }
         // With no qualifying candidate, the most conservative `pod` rung.
         let mut k = self.select(&preds).unwrap_or(RUNGS - 1);
         let mut pred = preds[k];
         if !pred.is_finite() {
             k = RUNGS - 1;
             pred = preds[k];
+        }
+        if self.opts.interpolate > 0.0 && !k.is_multiple_of(RUNGS) && preds[k - 1].is_finite() {
+            let limit = (1.0 - self.opts.margin) * self.opts.target * self.opts.interpolate;
+            let (r, rb) = (self.shrunk(k).0, self.shrunk(k - 1).0);
+            if rb > r && limit > r {
+                let theta = ((limit - r) / (rb - r)).clamp(0.0, 1.0);
+                pred -= theta * (pred - preds[k - 1]).max(0.0);
+            }
         }
         self.chosen = k;
         let spacing = self
@@ -481,17 +601,26 @@ impl PeakPredictor for Selector {
         self.last_decision = Some(obs.time);
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
         let weight = (spacing as f64 / self.opts.horizon_secs.max(1) as f64).min(1.0) as f32;
+        // −1 marks a candidate not available (JSON has no NaN).
         #[allow(clippy::cast_possible_truncation)]
+        let stored: Vec<f32> = preds
+            .iter()
+            .map(|&x| if x.is_finite() { x as f32 } else { -1.0 })
+            .collect();
+        if self.opts.early_violations && obs.capacity > 0.0 {
+            // A prediction rounded below the usage it was floored at is violated already.
+            for (rec, &x) in self.records.iter_mut().zip(&stored) {
+                if x >= 0.0 && usage > f64::from(x) {
+                    rec.v += f64::from(weight);
+                }
+            }
+        }
         self.pending.push_back(Pending {
             time: obs.time,
             weight,
             capacity: obs.capacity,
             peak: usage,
-            // −1 marks a candidate not available (JSON has no NaN).
-            preds: preds
-                .iter()
-                .map(|&x| if x.is_finite() { x as f32 } else { -1.0 })
-                .collect(),
+            preds: stored,
         });
         if pred.is_finite() {
             self.held = Some(pred);
@@ -598,5 +727,87 @@ mod tests {
             alone.chosen()
         );
         assert!(p >= 1_000.0, "{p} is below the steady usage");
+    }
+
+    #[test]
+    fn spec_sets_the_options_and_rejects_unknown_tokens() {
+        let o = SelectOptions::new(3600, 0.01)
+            .with_spec("early+safest+guard+minprior=12+beta=0.2+hl=1.5")
+            .unwrap();
+        assert!(o.early_violations && o.fallback_safest && o.guard);
+        assert_eq!(o.min_prior_windows, 12.0);
+        assert_eq!(o.prior_beta, 0.2);
+        assert_eq!(o.half_life_secs, 1.5 * 86_400.0);
+        assert_eq!(
+            SelectOptions::new(3600, 0.01).with_spec("default").unwrap(),
+            SelectOptions::new(3600, 0.01)
+        );
+        assert!(SelectOptions::new(3600, 0.01).with_spec("bold").is_err());
+        let h = SelectOptions::new(3600, 0.01).with_spec("hlh=50").unwrap();
+        assert_eq!(h.half_life_secs, 50.0 * 3600.0);
+        let h = SelectOptions::new(300, 0.01).with_spec("hlh=50").unwrap();
+        assert_eq!(h.half_life_secs, 86_400.0);
+        let h = SelectOptions::new(300, 0.01)
+            .with_spec("hlh=50+hlmin=1.5")
+            .unwrap();
+        assert_eq!(h.half_life_secs, 1.5 * 86_400.0);
+    }
+
+    #[test]
+    fn early_violations_arrive_before_the_horizon_and_count_the_same() {
+        let mk = |early: bool| {
+            let mut o = SelectOptions::new(3600, 0.01);
+            o.early_violations = early;
+            Selector::new(selector().base, o)
+        };
+        let (mut late, mut early) = (mk(false), mk(true));
+        run(&mut late, 0, 288);
+        run(&mut early, 0, 288);
+        // One step of a burst far above every bold rung.
+        let burst = |s: &mut Selector, t: u64| {
+            let mut p = pods(t);
+            p[0].usage = 6_000.0;
+            s.observe(&NodeObservation {
+                time: t,
+                capacity: CAPACITY,
+                pods: &p,
+                system: 0.0,
+            });
+        };
+        burst(&mut late, 288 * STEP);
+        burst(&mut early, 288 * STEP);
+        let nominal = nominal_rung(0.01);
+        let v = |s: &Selector| s.records[nominal].v;
+        assert!(v(&early) > 0.5, "{}", v(&early));
+        assert!(v(&late) < v(&early));
+        // Once every pending decision has resolved, the counts agree (up to decay timing).
+        run(&mut late, 289, 289 + 13);
+        run(&mut early, 289, 289 + 13);
+        assert!(
+            (v(&late) - v(&early)).abs() < 0.05 * v(&early),
+            "{} {}",
+            v(&late),
+            v(&early)
+        );
+    }
+
+    #[test]
+    fn the_prior_floor_keeps_a_bold_rung_out_on_a_handful_of_windows() {
+        // At α = 5% the prior alone is worth β/α = 5 windows: six clean windows would let a
+        // bold rung qualify. With the floor (10 windows) they do not.
+        let mk = |floor: f64| {
+            let mut o = SelectOptions::new(3600, 0.05);
+            o.min_prior_windows = floor;
+            let mut s = Selector::new(selector().base, o);
+            s.records[RUNGS].n = 6.0; // `sigma` rung 0 (node mean): bold, prior 2α
+            s
+        };
+        let limit = 0.05;
+        assert!(mk(0.0).shrunk(RUNGS).0 <= limit);
+        assert!(mk(DEFAULT_MIN_PRIOR_WINDOWS).shrunk(RUNGS).0 > limit);
+        assert_eq!(SelectOptions::new(3600, 0.05).min_prior_windows, 10.0);
+        // At α ≤ 2.5% β/α is at least 10 windows already: the floor changes nothing.
+        let o = SelectOptions::new(3600, 0.02);
+        assert!(o.prior_beta / o.target >= o.min_prior_windows);
     }
 }
