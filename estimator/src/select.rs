@@ -96,7 +96,7 @@ pub struct SelectOptions {
     #[serde(default)]
     pub fallback_safest: bool,
     /// The prior is worth at least this many windows, whatever α (default
-    /// [`DEFAULT_MIN_PRIOR_WINDOWS`]): at large α, β/α alone lets the best of 150 candidates be
+    /// `DEFAULT_MIN_PRIOR_WINDOWS`, 10): at large α, β/α alone lets the best of 150 candidates be
     /// picked on a handful of windows.
     #[serde(default = "default_min_prior_windows")]
     pub min_prior_windows: f64,
