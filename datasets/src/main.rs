@@ -283,6 +283,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     horizon.as_secs()
                 );
             }
+            tide_datasets::predict::check_variants(&cfg.estimator, &variant)
+                .map_err(anyhow::Error::msg)?;
             let opts = PredictOptions {
                 settings: cfg.estimator,
                 node_capacity,

@@ -114,6 +114,26 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
         let last = steps - h; // decisions whose horizon lies inside the trace
         let mut pods: Vec<PodSample> = Vec::with_capacity(members.len());
         let mut scored: Vec<(String, bool, EvalAccumulator)> = Vec::new();
+        // One predictor over the node's decisions: observe every step, score from the warm-up
+        // on. No prediction yet means no reclaim: the whole node is held for HP.
+        let score = |p: &mut dyn PeakPredictor, pods: &mut Vec<PodSample>| {
+            let mut acc = EvalAccumulator::default();
+            for (t, &peak) in peaks.iter().enumerate().take(last) {
+                trace.fill_pods(resource, t, members, pods);
+                let obs = NodeObservation {
+                    time: t as u64 * step,
+                    capacity,
+                    pods,
+                    system: 0.0,
+                };
+                p.observe(&obs);
+                if t >= warm {
+                    let pred = p.predict(&obs).unwrap_or(capacity);
+                    acc.add(capacity, pred, peak);
+                }
+            }
+            acc
+        };
         // The oracle predicts the realised peak: the physical limit.
         let mut oracle = EvalAccumulator::default();
         for &a in &peaks[warm..last] {
@@ -125,45 +145,16 @@ fn evaluate_node(trace: &UsageTrace, members: &[usize], opts: &PredictOptions) -
                 continue; // run over the whole fleet in lockstep by `evaluate_fleet`
             }
             let mut p = entry.build(resource, &opts.settings);
-            let mut acc = EvalAccumulator::default();
-            for (t, &peak) in peaks.iter().enumerate().take(last) {
-                trace.fill_pods(resource, t, members, &mut pods);
-                let obs = NodeObservation {
-                    time: t as u64 * step,
-                    capacity,
-                    pods: &pods,
-                    system: 0.0,
-                };
-                p.observe(&obs);
-                if t >= warm {
-                    // No prediction yet means no reclaim: the whole node is held for HP.
-                    let pred = p.predict(&obs).unwrap_or(capacity);
-                    acc.add(capacity, pred, peak);
-                }
-            }
+            let acc = score(&mut *p, &mut pods);
             scored.push((entry.name().into(), entry.is_tide(), acc));
         }
         for spec in &opts.variants {
             let s = &opts.settings;
             let so = SelectOptions::new(s.horizon.as_secs(), s.target_violation_rate)
                 .with_spec(spec)
-                .unwrap_or_else(|e| panic!("--variant {spec}: {e}"));
+                .expect("--variant specs are checked before the run (check_variants)");
             let mut p = Selector::new(TideBase::new(resource, s, Components::ALL), so);
-            let mut acc = EvalAccumulator::default();
-            for (t, &peak) in peaks.iter().enumerate().take(last) {
-                trace.fill_pods(resource, t, members, &mut pods);
-                let obs = NodeObservation {
-                    time: t as u64 * step,
-                    capacity,
-                    pods: &pods,
-                    system: 0.0,
-                };
-                p.observe(&obs);
-                if t >= warm {
-                    let pred = p.predict(&obs).unwrap_or(capacity);
-                    acc.add(capacity, pred, peak);
-                }
-            }
+            let acc = score(&mut p, &mut pods);
             scored.push((format!("tide~{spec}"), true, acc));
         }
         out.extend(
@@ -733,6 +724,17 @@ fn frontier_svg(r: &PredictReport, resource: Resource) -> String {
         y(0.0)
     ));
     s
+}
+
+/// Checks every `--variant` spec ([`SelectOptions::with_spec`]) before a run, so a bad one is
+/// a clear error, not a failure halfway through the sweep.
+pub fn check_variants(settings: &EstimatorSettings, specs: &[String]) -> Result<(), String> {
+    for spec in specs {
+        SelectOptions::new(settings.horizon.as_secs(), settings.target_violation_rate)
+            .with_spec(spec)
+            .map_err(|e| format!("--variant {spec}: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
