@@ -86,10 +86,12 @@ for p in "$pkg/component-base/version" "$pkg/client-go/pkg/version"; do
   ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 mkdir -p "$bin"
-for c in "${COMPONENTS[@]}"; do
-  log "go build $c"
-  go build -o "$bin/$c" -ldflags "$ldflags" "k8s.io/kubernetes/cmd/$c" >&2
-done
+# One `go build` for all four commands: their shared packages compile once, and each link
+# (one core, ~100 MB of output) overlaps with compiling what the next command still needs
+# instead of leaving the second core idle. GOGC=400 lets the compiler collect less often:
+# the same output, less time in the toolchain's garbage collector.
+log "go build ${COMPONENTS[*]}"
+GOGC=400 go build -o "$bin/" -ldflags "$ldflags" "${COMPONENTS[@]/#/k8s.io/kubernetes/cmd/}" >&2
 "$bin/kube-apiserver" --version >&2
 echo "$SRC_VERSION $K8S_VERSION" >"$bin/.complete"
 cd /
