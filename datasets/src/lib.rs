@@ -34,6 +34,7 @@ pub mod bejobs;
 pub mod churn;
 pub mod formats;
 pub mod pagecache;
+pub mod placer;
 mod plots;
 pub mod predict;
 pub mod replay;

@@ -17,13 +17,14 @@ use tide_api::{
     ResourceAmounts, TideConfig, classify,
 };
 use tide_estimator::{
-    EvalAccumulator, KoordinatorDefault, NodeObservation, PeakPredictor, PodSample,
-    ResourceEstimator, forward_peaks,
+    EvalAccumulator, KoordinatorDefault, NodeObservation, PeakPredictor, PeakWindow, PodSample,
+    ResourceEstimator,
 };
 use tide_scheduler::{BePodView, EstimateView, NodeView, PodView};
 
 use crate::churn::HpChurn;
 use crate::pagecache::{NodeCache, PageCacheModel};
+use crate::placer::BePlacer;
 use crate::trace::UsageTrace;
 
 /// A best-effort job: one pod that runs until its CPU work is done.
@@ -348,7 +349,8 @@ fn share(cap: f64, demands: &[(f64, f64)]) -> Vec<f64> {
 const TIMELINE_POINTS: usize = 600;
 /// Node CPU busy share from which BE is counted as saturating the node.
 const SATURATED: f64 = 0.95;
-/// Placement attempts per step, and refusals after which the step's scheduling stops.
+/// Placement attempts per step, and refusals after which the step's scheduling stops, for a
+/// cluster of up to 32 nodes (larger clusters get proportionally more).
 const MAX_ATTEMPTS_PER_STEP: usize = 400;
 const MAX_MISSES_PER_STEP: usize = 40;
 
@@ -430,6 +432,15 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     let cache_model = setup.page_cache.filter(|_| policy.is_tide());
     // HP pods per node change with churn; arrivals are placed through the extender.
     let mut members: Vec<Vec<usize>> = setup.nodes.to_vec();
+    // The node each HP column runs on, so a departure finds it without searching every node.
+    let mut node_of: Vec<Option<usize>> = vec![None; trace.columns.len()];
+    for (n, m) in members.iter().enumerate() {
+        for &c in m {
+            if let Some(slot) = node_of.get_mut(c) {
+                *slot = Some(n);
+            }
+        }
+    }
     let churn_events = setup.churn.map_or_else(Vec::new, |c| {
         c.events(trace.columns.len(), steps as u64 * step)
     });
@@ -443,11 +454,36 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
     let mut node_level: Vec<f64> = vec![0.0; nodes.len()];
     let mut node_interfered: Vec<u64> = vec![0; nodes.len()];
     let mut timeline: Vec<(f64, f64, f64)> = Vec::with_capacity(steps);
-    // Per node, per step: HP demand and HP reservation, for the violation rate.
-    let mut hp_series: Vec<[Vec<f64>; 2]> =
-        vec![[Vec::with_capacity(steps), Vec::with_capacity(steps)]; nodes.len()];
-    let mut reserved_series: Vec<[Vec<f64>; 2]> =
-        vec![[Vec::with_capacity(steps), Vec::with_capacity(steps)]; nodes.len()];
+    // Prediction quality: per node and resource, the realised HP peak over the horizon against
+    // the reservation held, each resource over its own horizon (`estimator.cpuHorizon` for
+    // CPU). Streamed: memory grows with the horizon, not with the run.
+    let horizon = |r: Resource| {
+        usize::try_from(
+            setup
+                .config
+                .estimator
+                .horizon_for(r)
+                .as_secs()
+                .div_ceil(step),
+        )
+        .unwrap_or(usize::MAX)
+    };
+    let mut peak_windows: Vec<[PeakWindow; 2]> = (0..nodes.len())
+        .map(|_| {
+            [
+                PeakWindow::new(horizon(Resource::Cpu)),
+                PeakWindow::new(horizon(Resource::Memory)),
+            ]
+        })
+        .collect();
+    let mut acc = EvalAccumulator::default();
+    // What the filter admits on each node (`be_room`) and the best score it could give, kept
+    // current as the views change: a BE pod's node is found without scoring every node.
+    let mut placer = BePlacer::new(nodes.len());
+    // The per-step placement bounds are per 32 nodes (12.5 attempts and 1.25 misses per node),
+    // so a larger cluster is not throttled by them.
+    let per = |bound: usize| bound * nodes.len().max(32) / 32;
+    let (max_attempts, max_misses) = (per(MAX_ATTEMPTS_PER_STEP), per(MAX_MISSES_PER_STEP));
     let mut pods: Vec<PodSample> = Vec::new();
 
     for t in 0..steps {
@@ -464,7 +500,7 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
             let req = trace.columns[e.column].request;
             if e.arrive {
                 hp_pending.push_back(e.column);
-            } else if let Some(n) = members.iter().position(|m| m.contains(&e.column)) {
+            } else if let Some(n) = node_of.get_mut(e.column).and_then(Option::take) {
                 members[n].retain(|&c| c != e.column);
                 let node = &mut nodes[n];
                 node.hp_requests = node.hp_requests.saturating_sub(req);
@@ -534,6 +570,9 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 }
             }
             members[n].push(c);
+            if let Some(slot) = node_of.get_mut(c) {
+                *slot = Some(n);
+            }
             node.hp_requests = node.hp_requests.saturating_add(pod.request);
             node.view.hp_requested = node.hp_requests;
         }
@@ -847,12 +886,21 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                 Some(measured),
                 ResourceAmounts::ZERO,
             );
-            hp_series[n][0].push(hp_cpu);
-            hp_series[n][1].push(hp_mem);
-            reserved_series[n][0].push(reserved.cpu.as_f64());
+            placer.set_leaf(
+                n,
+                tide_scheduler::be_room(&node.view, &cfg, now),
+                &node.view,
+            );
+            for (w, (cap, demand, held)) in peak_windows[n].iter_mut().zip([
+                (cap_cpu, hp_cpu, reserved.cpu.as_f64()),
+                (cap_mem, hp_mem, reserved.memory.as_f64()),
+            ]) {
+                if let Some((held, peak)) = w.push(demand, held) {
+                    acc.add(cap, held, peak);
+                }
+            }
             reserved_share += reserved.cpu.as_f64() / cap_cpu.max(1.0);
             hp_share += hp_cpu / cap_cpu.max(1.0);
-            reserved_series[n][1].push(reserved.memory.as_f64());
             if let Some(e) = &node.view.estimate {
                 let by_level = cap_mem * cfg.memory.schedule_percent / 100.0
                     - e.hp_reserved.memory.as_f64()
@@ -865,21 +913,34 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
 
         // Scheduling: FIFO from the head of the queue, through the extender's own filter and
         // score. A bounded number of attempts per step keeps a long backlog cheap.
+        placer.rebuild();
         let mut misses: Vec<usize> = Vec::new();
+        // Requests that fit nowhere this step. Nodes only fill while pods are placed, so a
+        // request at least as large in both resources fits nowhere either: it misses without
+        // a scan (the answer the scan would give).
+        let mut no_fit: Vec<ResourceAmounts> = Vec::new();
         let mut attempts = 0;
-        while attempts < MAX_ATTEMPTS_PER_STEP && misses.len() < MAX_MISSES_PER_STEP {
+        while attempts < max_attempts && misses.len() < max_misses {
             let Some(j) = queue.pop_front() else { break };
             attempts += 1;
             let job = &setup.be_jobs[j];
+            let covers = |small: &ResourceAmounts, big: &ResourceAmounts| {
+                small.cpu <= big.cpu && small.memory <= big.memory
+            };
+            if no_fit.iter().any(|f| covers(f, &job.request)) {
+                misses.push(j);
+                continue;
+            }
             let pod = PodView {
                 request: job.request,
                 high_priority: false,
             };
-            match tide_scheduler::choose(&pod, nodes.iter().map(|n| &n.view).enumerate(), &cfg, now)
-            {
+            match placer.choose(job.request, |i| tide_scheduler::score(&pod, &nodes[i].view)) {
                 Some(n) => {
                     let node = &mut nodes[n];
                     node.view.be_requested = node.view.be_requested.saturating_add(job.request);
+                    let room = tide_scheduler::be_room(&node.view, &cfg, now);
+                    placer.update(n, room, &node.view);
                     let head = carry[n]
                         .min(job.cpu_demand as f64 * step as f64)
                         .min(job.work * 0.999);
@@ -892,7 +953,11 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
                         cpu_got: 0.0,
                     });
                 }
-                None => misses.push(j),
+                None => {
+                    no_fit.retain(|f| !covers(&job.request, f));
+                    no_fit.push(job.request);
+                    misses.push(j);
+                }
             }
         }
         for j in misses.into_iter().rev() {
@@ -907,38 +972,6 @@ pub fn simulate(setup: &SimSetup<'_>, policy: Policy, progress: &AtomicU64) -> P
         progress.fetch_add(1, Ordering::Relaxed);
     }
 
-    // Prediction quality: realised HP peak over the horizon against the reservation held.
-    // Each resource over its own horizon (`estimator.cpuHorizon` for CPU).
-    let horizon = |r: Resource| {
-        usize::try_from(
-            setup
-                .config
-                .estimator
-                .horizon_for(r)
-                .as_secs()
-                .div_ceil(step),
-        )
-        .unwrap_or(usize::MAX)
-    };
-    let mut acc = EvalAccumulator::default();
-    for (n, node) in nodes.iter().enumerate() {
-        for r in 0..2 {
-            let h = horizon(if r == 0 {
-                Resource::Cpu
-            } else {
-                Resource::Memory
-            });
-            let peaks = forward_peaks(&hp_series[n][r], h);
-            let cap = if r == 0 {
-                node.cap.cpu.as_f64()
-            } else {
-                node.cap.memory.as_f64()
-            };
-            for t in 0..peaks.len().saturating_sub(h) {
-                acc.add(cap, reserved_series[n][r][t], peaks[t]);
-            }
-        }
-    }
     let chunk = timeline.len().div_ceil(TIMELINE_POINTS).max(1);
     let down = |f: fn(&(f64, f64, f64)) -> f64| -> Vec<f32> {
         #[allow(clippy::cast_possible_truncation)]

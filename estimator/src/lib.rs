@@ -51,7 +51,7 @@ pub use calibration::{Calibrated, CalibrationOptions};
 pub use capacity::{Degraded, ReclaimDecision, ReclaimInputs, ReclaimPolicy, reclaimable};
 pub use histogram::{DecayingHistogram, HistogramOptions};
 pub use history::{HistoryOptions, HistoryStore, SeriesId, UsageSeries, WorkloadId};
-pub use metrics::{EvalAccumulator, EvalSummary, METRICS_VERSION, forward_peaks};
+pub use metrics::{EvalAccumulator, EvalSummary, METRICS_VERSION, PeakWindow, forward_peaks};
 pub use predictors::{
     BorgStyle, Diurnal, KoordinatorDefault, NoOvercommit, NodeNSigma, NodeObservation,
     PeakPredictor, PodHistogramSum, PodSample, z_for_tail,

@@ -105,6 +105,52 @@ pub fn forward_peaks(usage: &[f64], h: usize) -> Vec<f64> {
     out
 }
 
+/// [`forward_peaks`] as a stream, for runs too long to keep whole series: each step pushes
+/// its usage and the prediction made at it, and gets back the decision made `h` steps earlier
+/// — its prediction and the realised peak of `usage[t ..= t + h]` — once that window is
+/// complete. Memory is O(h), not O(steps); decisions whose window runs past the end are never
+/// returned (as the batch evaluation skips them).
+#[derive(Debug, Clone, Default)]
+pub struct PeakWindow {
+    h: usize,
+    /// Steps pushed so far.
+    pushed: usize,
+    /// Candidates for the window's max: (step, usage), usage strictly decreasing.
+    maxima: std::collections::VecDeque<(usize, f64)>,
+    /// Predictions of the decisions whose windows are still open, oldest first.
+    open: std::collections::VecDeque<f64>,
+}
+
+impl PeakWindow {
+    /// A window over the `h` steps after each decision (`h + 1` values, the decision's own step
+    /// included, as in [`forward_peaks`]).
+    pub fn new(h: usize) -> Self {
+        Self {
+            h,
+            ..Self::default()
+        }
+    }
+
+    /// Pushes one step: its usage and the prediction held at it. Returns
+    /// `(prediction, realised peak)` of the decision `h` steps earlier, when there is one.
+    pub fn push(&mut self, usage: f64, prediction: f64) -> Option<(f64, f64)> {
+        let i = self.pushed;
+        self.pushed += 1;
+        while self.maxima.back().is_some_and(|&(_, u)| u <= usage) {
+            self.maxima.pop_back();
+        }
+        self.maxima.push_back((i, usage));
+        self.open.push_back(prediction);
+        let start = i.checked_sub(self.h)?;
+        while self.maxima.front().is_some_and(|&(j, _)| j < start) {
+            self.maxima.pop_front();
+        }
+        let prediction = self.open.pop_front()?;
+        let peak = self.maxima.front().map_or(usage, |&(_, u)| u);
+        Some((prediction, peak))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +210,32 @@ mod tests {
                 assert_eq!(fast[i], brute, "i={i} h={h}");
             }
         }
+    }
+
+    #[test]
+    fn peak_window_streams_what_forward_peaks_computes() {
+        let u = [
+            3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 8.0, 9.0, 7.0, 9.0,
+        ];
+        for h in 0..6 {
+            let batch = forward_peaks(&u, h);
+            let mut w = PeakWindow::new(h);
+            let mut got = Vec::new();
+            for (i, &x) in u.iter().enumerate() {
+                // The prediction carries the step it was made at, to check the pairing.
+                if let Some((p, peak)) = w.push(x, i as f64) {
+                    got.push((p, peak));
+                }
+            }
+            let want: Vec<(f64, f64)> = (0..u.len().saturating_sub(h))
+                .map(|t| (t as f64, batch[t]))
+                .collect();
+            assert_eq!(got, want, "h={h}");
+            // Memory stays bounded by the window, not by the series.
+            assert!(w.open.len() <= h + 1 && w.maxima.len() <= h + 1, "h={h}");
+        }
+        // A window longer than the run returns nothing.
+        let mut w = PeakWindow::new(usize::MAX);
+        assert!(u.iter().all(|&x| w.push(x, 0.0).is_none()));
     }
 }

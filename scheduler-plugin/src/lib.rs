@@ -54,5 +54,6 @@ pub mod wiring;
 pub use extender::{BadRequest, ClusterSnapshot, Filtered};
 pub use placement::{
     BePodView, EstimateView, MAX_SCORE, NodeView, PodView, PreEviction, Refusal, be_counted,
-    choose, filter, order_victims, plan_pre_eviction, pre_eviction, predicted_level, score,
+    be_room, choose, choose_by_room, filter, order_victims, plan_pre_eviction, pre_eviction,
+    predicted_level, score,
 };
