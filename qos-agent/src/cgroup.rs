@@ -259,7 +259,7 @@ impl Layout {
     /// containers may have changed.
     pub fn discover_with(&self, cache: &mut Discovery) -> Result<Vec<PodCgroup>, CgroupError> {
         cache.tick += 1;
-        cache.counts.round();
+        cache.pods.round();
         let tick = cache.tick;
         let mut pods = Vec::new();
         for qos in [
@@ -285,45 +285,28 @@ impl Layout {
                     continue;
                 };
                 let path = format!("{qdir}/{}", name.to_string_lossy());
-                // The pod's process count, read before the listing: a container made after
-                // the count was read changes it, so the next tick lists again.
-                let count = cache.count(self, &path);
-                if let Some(l) = cache.pods.get_mut(&path)
-                    && count.is_some()
-                    && l.count == count
-                    && tick - l.listed < cache.verify_every
-                {
-                    l.used = tick;
-                    pods.push(PodCgroup {
-                        uid,
-                        kube_qos: qos,
-                        path,
-                        containers: l.containers.clone(),
-                    });
-                    continue;
-                }
-                let mut containers = Vec::new();
-                for c in fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                    let cname = c.file_name();
-                    // The entry's type from the directory listing itself: no path walk and
-                    // stat per container per tick (a profile on a real node with 100 containers
-                    // had path lookups as the agent's largest cost).
-                    if let Some(id) = cname.to_str().and_then(|n| container_id(n, self.driver))
-                        && c.file_type().is_ok_and(|t| t.is_dir())
-                    {
-                        containers.push((id, format!("{path}/{}", cname.to_string_lossy())));
+                // The pod's process count is read before the listing: a container made after
+                // it was read changes it, so the next tick lists again.
+                let list = || {
+                    let mut containers = Vec::new();
+                    for c in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                        let cname = c.file_name();
+                        // The entry's type from the directory listing itself: no path walk and
+                        // stat per container per tick (a profile on a real node with 100
+                        // containers had path lookups as the agent's largest cost).
+                        if let Some(id) = cname.to_str().and_then(|n| container_id(n, self.driver))
+                            && c.file_type().is_ok_and(|t| t.is_dir())
+                        {
+                            containers.push((id, format!("{path}/{}", cname.to_string_lossy())));
+                        }
                     }
-                }
-                containers.sort();
-                cache.pods.insert(
-                    path.clone(),
-                    Listed {
-                        containers: containers.clone(),
-                        count,
-                        listed: tick,
-                        used: tick,
-                    },
-                );
+                    containers.sort();
+                    Ok::<_, std::convert::Infallible>(containers)
+                };
+                let Ok(containers) =
+                    cache
+                        .pods
+                        .get_or_list(self, &path, tick, cache.verify_every, list);
                 pods.push(PodCgroup {
                     uid,
                     kube_qos: qos,
@@ -333,7 +316,7 @@ impl Layout {
             }
         }
         pods.sort_by(|a, b| a.uid.cmp(&b.uid));
-        cache.pods.retain(|_, l| l.used == tick);
+        cache.pods.retain_used(tick);
         Ok(pods)
     }
 }
@@ -347,19 +330,96 @@ impl Layout {
 /// every pod's directory every tick was a seventh of the agent's CPU time.)
 #[derive(Debug)]
 pub struct Discovery {
-    pods: std::collections::HashMap<String, Listed>,
-    counts: UsageFiles,
+    /// Each pod directory's containers (id, relative path), by the pod's path.
+    pods: Counted<Vec<(String, String)>>,
     tick: u64,
     verify_every: u64,
 }
 
+/// Listings of cgroups (a pod's container directories, a container's PIDs), each kept with
+/// the cgroup's process count (`pids.current`) read just before it was made: a new container
+/// or process changes the count. A listing is used again while the count is unchanged and the
+/// listing is younger than `verify_every` ticks; listed afresh otherwise, and on every tick
+/// where the count cannot be read (no pids controller). [`Discovery`] and the executor's PID
+/// lists share it.
 #[derive(Debug)]
-struct Listed {
-    containers: Vec<(String, String)>,
-    /// The pod's process count read just before the listing; `None`: no counter.
+pub struct Counted<T> {
+    entries: std::collections::HashMap<String, Listing<T>>,
+    /// `pids.current` handles, kept open.
+    counts: UsageFiles,
+}
+
+#[derive(Debug)]
+struct Listing<T> {
+    value: T,
+    /// The cgroup's process count read just before the listing; `None`: no counter.
     count: Option<u64>,
+    /// Tick of the listing.
     listed: u64,
+    /// Last tick it was asked for.
     used: u64,
+}
+
+impl<T> Default for Counted<T> {
+    fn default() -> Self {
+        Self {
+            entries: std::collections::HashMap::new(),
+            counts: UsageFiles::default(),
+        }
+    }
+}
+
+impl<T: Clone> Counted<T> {
+    /// Starts a tick: closes the count handles the last one did not read.
+    pub fn round(&mut self) {
+        self.counts.round();
+    }
+
+    /// The listing of the cgroup at `rel` at tick `tick`: the kept one if its process count is
+    /// unchanged and it is younger than `verify_every` ticks, else `list()`'s (kept for next
+    /// time; an error keeps nothing).
+    pub fn get_or_list<E>(
+        &mut self,
+        layout: &Layout,
+        rel: &str,
+        tick: u64,
+        verify_every: u64,
+        list: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let lacked = self.entries.get(rel).is_some_and(|l| l.count.is_none());
+        let count = self
+            .counts
+            .process_count(layout, rel, lacked, tick, verify_every);
+        if let Some(l) = self.entries.get_mut(rel)
+            && count.is_some()
+            && l.count == count
+            && tick.saturating_sub(l.listed) < verify_every
+        {
+            l.used = tick;
+            return Ok(l.value.clone());
+        }
+        let value = list()?;
+        self.entries.insert(
+            rel.to_owned(),
+            Listing {
+                value: value.clone(),
+                count,
+                listed: tick,
+                used: tick,
+            },
+        );
+        Ok(value)
+    }
+
+    /// Drops the listings not asked for at `tick` (cgroups gone).
+    pub fn retain_used(&mut self, tick: u64) {
+        self.entries.retain(|_, l| l.used == tick);
+    }
+
+    /// Drops every listing.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
 }
 
 impl Default for Discovery {
@@ -372,18 +432,10 @@ impl Discovery {
     /// Lists a pod directory at least every `verify_every` ticks (1: every tick).
     pub fn new(verify_every: u64) -> Self {
         Self {
-            pods: std::collections::HashMap::new(),
-            counts: UsageFiles::default(),
+            pods: Counted::default(),
             tick: 0,
             verify_every: verify_every.max(1),
         }
-    }
-
-    /// The process count of the pod at `path` (see [`UsageFiles::process_count`]).
-    fn count(&mut self, layout: &Layout, path: &str) -> Option<u64> {
-        let lacked = self.pods.get(path).is_some_and(|l| l.count.is_none());
-        self.counts
-            .process_count(layout, path, lacked, self.tick, self.verify_every)
     }
 }
 

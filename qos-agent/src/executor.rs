@@ -75,25 +75,14 @@ pub struct Known {
     verify_every: u64,
     /// Fingerprint of the cgroups found on the last tick.
     cgroups: u64,
-    /// Each container's PIDs as last listed.
-    procs: HashMap<String, Procs>,
-    /// `pids.current` handles: a cgroup's process count, the sign its PIDs changed.
-    counts: crate::cgroup::UsageFiles,
-}
-
-/// The PIDs of a cgroup as listed from its `cgroup.procs`, with its process count read just
-/// before the listing. Listed again when the count differs, and every `verify_every` ticks:
-/// a process that replaced another within one tick, leaving the count as it was, gets its
-/// `oom_score_adj` within that many ticks. (Opening every container's `cgroup.procs` every
-/// tick was a quarter of the agent's CPU time on a real node with 100 containers; cgroup v1
-/// serves a re-read of a kept `cgroup.procs` handle from a PID list cached for a second, so
-/// it is opened afresh each time.)
-#[derive(Debug)]
-struct Procs {
-    pids: Vec<u32>,
-    count: Option<u64>,
-    listed: u64,
-    used: u64,
+    /// Each container's PIDs as listed from its `cgroup.procs`, listed again when the
+    /// container's process count differs, and every `verify_every` ticks: a process that
+    /// replaced another within one tick, leaving the count as it was, gets its
+    /// `oom_score_adj` within that many ticks. (Opening every container's `cgroup.procs` every
+    /// tick was a quarter of the agent's CPU time on a real node with 100 containers; cgroup v1
+    /// serves a re-read of a kept `cgroup.procs` handle from a PID list cached for a second, so
+    /// it is opened afresh each time.)
+    procs: crate::cgroup::Counted<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -146,38 +135,17 @@ impl Known {
             tick: 0,
             verify_every: verify_every.max(1),
             cgroups: 0,
-            procs: HashMap::new(),
-            counts: crate::cgroup::UsageFiles::default(),
+            procs: crate::cgroup::Counted::default(),
         }
     }
 
     /// The PIDs in the cgroup at `rel`: as last listed while its process count is unchanged
     /// and the listing younger than `verify_every` ticks, else listed now.
     fn pids(&mut self, layout: &Layout, rel: &str) -> Result<Vec<u32>, CgroupError> {
-        let tick = self.tick;
-        let lacked = self.procs.get(rel).is_some_and(|p| p.count.is_none());
-        let count = self
-            .counts
-            .process_count(layout, rel, lacked, tick, self.verify_every);
-        if let Some(p) = self.procs.get_mut(rel)
-            && count.is_some()
-            && p.count == count
-            && tick - p.listed < self.verify_every
-        {
-            p.used = tick;
-            return Ok(p.pids.clone());
-        }
-        let pids = layout.pids(rel)?;
-        self.procs.insert(
-            rel.to_owned(),
-            Procs {
-                pids: pids.clone(),
-                count,
-                listed: tick,
-                used: tick,
-            },
-        );
-        Ok(pids)
+        self.procs
+            .get_or_list(layout, rel, self.tick, self.verify_every, || {
+                layout.pids(rel)
+            })
     }
 
     /// Forgets everything when the pod and container cgroups differ from the last call's: a
@@ -274,7 +242,7 @@ impl Known {
     fn prune(&mut self) {
         let tick = self.tick;
         self.values.retain(|_, r| r.used == tick);
-        self.procs.retain(|_, p| p.used == tick);
+        self.procs.retain_used(tick);
     }
 }
 
@@ -304,7 +272,7 @@ pub fn apply_known(
     known: &mut Known,
 ) -> Applied {
     known.tick += 1;
-    known.counts.round();
+    known.procs.round();
     let out = apply_inner(layout, desired, proc_root, known);
     known.prune();
     out
