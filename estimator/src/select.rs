@@ -128,6 +128,18 @@ pub struct SelectOptions {
     /// and reclaims more than the long memory's.
     #[serde(default)]
     pub pick_memory: bool,
+    /// With [`SelectOptions::pick_memory`]: the short memory's shrunk rate must be at most
+    /// this share of the limit (default 1).
+    #[serde(default = "default_pick_limit")]
+    pub pick_limit: f64,
+    /// With [`SelectOptions::pick_memory`]: the short memory's choices must also have violated
+    /// no more often than the long memory's on the same decisions (they dominate it).
+    #[serde(default)]
+    pub pick_no_worse: bool,
+}
+
+fn default_pick_limit() -> f64 {
+    1.0
 }
 
 /// Default [`SelectOptions::drift_z`].
@@ -170,6 +182,8 @@ impl SelectOptions {
             short_half_life_secs: 0.0,
             drift_z: DEFAULT_DRIFT_Z,
             pick_memory: false,
+            pick_limit: 1.0,
+            pick_no_worse: false,
         }
     }
 
@@ -178,7 +192,9 @@ impl SelectOptions {
     /// horizons, clamped to `hlmin=DAYS` (default 1) … 3 days), `hls=DAYS` (a short record
     /// used where it drifts from the long one), `hlsh=K` (short half-life K horizons, clamped
     /// like `hlh`), `hlz=Z` (the drift test's threshold), `pick` (per node, the memory whose
-    /// choices have the better record) (used by `tide-replay predict --variant`).
+    /// choices have the better record), `pickf=F` (`pick`, the short memory held to F × the
+    /// limit), `pickdom` (`pick`, the short memory's choices also violated no more than the
+    /// long one's) (used by `tide-replay predict --variant`).
     pub fn with_spec(mut self, spec: &str) -> Result<Self, String> {
         let mut per_horizon = None;
         let mut short_per_horizon = None;
@@ -202,6 +218,14 @@ impl SelectOptions {
                 "hlsh" => short_per_horizon = Some(num()?),
                 "hlz" => self.drift_z = num()?,
                 "pick" => self.pick_memory = true,
+                "pickf" => {
+                    self.pick_memory = true;
+                    self.pick_limit = num()?;
+                }
+                "pickdom" => {
+                    self.pick_memory = true;
+                    self.pick_no_worse = true;
+                }
                 _ => return Err(format!("unknown selector option {tok}")),
             }
         }
@@ -640,8 +664,9 @@ impl Selector {
         let a = self.opts.target.clamp(1e-6, 0.5);
         let prior_n = (self.opts.prior_beta / a).max(self.opts.min_prior_windows);
         let rate = (short.v + 2.0 * a * prior_n) / (short.n + prior_n);
-        let limit = (1.0 - self.opts.margin) * self.opts.target;
-        rate <= limit && short.r / short.n > long.r / long.n
+        let limit = (1.0 - self.opts.margin) * self.opts.target * self.opts.pick_limit;
+        let no_worse = !self.opts.pick_no_worse || short.v / short.n <= long.v / long.n;
+        rate <= limit && no_worse && short.r / short.n > long.r / long.n
     }
 
     /// The record candidate `k` is judged by: the long one, or the short one where short
@@ -1145,6 +1170,26 @@ mod tests {
             r: 80.0,
         };
         assert!(!s.short_memory_earned());
+        // Under the limit but violating more than the long memory: only `pickdom` refuses it.
+        s.memories[0] = Record {
+            n: 100.0,
+            v: 0.0,
+            r: 70.0,
+        };
+        s.memories[1] = Record {
+            n: 100.0,
+            v: 0.4,
+            r: 80.0,
+        };
+        assert!(s.short_memory_earned());
+        s.opts.pick_no_worse = true;
+        assert!(!s.short_memory_earned());
+        s.memories[0].v = 0.4;
+        assert!(s.short_memory_earned());
+        // A stricter bar: 0.4 + 0.02·25 over 125 windows is 0.72% > 0.6 × 1%.
+        s.opts.pick_limit = 0.6;
+        assert!(!s.short_memory_earned());
+        s.opts.pick_limit = 1.0;
         // A run scores both memories' choices on the same decisions.
         let mut r = Selector::new(selector().base, o);
         run(&mut r, 0, 3 * 288);
@@ -1164,6 +1209,8 @@ mod tests {
         o.remove("short_half_life_secs");
         o.remove("drift_z");
         o.remove("pick_memory");
+        o.remove("pick_limit");
+        o.remove("pick_no_worse");
         for p in obj.get_mut("pending").unwrap().as_array_mut().unwrap() {
             p.as_object_mut().unwrap().remove("picks");
         }
@@ -1175,6 +1222,13 @@ mod tests {
         assert_eq!(o.short_half_life_secs, 86_400.0);
         assert_eq!(o.drift_z, 3.0);
         assert!(o.pick_memory);
+        let o = SelectOptions::new(3600, 0.01)
+            .with_spec("pickf=0.8")
+            .unwrap();
+        assert!(o.pick_memory && !o.pick_no_worse);
+        assert_eq!(o.pick_limit, 0.8);
+        let o = SelectOptions::new(3600, 0.01).with_spec("pickdom").unwrap();
+        assert!(o.pick_memory && o.pick_no_worse);
         let o = SelectOptions::new(300, 0.01).with_spec("hlsh=50").unwrap();
         assert_eq!(o.short_half_life_secs, 86_400.0);
     }
