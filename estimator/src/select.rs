@@ -113,7 +113,7 @@ pub struct SelectOptions {
     /// ([`SelectOptions::drift_z`]): the memory adapts per node and per candidate to how fast
     /// that node's own record drifts, and a rare burst seen once in the long record is not
     /// forgotten because the short record has let it decay.
-    #[serde(default)]
+    #[serde(default = "default_short_half_life_secs")]
     pub short_half_life_secs: f64,
     /// How far, in standard deviations, the short record's violation count must be from
     /// what the long record's rate predicts for it before the short record is used
@@ -126,7 +126,7 @@ pub struct SelectOptions {
     /// and when its horizon has passed both are scored (long half-life). The short memory's
     /// choice is used once its record, shrunk toward 2α like any bold rung, meets the limit
     /// and reclaims more than the long memory's.
-    #[serde(default)]
+    #[serde(default = "default_true")]
     pub pick_memory: bool,
     /// With [`SelectOptions::pick_memory`]: the short memory's shrunk rate must be at most
     /// this share of the limit (default 1).
@@ -134,8 +134,19 @@ pub struct SelectOptions {
     pub pick_limit: f64,
     /// With [`SelectOptions::pick_memory`]: the short memory's choices must also have violated
     /// no more often than the long memory's on the same decisions (they dominate it).
-    #[serde(default)]
+    #[serde(default = "default_true")]
     pub pick_no_worse: bool,
+}
+
+/// Default [`SelectOptions::short_half_life_secs`]: half a day.
+pub const DEFAULT_SHORT_HALF_LIFE_SECS: f64 = 43_200.0;
+
+fn default_short_half_life_secs() -> f64 {
+    DEFAULT_SHORT_HALF_LIFE_SECS
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_pick_limit() -> f64 {
@@ -179,11 +190,11 @@ impl SelectOptions {
             min_prior_windows: DEFAULT_MIN_PRIOR_WINDOWS,
             guard: false,
             interpolate: 0.0,
-            short_half_life_secs: 0.0,
+            short_half_life_secs: DEFAULT_SHORT_HALF_LIFE_SECS,
             drift_z: DEFAULT_DRIFT_Z,
-            pick_memory: false,
+            pick_memory: true,
             pick_limit: 1.0,
-            pick_no_worse: false,
+            pick_no_worse: true,
         }
     }
 
@@ -194,7 +205,9 @@ impl SelectOptions {
     /// like `hlh`), `hlz=Z` (the drift test's threshold), `pick` (per node, the memory whose
     /// choices have the better record), `pickf=F` (`pick`, the short memory held to F × the
     /// limit), `pickdom` (`pick`, the short memory's choices also violated no more than the
-    /// long one's) (used by `tide-replay predict --variant`).
+    /// long one's: the default), `pickany` (`pick` without that), `nopick` (the per-candidate
+    /// drift test instead); `hls=0` turns the short memory off (the selector before it)
+    /// (used by `tide-replay predict --variant`).
     pub fn with_spec(mut self, spec: &str) -> Result<Self, String> {
         let mut per_horizon = None;
         let mut short_per_horizon = None;
@@ -226,6 +239,11 @@ impl SelectOptions {
                     self.pick_memory = true;
                     self.pick_no_worse = true;
                 }
+                "pickany" => {
+                    self.pick_memory = true;
+                    self.pick_no_worse = false;
+                }
+                "nopick" => self.pick_memory = false,
                 _ => return Err(format!("unknown selector option {tok}")),
             }
         }
@@ -1052,9 +1070,17 @@ mod tests {
         assert!(!drifted(rec(100.0, 0.0), rec(35.0, 0.0), 2.0));
     }
 
+    /// Short records judged by the per-candidate drift test (`nopick`).
     fn with_short(hls_days: f64) -> Selector {
         let mut o = SelectOptions::new(3600, 0.01);
         o.short_half_life_secs = hls_days * 86_400.0;
+        o.pick_memory = false;
+        Selector::new(selector().base, o)
+    }
+
+    /// The selector before short memory (`hls=0`).
+    fn without_short() -> Selector {
+        let o = SelectOptions::new(3600, 0.01).with_spec("hls=0").unwrap();
         Selector::new(selector().base, o)
     }
 
@@ -1076,8 +1102,8 @@ mod tests {
         };
         assert!(s.shrunk(bold).0 <= limit, "{:?}", s.shrunk(bold));
         assert!(s.shrunk_by(bold, Memory::Long).0 > limit);
-        // The same records without short memory (the default): the long record decides.
-        let mut d = selector();
+        // The same records without short memory (`hls=0`): the long record decides.
+        let mut d = without_short();
         d.records[bold] = s.records[bold];
         assert!(d.short.is_empty());
         assert_eq!(d.shrunk(bold), s.shrunk_by(bold, Memory::Long));
@@ -1117,8 +1143,8 @@ mod tests {
         let nominal = nominal_rung(0.01);
         let (l, sh) = (s.records[nominal], s.short[nominal]);
         assert!(sh.n > 0.0 && sh.n < l.n, "{sh:?} {l:?}");
-        // Steady usage: both records say the same, so the choice is the default one's.
-        let mut d = selector();
+        // Steady usage: both records say the same, so the choice is the one without them.
+        let mut d = without_short();
         let a = run(&mut d, 0, 3 * 288);
         let mut s2 = with_short(0.5);
         let b = run(&mut s2, 0, 3 * 288);
@@ -1130,6 +1156,7 @@ mod tests {
         let mut o = SelectOptions::new(3600, 0.01);
         o.short_half_life_secs = 86_400.0;
         o.pick_memory = true;
+        o.pick_no_worse = false;
         let mut s = Selector::new(selector().base, o);
         // No record of either memory's choices: the long memory.
         assert!(!s.short_memory_earned());
@@ -1199,7 +1226,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_without_short_records_loads() {
-        let mut s = selector();
+        // Written before short memory: no short records, no memory picks, no options for them.
+        let mut s = without_short();
         run(&mut s, 0, 288);
         let mut v: serde_json::Value = serde_json::to_value(&s).unwrap();
         let obj = v.as_object_mut().unwrap();
@@ -1214,8 +1242,24 @@ mod tests {
         for p in obj.get_mut("pending").unwrap().as_array_mut().unwrap() {
             p.as_object_mut().unwrap().remove("picks");
         }
-        let back: Selector = serde_json::from_value(v).unwrap();
-        assert_eq!(back, s);
+        let mut back: Selector = serde_json::from_value(v).unwrap();
+        // It loads with today's defaults and keeps its records; the short ones start empty.
+        assert_eq!(back.opts, SelectOptions::new(3600, 0.01));
+        assert_eq!(back.records, s.records);
+        assert_eq!(back.pending.len(), s.pending.len());
+        assert!(back.short.is_empty() && back.memories.is_empty());
+        let p = run(&mut back, 288, 2 * 288);
+        assert!(p.is_finite() && p >= 1_000.0, "{p}");
+        assert_eq!(back.short.len(), CANDIDATES);
+        assert_eq!(back.memories.len(), 2);
+        // The default: a half-day short memory, picked per node where it dominates.
+        let d = SelectOptions::new(3600, 0.01);
+        assert!(d.pick_memory && d.pick_no_worse);
+        assert_eq!(d.short_half_life_secs, DEFAULT_SHORT_HALF_LIFE_SECS);
+        assert_eq!(selector().short.len(), CANDIDATES);
+        let off = SelectOptions::new(3600, 0.01).with_spec("hls=0").unwrap();
+        assert_eq!(off.short_half_life_secs, 0.0);
+        assert!(Selector::new(selector().base, off).short.is_empty());
         let o = SelectOptions::new(3600, 0.01)
             .with_spec("hls=1+hlz=3+pick")
             .unwrap();
@@ -1223,7 +1267,7 @@ mod tests {
         assert_eq!(o.drift_z, 3.0);
         assert!(o.pick_memory);
         let o = SelectOptions::new(3600, 0.01)
-            .with_spec("pickf=0.8")
+            .with_spec("pickf=0.8+pickany")
             .unwrap();
         assert!(o.pick_memory && !o.pick_no_worse);
         assert_eq!(o.pick_limit, 0.8);
