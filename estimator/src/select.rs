@@ -108,6 +108,56 @@ pub struct SelectOptions {
     /// the interpolated shrunk violation rate is this share of the limit (0: off).
     #[serde(default)]
     pub interpolate: f64,
+    /// Half-life of a second, short record per candidate, seconds (0: off). A candidate uses
+    /// its short record instead of the long one only where the two disagree beyond noise
+    /// ([`SelectOptions::drift_z`]): the memory adapts per node and per candidate to how fast
+    /// that node's own record drifts, and a rare burst seen once in the long record is not
+    /// forgotten because the short record has let it decay.
+    #[serde(default = "default_short_half_life_secs")]
+    pub short_half_life_secs: f64,
+    /// How far, in standard deviations, the short record's violation count must be from
+    /// what the long record's rate predicts for it before the short record is used
+    /// (default `DEFAULT_DRIFT_Z`).
+    #[serde(default = "default_drift_z")]
+    pub drift_z: f64,
+    /// With short records kept: instead of the per-candidate drift test, pick per node the
+    /// memory whose own choices have the better held-out record. Two selections run side by
+    /// side (one on the long records, one on the short); each decision records both choices,
+    /// and when its horizon has passed both are scored (long half-life). The short memory's
+    /// choice is used once its record, shrunk toward 2α like any bold rung, meets the limit
+    /// and reclaims more than the long memory's.
+    #[serde(default = "default_true")]
+    pub pick_memory: bool,
+    /// With [`SelectOptions::pick_memory`]: the short memory's shrunk rate must be at most
+    /// this share of the limit (default 1).
+    #[serde(default = "default_pick_limit")]
+    pub pick_limit: f64,
+    /// With [`SelectOptions::pick_memory`]: the short memory's choices must also have violated
+    /// no more often than the long memory's on the same decisions (they dominate it).
+    #[serde(default = "default_true")]
+    pub pick_no_worse: bool,
+}
+
+/// Default [`SelectOptions::short_half_life_secs`]: half a day.
+pub const DEFAULT_SHORT_HALF_LIFE_SECS: f64 = 43_200.0;
+
+fn default_short_half_life_secs() -> f64 {
+    DEFAULT_SHORT_HALF_LIFE_SECS
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_pick_limit() -> f64 {
+    1.0
+}
+
+/// Default [`SelectOptions::drift_z`].
+pub const DEFAULT_DRIFT_Z: f64 = 2.0;
+
+fn default_drift_z() -> f64 {
+    DEFAULT_DRIFT_Z
 }
 
 /// Default [`SelectOptions::min_prior_windows`].
@@ -140,15 +190,27 @@ impl SelectOptions {
             min_prior_windows: DEFAULT_MIN_PRIOR_WINDOWS,
             guard: false,
             interpolate: 0.0,
+            short_half_life_secs: DEFAULT_SHORT_HALF_LIFE_SECS,
+            drift_z: DEFAULT_DRIFT_Z,
+            pick_memory: true,
+            pick_limit: 1.0,
+            pick_no_worse: true,
         }
     }
 
     /// Applies an experiment spec: `+`-separated tokens `early`, `safest`, `guard`,
     /// `interp[=F]`, `minprior=W`, `beta=B`, `delta=D`, `hl=DAYS`, `hlh=K` (half-life K
-    /// horizons, clamped to `hlmin=DAYS` (default 1) … 3 days) (used by `tide-replay predict
-    /// --variant`).
+    /// horizons, clamped to `hlmin=DAYS` (default 1) … 3 days), `hls=DAYS` (a short record
+    /// used where it drifts from the long one), `hlsh=K` (short half-life K horizons, clamped
+    /// like `hlh`), `hlz=Z` (the drift test's threshold), `pick` (per node, the memory whose
+    /// choices have the better record), `pickf=F` (`pick`, the short memory held to F × the
+    /// limit), `pickdom` (`pick`, the short memory's choices also violated no more than the
+    /// long one's: the default), `pickany` (`pick` without that), `nopick` (the per-candidate
+    /// drift test instead); `hls=0` turns the short memory off (the selector before it)
+    /// (used by `tide-replay predict --variant`).
     pub fn with_spec(mut self, spec: &str) -> Result<Self, String> {
         let mut per_horizon = None;
+        let mut short_per_horizon = None;
         let mut hl_min = 86_400.0;
         for tok in spec.split('+').filter(|t| !t.is_empty() && *t != "default") {
             let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
@@ -165,6 +227,23 @@ impl SelectOptions {
                 // Half-life of K horizons, between `hlmin` (default one day) and three days.
                 "hlh" => per_horizon = Some(num()?),
                 "hlmin" => hl_min = num()? * 86_400.0,
+                "hls" => self.short_half_life_secs = num()? * 86_400.0,
+                "hlsh" => short_per_horizon = Some(num()?),
+                "hlz" => self.drift_z = num()?,
+                "pick" => self.pick_memory = true,
+                "pickf" => {
+                    self.pick_memory = true;
+                    self.pick_limit = num()?;
+                }
+                "pickdom" => {
+                    self.pick_memory = true;
+                    self.pick_no_worse = true;
+                }
+                "pickany" => {
+                    self.pick_memory = true;
+                    self.pick_no_worse = false;
+                }
+                "nopick" => self.pick_memory = false,
                 _ => return Err(format!("unknown selector option {tok}")),
             }
         }
@@ -172,6 +251,11 @@ impl SelectOptions {
             #[allow(clippy::cast_precision_loss)]
             let h = self.horizon_secs as f64;
             self.half_life_secs = (k * h).clamp(hl_min, (3.0 * 86_400.0f64).max(hl_min));
+        }
+        if let Some(k) = short_per_horizon {
+            #[allow(clippy::cast_precision_loss)]
+            let h = self.horizon_secs as f64;
+            self.short_half_life_secs = (k * h).clamp(hl_min, (3.0 * 86_400.0f64).max(hl_min));
         }
         Ok(self)
     }
@@ -184,6 +268,9 @@ struct Pending {
     capacity: f64,
     peak: f64,
     preds: Vec<f32>,
+    /// With [`SelectOptions::pick_memory`]: the choices of the long and the short memory.
+    #[serde(default)]
+    picks: Option<[u16; 2]>,
 }
 
 /// Decayed record of one candidate.
@@ -249,6 +336,12 @@ pub struct Selector {
     base: TideBase,
     opts: SelectOptions,
     records: Vec<Record>,
+    /// Short records ([`SelectOptions::short_half_life_secs`]); empty when off.
+    #[serde(default)]
+    short: Vec<Record>,
+    /// Records of the long and the short memory's choices ([`SelectOptions::pick_memory`]).
+    #[serde(default)]
+    memories: Vec<Record>,
     /// Time the records were last decayed to.
     records_time: Option<u64>,
     pending: VecDeque<Pending>,
@@ -279,6 +372,12 @@ impl Selector {
             base,
             opts,
             records: vec![Record::default(); CANDIDATES],
+            short: if opts.short_half_life_secs > 0.0 {
+                vec![Record::default(); CANDIDATES]
+            } else {
+                Vec::new()
+            },
+            memories: Vec::new(),
             records_time: None,
             pending: VecDeque::new(),
             last_decision: None,
@@ -418,10 +517,21 @@ impl Selector {
         }
         #[allow(clippy::cast_precision_loss)]
         let f = (-((now - t0) as f64) / self.opts.half_life_secs * std::f64::consts::LN_2).exp();
-        for r in &mut self.records {
+        for r in self.records.iter_mut().chain(&mut self.memories) {
             r.n *= f;
             r.v *= f;
             r.r *= f;
+        }
+        if self.opts.short_half_life_secs > 0.0 {
+            #[allow(clippy::cast_precision_loss)]
+            let f = (-((now - t0) as f64) / self.opts.short_half_life_secs
+                * std::f64::consts::LN_2)
+                .exp();
+            for r in &mut self.short {
+                r.n *= f;
+                r.v *= f;
+                r.r *= f;
+            }
         }
         self.records_time = Some(now);
     }
@@ -429,6 +539,10 @@ impl Selector {
     fn resolve(&mut self, now: u64, usage: f64) {
         let early = self.opts.early_violations;
         let guard = self.opts.guard;
+        let short = self.opts.short_half_life_secs > 0.0;
+        if short && self.short.len() != CANDIDATES {
+            self.short = vec![Record::default(); CANDIDATES];
+        }
         if guard && self.guards.len() != CANDIDATES {
             self.guards = vec![(0, -1.0); CANDIDATES];
         }
@@ -442,6 +556,9 @@ impl Selector {
                     if pred >= 0.0 && old <= pred && p.peak > pred {
                         if early {
                             self.records[k].v += w;
+                            if short {
+                                self.short[k].v += w;
+                            }
                         }
                         if guard {
                             let g = &mut self.guards[k];
@@ -466,16 +583,44 @@ impl Selector {
                 break;
             };
             let w = f64::from(p.weight);
-            for (rec, &pred) in self.records.iter_mut().zip(&p.preds) {
+            for (k, &pred) in p.preds.iter().enumerate() {
                 if pred < 0.0 || p.capacity <= 0.0 {
                     continue;
                 }
                 let pred = f64::from(pred);
-                rec.n += w;
-                if p.peak > pred && !early {
-                    rec.v += w;
+                let violated = p.peak > pred && !early;
+                let reclaim = (p.capacity - pred).max(0.0) / p.capacity;
+                let recs = std::iter::once(&mut self.records[k]);
+                let recs = recs.chain(if short {
+                    Some(&mut self.short[k])
+                } else {
+                    None
+                });
+                for rec in recs {
+                    rec.n += w;
+                    if violated {
+                        rec.v += w;
+                    }
+                    rec.r += w * reclaim;
                 }
-                rec.r += w * ((p.capacity - pred).max(0.0) / p.capacity);
+            }
+            if let Some(picks) = p.picks {
+                if self.memories.len() != 2 {
+                    self.memories = vec![Record::default(); 2];
+                }
+                for (m, &k) in picks.iter().enumerate() {
+                    let pred = p.preds.get(usize::from(k)).copied().unwrap_or(-1.0);
+                    if pred < 0.0 || p.capacity <= 0.0 {
+                        continue;
+                    }
+                    let pred = f64::from(pred);
+                    let rec = &mut self.memories[m];
+                    rec.n += w;
+                    if p.peak > pred {
+                        rec.v += w;
+                    }
+                    rec.r += w * ((p.capacity - pred).max(0.0) / p.capacity);
+                }
             }
             let chosen = p.preds.get(self.chosen).copied().unwrap_or(-1.0);
             let err = if chosen >= 0.0 && f64::from(chosen) < p.peak {
@@ -491,6 +636,11 @@ impl Selector {
     /// fleet's record when one is given (itself shrunk toward the fixed prior), else the fixed
     /// prior alone.
     fn shrunk(&self, k: usize) -> (f64, f64) {
+        self.shrunk_by(k, Memory::Auto)
+    }
+
+    /// [`Self::shrunk`] on the given memory's record.
+    fn shrunk_by(&self, k: usize, memory: Memory) -> (f64, f64) {
         let a = self.opts.target.clamp(1e-6, 0.5);
         let prior_n = (self.opts.prior_beta / a).max(self.opts.min_prior_windows);
         let (ladder, rung) = (k / RUNGS, k % RUNGS);
@@ -500,7 +650,11 @@ impl Selector {
             } else {
                 2.0 * a
             };
-        let rec = self.records[k];
+        let rec = match memory {
+            Memory::Auto => self.record(k),
+            Memory::Long => self.records[k],
+            Memory::Short => self.short.get(k).copied().unwrap_or(self.records[k]),
+        };
         let own_reclaim = if rec.n > 0.0 { rec.r / rec.n } else { 0.0 };
         match self.fleet.as_deref().and_then(|f| f.records.get(k)) {
             Some(f) if f.n > 0.0 => {
@@ -515,9 +669,51 @@ impl Selector {
         }
     }
 
+    /// Whether the short memory's choices have earned trust on this node
+    /// ([`SelectOptions::pick_memory`]): their record, shrunk toward 2α over the prior's
+    /// windows, meets the limit, and they reclaimed more than the long memory's choices.
+    fn short_memory_earned(&self) -> bool {
+        let (Some(long), Some(short)) = (self.memories.first(), self.memories.get(1)) else {
+            return false;
+        };
+        if short.n <= 0.0 || long.n <= 0.0 {
+            return false;
+        }
+        let a = self.opts.target.clamp(1e-6, 0.5);
+        let prior_n = (self.opts.prior_beta / a).max(self.opts.min_prior_windows);
+        let rate = (short.v + 2.0 * a * prior_n) / (short.n + prior_n);
+        let limit = (1.0 - self.opts.margin) * self.opts.target * self.opts.pick_limit;
+        let no_worse = !self.opts.pick_no_worse || short.v / short.n <= long.v / long.n;
+        rate <= limit && no_worse && short.r / short.n > long.r / long.n
+    }
+
+    /// The record candidate `k` is judged by: the long one, or the short one where short
+    /// records are kept and the short record's violations are more than
+    /// [`SelectOptions::drift_z`] standard deviations from what the long record's rate
+    /// predicts for its windows (the node's usage has drifted for this candidate).
+    fn record(&self, k: usize) -> Record {
+        let long = self.records[k];
+        let Some(&short) = self.short.get(k) else {
+            return long;
+        };
+        if self.opts.short_half_life_secs <= 0.0 || self.opts.pick_memory || long.n <= 0.0 {
+            return long;
+        }
+        if drifted(long, short, self.opts.drift_z) {
+            short
+        } else {
+            long
+        }
+    }
+
     /// Picks the candidate: highest recent mean reclaim among those that qualify. The
     /// nominal rung is tried first, so it wins ties (and every score is 0 before any record).
     fn select(&self, preds: &[f64]) -> Option<usize> {
+        self.select_by(preds, Memory::Auto)
+    }
+
+    /// [`Self::select`] on the given memory's records.
+    fn select_by(&self, preds: &[f64], memory: Memory) -> Option<usize> {
         let limit = (1.0 - self.opts.margin) * self.opts.target;
         let nominal = nominal_rung(self.opts.target);
         let mut best: Option<(usize, f64)> = None;
@@ -526,7 +722,7 @@ impl Selector {
             if !preds[k].is_finite() {
                 continue;
             }
-            let (rate, score) = self.shrunk(k);
+            let (rate, score) = self.shrunk_by(k, memory);
             if self.opts.fallback_safest
                 && safest.is_none_or(|(_, r, s)| rate < r || (rate == r && score > s))
             {
@@ -541,6 +737,31 @@ impl Selector {
         }
         best.map(|b| b.0).or(safest.map(|b| b.0))
     }
+}
+
+/// Which records a candidate is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    /// The long records, or the short one where it drifted ([`Selector::record`]).
+    Auto,
+    /// The long records.
+    Long,
+    /// The short records.
+    Short,
+}
+
+/// Whether a short record's violations are beyond noise of what the long record's rate
+/// predicts for the short record's windows: `|v_s − n_s·p| > z·√(n_s·p·(1 − p))`, with
+/// `p = v_l / n_l`. The short record re-weights the same decisions, so under a steady rate the
+/// two agree; a rare violation weighs less in the short record but not beyond noise.
+fn drifted(long: Record, short: Record, z: f64) -> bool {
+    if long.n <= 0.0 || short.n <= 0.0 {
+        return false;
+    }
+    let p = (long.v / long.n).clamp(0.0, 1.0);
+    let expected = short.n * p;
+    let sd = (expected * (1.0 - p)).sqrt();
+    (short.v - expected).abs() > z * sd.max(1e-9)
 }
 
 /// The `pod` rung of the nominal level `1 − α` (the first level at or above it).
@@ -580,7 +801,22 @@ impl PeakPredictor for Selector {
             }
         }
         // With no qualifying candidate, the most conservative `pod` rung.
-        let mut k = self.select(&preds).unwrap_or(RUNGS - 1);
+        let mut picks = None;
+        let mut k = if self.opts.pick_memory && self.opts.short_half_life_secs > 0.0 {
+            let long = self.select_by(&preds, Memory::Long).unwrap_or(RUNGS - 1);
+            let short = self.select_by(&preds, Memory::Short).unwrap_or(RUNGS - 1);
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                picks = Some([long as u16, short as u16]);
+            }
+            if self.short_memory_earned() {
+                short
+            } else {
+                long
+            }
+        } else {
+            self.select(&preds).unwrap_or(RUNGS - 1)
+        };
         let mut pred = preds[k];
         if !pred.is_finite() {
             k = RUNGS - 1;
@@ -609,9 +845,13 @@ impl PeakPredictor for Selector {
             .collect();
         if self.opts.early_violations && obs.capacity > 0.0 {
             // A prediction rounded below the usage it was floored at is violated already.
-            for (rec, &x) in self.records.iter_mut().zip(&stored) {
+            let short = self.opts.short_half_life_secs > 0.0 && self.short.len() == CANDIDATES;
+            for (k, &x) in stored.iter().enumerate() {
                 if x >= 0.0 && usage > f64::from(x) {
-                    rec.v += f64::from(weight);
+                    self.records[k].v += f64::from(weight);
+                    if short {
+                        self.short[k].v += f64::from(weight);
+                    }
                 }
             }
         }
@@ -621,6 +861,7 @@ impl PeakPredictor for Selector {
             capacity: obs.capacity,
             peak: usage,
             preds: stored,
+            picks,
         });
         if pred.is_finite() {
             self.held = Some(pred);
@@ -809,5 +1050,230 @@ mod tests {
         // At α ≤ 2.5% β/α is at least 10 windows already: the floor changes nothing.
         let o = SelectOptions::new(3600, 0.02);
         assert!(o.prior_beta / o.target >= o.min_prior_windows);
+    }
+
+    #[test]
+    fn the_drift_test_ignores_a_rare_burst_and_sees_a_regime_change() {
+        let rec = |n: f64, v: f64| Record { n, v, r: 0.0 };
+        // Same rate in both: no drift.
+        assert!(!drifted(rec(100.0, 5.0), rec(35.0, 1.75), 2.0));
+        // One burst two days ago: it weighs less in the short record, but not beyond noise.
+        assert!(!drifted(rec(100.0, 1.0), rec(35.0, 0.25), 2.0));
+        // Ten violations, none recent: the node has calmed down.
+        assert!(drifted(rec(100.0, 12.0), rec(35.0, 0.0), 2.0));
+        // Recent violations far above the long rate: the node got burstier.
+        assert!(drifted(rec(100.0, 4.0), rec(35.0, 4.0), 2.0));
+        // A stricter threshold needs more evidence.
+        assert!(!drifted(rec(100.0, 12.0), rec(35.0, 0.0), 3.0));
+        // Nothing seen: no drift.
+        assert!(!drifted(rec(0.0, 0.0), rec(0.0, 0.0), 2.0));
+        assert!(!drifted(rec(100.0, 0.0), rec(35.0, 0.0), 2.0));
+    }
+
+    /// Short records judged by the per-candidate drift test (`nopick`).
+    fn with_short(hls_days: f64) -> Selector {
+        let mut o = SelectOptions::new(3600, 0.01);
+        o.short_half_life_secs = hls_days * 86_400.0;
+        o.pick_memory = false;
+        Selector::new(selector().base, o)
+    }
+
+    /// The selector before short memory (`hls=0`).
+    fn without_short() -> Selector {
+        let o = SelectOptions::new(3600, 0.01).with_spec("hls=0").unwrap();
+        Selector::new(selector().base, o)
+    }
+
+    #[test]
+    fn a_short_record_is_used_only_where_it_drifted() {
+        let bold = RUNGS; // `sigma` rung 0: prior 2α
+        let limit = 0.01;
+        // Calmed down: ten old violations, none in the short record.
+        let mut s = with_short(1.0);
+        s.records[bold] = Record {
+            n: 100.0,
+            v: 12.0,
+            r: 80.0,
+        };
+        s.short[bold] = Record {
+            n: 35.0,
+            v: 0.0,
+            r: 28.0,
+        };
+        assert!(s.shrunk(bold).0 <= limit, "{:?}", s.shrunk(bold));
+        assert!(s.shrunk_by(bold, Memory::Long).0 > limit);
+        // The same records without short memory (`hls=0`): the long record decides.
+        let mut d = without_short();
+        d.records[bold] = s.records[bold];
+        assert!(d.short.is_empty());
+        assert_eq!(d.shrunk(bold), s.shrunk_by(bold, Memory::Long));
+        // One rare burst, mostly decayed from the short record: the long record still decides.
+        let mut r = with_short(1.0);
+        r.records[bold] = Record {
+            n: 100.0,
+            v: 1.0,
+            r: 80.0,
+        };
+        r.short[bold] = Record {
+            n: 35.0,
+            v: 0.25,
+            r: 28.0,
+        };
+        assert_eq!(r.shrunk(bold), r.shrunk_by(bold, Memory::Long));
+        assert!(r.shrunk(bold).0 > limit);
+        // Worse lately: the short record's higher rate is used.
+        let mut w = with_short(1.0);
+        w.records[bold] = Record {
+            n: 100.0,
+            v: 4.0,
+            r: 80.0,
+        };
+        w.short[bold] = Record {
+            n: 35.0,
+            v: 4.0,
+            r: 28.0,
+        };
+        assert!(w.shrunk(bold).0 > w.shrunk_by(bold, Memory::Long).0);
+    }
+
+    #[test]
+    fn short_records_decay_faster_and_see_the_same_decisions() {
+        let mut s = with_short(0.5);
+        run(&mut s, 0, 3 * 288);
+        let nominal = nominal_rung(0.01);
+        let (l, sh) = (s.records[nominal], s.short[nominal]);
+        assert!(sh.n > 0.0 && sh.n < l.n, "{sh:?} {l:?}");
+        // Steady usage: both records say the same, so the choice is the one without them.
+        let mut d = without_short();
+        let a = run(&mut d, 0, 3 * 288);
+        let mut s2 = with_short(0.5);
+        let b = run(&mut s2, 0, 3 * 288);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_short_memory_must_earn_its_place_on_the_node() {
+        let mut o = SelectOptions::new(3600, 0.01);
+        o.short_half_life_secs = 86_400.0;
+        o.pick_memory = true;
+        o.pick_no_worse = false;
+        let mut s = Selector::new(selector().base, o);
+        // No record of either memory's choices: the long memory.
+        assert!(!s.short_memory_earned());
+        // A few clean windows are not enough (prior 2α over 25 windows).
+        s.memories = vec![
+            Record {
+                n: 10.0,
+                v: 0.0,
+                r: 7.0,
+            },
+            Record {
+                n: 10.0,
+                v: 0.0,
+                r: 8.0,
+            },
+        ];
+        assert!(!s.short_memory_earned());
+        // Many clean windows and more reclaim: the short memory.
+        s.memories = vec![
+            Record {
+                n: 100.0,
+                v: 0.0,
+                r: 70.0,
+            },
+            Record {
+                n: 100.0,
+                v: 0.0,
+                r: 80.0,
+            },
+        ];
+        assert!(s.short_memory_earned());
+        // Less reclaim, or over the limit: the long memory.
+        s.memories[1].r = 60.0;
+        assert!(!s.short_memory_earned());
+        s.memories[1] = Record {
+            n: 100.0,
+            v: 2.0,
+            r: 80.0,
+        };
+        assert!(!s.short_memory_earned());
+        // Under the limit but violating more than the long memory: only `pickdom` refuses it.
+        s.memories[0] = Record {
+            n: 100.0,
+            v: 0.0,
+            r: 70.0,
+        };
+        s.memories[1] = Record {
+            n: 100.0,
+            v: 0.4,
+            r: 80.0,
+        };
+        assert!(s.short_memory_earned());
+        s.opts.pick_no_worse = true;
+        assert!(!s.short_memory_earned());
+        s.memories[0].v = 0.4;
+        assert!(s.short_memory_earned());
+        // A stricter bar: 0.4 + 0.02·25 over 125 windows is 0.72% > 0.6 × 1%.
+        s.opts.pick_limit = 0.6;
+        assert!(!s.short_memory_earned());
+        s.opts.pick_limit = 1.0;
+        // A run scores both memories' choices on the same decisions.
+        let mut r = Selector::new(selector().base, o);
+        run(&mut r, 0, 3 * 288);
+        assert_eq!(r.memories.len(), 2);
+        assert!(r.memories[0].n > 30.0 && (r.memories[0].n - r.memories[1].n).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_checkpoint_without_short_records_loads() {
+        // Written before short memory: no short records, no memory picks, no options for them.
+        let mut s = without_short();
+        run(&mut s, 0, 288);
+        let mut v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("short");
+        obj.remove("memories");
+        let o = obj.get_mut("opts").unwrap().as_object_mut().unwrap();
+        o.remove("short_half_life_secs");
+        o.remove("drift_z");
+        o.remove("pick_memory");
+        o.remove("pick_limit");
+        o.remove("pick_no_worse");
+        for p in obj.get_mut("pending").unwrap().as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("picks");
+        }
+        let mut back: Selector = serde_json::from_value(v).unwrap();
+        // It loads with today's defaults and keeps its records; the short ones start empty.
+        assert_eq!(back.opts, SelectOptions::new(3600, 0.01));
+        assert_eq!(back.records, s.records);
+        assert_eq!(back.pending.len(), s.pending.len());
+        assert!(back.short.is_empty() && back.memories.is_empty());
+        let p = run(&mut back, 288, 2 * 288);
+        assert!(p.is_finite() && p >= 1_000.0, "{p}");
+        assert_eq!(back.short.len(), CANDIDATES);
+        assert_eq!(back.memories.len(), 2);
+        // The default: a half-day short memory, picked per node where it dominates.
+        let d = SelectOptions::new(3600, 0.01);
+        assert!(d.pick_memory && d.pick_no_worse);
+        assert_eq!(d.short_half_life_secs, DEFAULT_SHORT_HALF_LIFE_SECS);
+        assert_eq!(selector().short.len(), CANDIDATES);
+        let off = SelectOptions::new(3600, 0.01).with_spec("hls=0").unwrap();
+        assert_eq!(off.short_half_life_secs, 0.0);
+        assert!(Selector::new(selector().base, off).short.is_empty());
+        let o = SelectOptions::new(3600, 0.01)
+            .with_spec("hls=1+hlz=3+pick")
+            .unwrap();
+        assert_eq!(o.short_half_life_secs, 86_400.0);
+        assert_eq!(o.drift_z, 3.0);
+        assert!(o.pick_memory);
+        let o = SelectOptions::new(3600, 0.01)
+            .with_spec("pickf=0.8+pickany")
+            .unwrap();
+        assert!(o.pick_memory && !o.pick_no_worse);
+        assert_eq!(o.pick_limit, 0.8);
+        let o = SelectOptions::new(3600, 0.01).with_spec("pickdom").unwrap();
+        assert!(o.pick_memory && o.pick_no_worse);
+        let o = SelectOptions::new(300, 0.01).with_spec("hlsh=50").unwrap();
+        assert_eq!(o.short_half_life_secs, 86_400.0);
     }
 }
