@@ -203,7 +203,7 @@ pub fn filter<'a>(
 }
 
 /// `prioritize`: a water-level score in `[0, 10]` for every candidate (0 for unknown nodes).
-/// `pending` adds placements not yet in `snap`.
+/// `pending` adds placements not yet in `snap`. The server sends it [`shifted`].
 pub fn prioritize<'a>(
     args: &'a ExtenderArgs<'_>,
     snap: &ClusterSnapshot,
@@ -218,6 +218,35 @@ pub fn prioritize<'a>(
             host: c.name,
         })
         .collect())
+}
+
+/// The prioritize answer as sent: every score less the lowest, and only the hosts above it.
+///
+/// kube-scheduler adds `weight × score` to each host's total and picks the highest total;
+/// hosts missing from the answer get nothing (INTERFACES.md, `HostPriorityList`). Taking the
+/// same amount from every host therefore changes no choice, and the answer — which
+/// kube-scheduler decodes with `encoding/json` for every pod, the largest part of what the
+/// extender costs it (docs/kubernetes.md, "Profile of kube-scheduler itself") — loses every
+/// host at the lowest score: on a balanced cluster, most of them.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use tide_scheduler::{extender::shifted, wire::HostPriority};
+/// let h = |host: &'static str, score| HostPriority { host: Cow::Borrowed(host), score };
+/// let sent = shifted(vec![h("a", 7), h("b", 4), h("c", 4), h("d", 9)]);
+/// assert_eq!(sent, vec![h("a", 3), h("d", 5)]);
+/// assert!(shifted(vec![h("a", 6), h("b", 6)]).is_empty()); // all equal: nothing to add
+/// ```
+pub fn shifted(scores: Vec<HostPriority<'_>>) -> Vec<HostPriority<'_>> {
+    let low = scores.iter().map(|h| h.score).min().unwrap_or(0);
+    scores
+        .into_iter()
+        .filter(|h| h.score > low)
+        .map(|h| HostPriority {
+            score: h.score - low,
+            host: h.host,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -322,6 +351,49 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].metadata.name.as_deref(), Some("node-a"));
         assert!(r.failed_nodes.contains_key("node-b"));
+    }
+
+    #[test]
+    fn the_shifted_answer_leaves_kube_schedulers_choice_unchanged() {
+        // kube-scheduler's arithmetic (INTERFACES.md): total = its plugins' score + weight × 10
+        // × the extender's score, 0 for a host missing from the answer; the highest total wins.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut omitted = 0;
+        for case in 0..2_000 {
+            let n = 1 + next(12) as usize;
+            let names: Vec<String> = (0..n).map(|i| format!("node-{i}")).collect();
+            let plugins: Vec<i64> = (0..n).map(|_| next(1_200).cast_signed()).collect();
+            let full: Vec<HostPriority> = names
+                .iter()
+                .map(|h| HostPriority {
+                    host: h.as_str().into(),
+                    score: 3 + next(5).cast_signed(),
+                })
+                .collect();
+            let sent = shifted(full.clone());
+            omitted += n - sent.len();
+            let best = |answer: &[HostPriority]| {
+                let total = |i: usize| {
+                    let ext = answer
+                        .iter()
+                        .find(|h| h.host == names[i])
+                        .map_or(0, |h| h.score);
+                    plugins[i] + 5 * 10 * ext
+                };
+                let top = (0..n).map(total).max();
+                (0..n)
+                    .filter(|&i| Some(total(i)) == top)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(best(&full), best(&sent), "case {case}: {full:?} → {sent:?}");
+        }
+        assert!(omitted > 2_000, "{omitted} hosts left out");
     }
 
     #[test]

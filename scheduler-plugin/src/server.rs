@@ -323,7 +323,7 @@ async fn prioritize(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Res
         .duration
         .with_label_values(&["prioritize"])
         .observe(started.elapsed().as_secs_f64());
-    json(&out)
+    json(&extender::shifted(out))
 }
 
 async fn bind(State(state): State<Arc<ExtenderState>>, body: Bytes) -> Response {

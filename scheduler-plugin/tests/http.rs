@@ -156,12 +156,19 @@ async fn filter_and_prioritize_with_node_names() {
             )
         })
         .collect();
-    assert_eq!(scores.len(), 3);
-    assert!(scores.iter().all(|(_, sc)| (0..=10).contains(sc)));
+    // Sent shifted: the lowest score is taken from every host and hosts left at 0 are
+    // omitted (kube-scheduler's choice is the same; `extender::shifted`). node-a, with more
+    // room, is the one above the others.
     assert!(
-        scores[0].1 > scores[1].1,
-        "node-a has more room: {scores:?}"
+        scores.iter().all(|(_, sc)| (1..=10).contains(sc)),
+        "{scores:?}"
     );
+    assert_eq!(
+        scores.first().map(|(h, _)| h.as_str()),
+        Some("node-a"),
+        "{scores:?}"
+    );
+    assert!(scores.len() < 3, "the lowest host is left out: {scores:?}");
     s.stop().await;
 }
 
